@@ -1,0 +1,193 @@
+"""Load and validate ``params.yaml`` once, into typed objects.
+
+Every stage reads its section through :func:`load_params`; unknown keys and wrong types fail
+at load time with the offending key named, so a typo in ``dvc exp run -S`` never runs a stage
+with a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ParamsError(ValueError):
+    """``params.yaml`` is missing, unreadable or does not match the schema."""
+
+
+class _Section(BaseModel):
+    # strict: "8" is not an int; extra=forbid: unknown keys are errors, not ignored
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SampleParams(_Section):
+    """The built-in synthetic clips (``densemotion sample``)."""
+
+    seed: int = 0
+    clips: list[str] = Field(default_factory=lambda: [f"sample{i:02d}" for i in range(6)])
+    num_frames: int = Field(48, ge=2)
+    height: int = Field(128, ge=32)
+    width: int = Field(224, ge=32)
+    fps: float = Field(24.0, gt=0)
+    sprites: int = Field(5, ge=0, le=32)
+    crf: int = Field(12, ge=0, le=51)
+
+
+class DataParams(_Section):
+    """Which videos the pipeline runs on: name -> source path (video file, frame folder or zip)."""
+
+    videos: dict[str, str]
+
+    @field_validator("videos")
+    @classmethod
+    def _names_are_stage_safe(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("data.videos is empty: list at least one video (name: path)")
+        for name in v:
+            if not name or any(c in name for c in "/@#: \t"):
+                raise ValueError(
+                    f"data.videos: name {name!r} must not contain '/', '@', '#', ':' or spaces "
+                    "(it becomes a DVC stage name and a file name)"
+                )
+        return v
+
+
+class FramesParams(_Section):
+    """Decoding videos into per-video frame archives."""
+
+    fps: float | None = Field(None, gt=0)  # None keeps every frame; else subsample to this rate
+    max_size: int | None = Field(None, ge=16)  # longest side after resizing; never upscales
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    workers: int = Field(2, ge=1)  # JPEG-encoding threads; output does not depend on it
+    min_frames: int = Field(8, ge=1)  # shorter videos are rejected (one tracking window)
+
+
+class DisParams(_Section):
+    preset: Literal["ultrafast", "fast", "medium"] = "medium"
+    fb_threshold: float = Field(1.0, gt=0)  # px; forward-backward error above it -> occluded
+
+
+class PipsParams(_Section):
+    checkpoint: str = "models/pips/model-000200000.pth"
+    stride: Literal[4, 8] = 4
+    iters: int = Field(6, ge=1)
+    chunk_size: int = Field(1024, ge=1)  # query points per forward pass
+    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision on CUDA only
+
+
+class TrajectoriesParams(_Section):
+    """Dense tracking over windows of frames."""
+
+    tracker: str = "dis"
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    window: int = Field(8, ge=2)  # S, frames per stored trajectory (PIPs chains past its 8)
+    window_stride: int | None = Field(None, ge=1)  # None -> window (non-overlapping)
+    grid_stride: int = Field(4, ge=1)  # g, grid spacing in pixels of the tracking resolution
+    margin: int = Field(0, ge=0)  # pixels left out at each border before the grid starts
+    resolution: tuple[int, int] | None = None  # (H, W) tracking resolution; None -> frames' size
+    chunk_windows: int = Field(4, ge=1)  # windows per resumable chunk
+    dis: DisParams = DisParams()
+    pips: PipsParams = PipsParams()
+
+
+class ModelParams(_Section):
+    name: Literal[
+        "fcn_resnet50",
+        "fcn_resnet101",
+        "deeplabv3_resnet50",
+        "deeplabv3_mobilenet_v3_large",
+        "lraspp_mobilenet_v3_large",
+    ] = "lraspp_mobilenet_v3_large"
+    target: Literal["endpoint", "trajectory"] = "endpoint"
+    pretrained: Literal["none", "imagenet", "coco"] = "none"
+    weights_path: str | None = None  # a file to load instead of torchvision's hub cache
+    aux_loss: bool = False
+
+
+class TrainParams(_Section):
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    loss: Literal["l1", "epe"] = "epe"
+    val_videos: int = Field(1, ge=0)
+    test_videos: int = Field(1, ge=0)
+    freeze_backbone_epochs: int = Field(0, ge=0)
+    hflip: bool = True
+    workers: int = Field(0, ge=0)
+    amp: bool = False
+
+
+class EvaluateParams(_Section):
+    pictures: int = Field(4, ge=0)
+    batch_size: int = Field(16, ge=1)
+
+
+class Params(_Section):
+    """The whole of ``params.yaml``."""
+
+    sample: SampleParams = SampleParams()
+    data: DataParams
+    frames: FramesParams = FramesParams()
+    trajectories: TrajectoriesParams = TrajectoriesParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Params":
+        if self.frames.min_frames < self.trajectories.window:
+            raise ValueError(
+                f"frames.min_frames ({self.frames.min_frames}) must be at least "
+                f"trajectories.window ({self.trajectories.window})"
+            )
+        return self
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling; see params.yaml in the repo)")
+        else:
+            got = e.get("input")
+            lines.append(f"  {key}: {e['msg']} (got {got!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: object, source: str = "params.yaml") -> Params:
+    """Validate an already-parsed params mapping."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    # YAML gives lists where a tuple is declared; pydantic's strict mode would reject them
+    try:
+        return Params.model_validate(_lists_to_tuples_for_tuple_fields(raw))
+    except ValidationError as err:
+        raise ParamsError(f"{source} is invalid:\n{_describe(err)}") from None
+
+
+def _lists_to_tuples_for_tuple_fields(raw: dict) -> dict:
+    traj = raw.get("trajectories")
+    if isinstance(traj, dict) and isinstance(traj.get("resolution"), list):
+        raw = {**raw, "trajectories": {**traj, "resolution": tuple(traj["resolution"])}}
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; raise :class:`ParamsError` naming the bad key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ParamsError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path} is not valid YAML: {err}") from None
+    return parse_params(raw, str(path))
