@@ -24,16 +24,38 @@ class _Section(BaseModel):
 
 
 class SampleParams(_Section):
-    """The built-in synthetic clips (``densemotion sample``)."""
+    """The built-in synthetic clips (``densemotion sample``; layout in ``densemotion.sample``)."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0)  # with a clip's index in `clips`, seeds that clip's RNG
     clips: list[str] = Field(default_factory=lambda: [f"sample{i:02d}" for i in range(6)])
-    num_frames: int = Field(48, ge=2)
-    height: int = Field(128, ge=32)
-    width: int = Field(224, ge=32)
-    fps: float = Field(24.0, gt=0)
-    sprites: int = Field(5, ge=0, le=32)
-    crf: int = Field(12, ge=0, le=51)
+    num_frames: int = Field(48, ge=2)  # frames per clip
+    height: int = Field(128, ge=32)  # pixels; even (H.264 yuv420p)
+    width: int = Field(224, ge=32)  # pixels; even (H.264 yuv420p)
+    fps: float = Field(24.0, gt=0)  # frame rate written into the MP4
+    sprites: int = Field(5, ge=0, le=32)  # moving textured sprites per clip (z-order = index)
+    crf: int = Field(12, ge=0, le=51)  # x264 constant rate factor (lower = better quality)
+
+    @field_validator("height", "width")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"must be even for H.264 (yuv420p), got {v}")
+        return v
+
+    @field_validator("clips")
+    @classmethod
+    def _clip_names(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one clip name")
+        if len(set(v)) != len(v):
+            raise ValueError(f"clip names must be unique, got {v}")
+        for name in v:
+            if not name or any(c in name for c in "/\\@#: \t"):
+                raise ValueError(
+                    f"clip name {name!r} must be non-empty without '/', '\\', '@', '#', ':' "
+                    "or spaces (it becomes a DVC stage name and a file name)"
+                )
+        return v
 
 
 class DataParams(_Section):
@@ -63,6 +85,7 @@ class FramesParams(_Section):
     jpeg_quality: int = Field(95, ge=1, le=100)
     workers: int = Field(2, ge=1)  # JPEG-encoding threads; output does not depend on it
     min_frames: int = Field(8, ge=1)  # shorter videos are rejected (one tracking window)
+    image_fps: float | None = Field(None, gt=0)  # frame rate of frame-folder/zip sources, if known
 
 
 class DisParams(_Section):

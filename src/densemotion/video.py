@@ -61,28 +61,21 @@ def probe(path: str | Path) -> VideoInfo:
         )
 
 
-def iter_frames(path: str | Path, fps: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (source frame index, (H, W, 3) uint8 RGB) in order, optionally subsampled to ``fps``.
+def iter_frames(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame index, (H, W, 3) uint8 RGB) for every frame, in order.
 
-    Subsampling keeps source frame i when it is the first frame at or after each output
-    time k / fps, so output frame k shows the video at time ~k / fps whatever the source rate.
+    A stream that breaks off mid-way raises :class:`VideoError` naming the file and how many
+    frames decoded, rather than silently returning a short video.
     """
     path = Path(path)
     container = _open(path)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # FFmpeg's own frame/slice threads
-        src_rate = stream.average_rate or stream.guessed_rate
-        src_fps = float(src_rate) if src_rate else None
-        step = None if (fps is None or not src_fps or fps >= src_fps) else src_fps / fps
-        next_keep = 0.0
         index = 0
         try:
             for frame in container.decode(stream):
-                if step is None or index + 1e-6 >= next_keep:
-                    yield index, frame.to_ndarray(format="rgb24")
-                    if step is not None:
-                        next_keep += step
+                yield index, frame.to_ndarray(format="rgb24")
                 index += 1
         except av.error.FFmpegError as err:
             raise VideoError(f"{path}: decoding failed after {index} frames ({err})") from None

@@ -1,0 +1,42 @@
+"""``densemotion use-videos FOLDER``: point the pipeline at a folder of real videos.
+
+Scans FOLDER for videos, frame folders and zips of frames and rewrites the ``data.videos``
+section of params.yaml (name -> path), which the per-video DVC stages iterate over. Then
+``dvc repro`` (or ``dvc exp run``) runs on those videos. ``--sample`` switches back to the
+built-in sample. Nothing else in params.yaml changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from densemotion.cli.common import add_params_argument, clean_errors
+from densemotion.videolist import scan_videos, set_videos, sample_videos
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="densemotion use-videos", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", nargs="?", help="folder of videos / frame folders / zips (e.g. data/raw/taichi)")
+    p.add_argument("--sample", action="store_true", help="use the built-in sample clips again")
+    p.add_argument("--inner", default=None,
+                   help="for one big zip of many videos: the folder pattern inside it, "
+                        "e.g. 'frames/{name}/frames'")
+    add_params_argument(p)
+    return p
+
+
+@clean_errors
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    params_path = Path(args.params)
+    if args.sample:
+        videos = sample_videos(params_path)
+    elif args.folder:
+        videos = scan_videos(Path(args.folder))
+    else:
+        raise ValueError("give a FOLDER of videos, or --sample")
+    set_videos(params_path, videos)
+    print(f"{params_path}: data.videos now lists {len(videos)} videos; run `dvc repro` (or `dvc exp run`)")
+    return 0

@@ -1,0 +1,1 @@
+"""The frames stage: sources -> per-video frame archives (see ``store`` for the format)."""

@@ -1,0 +1,117 @@
+"""Turn one source (video, frame folder or zip) into one frame archive.
+
+Decoding runs in the calling thread (FFmpeg already uses its own threads); resizing and JPEG
+encoding, which dominate, run in a pool of ``workers`` threads (OpenCV releases the GIL).
+Frames are written in source order whatever the worker count, so the archive's bytes do not
+depend on it.
+"""
+
+from __future__ import annotations
+
+import collections
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from densemotion.atomic import atomic_path
+from densemotion.frames.sources import Payload, SourceError, frame_keeper, open_source
+from densemotion.frames.store import FrameArchive, FrameArchiveWriter, decode_jpeg, encode_jpeg, is_jpeg
+from densemotion.params import FramesParams
+from densemotion.video import fit_size
+
+
+class TooShortError(ValueError):
+    """The source has fewer frames than one tracking window."""
+
+
+def _to_jpeg(payload: Payload, size: tuple[int, int], quality: int, where: str) -> bytes:
+    """Resize to ``size`` (W, H) when needed and encode; JPEG bytes of the right size pass through."""
+    if isinstance(payload, bytes):
+        rgb = decode_jpeg(payload, where)
+        if (rgb.shape[1], rgb.shape[0]) == size and is_jpeg(payload):
+            return payload
+    else:
+        rgb = payload
+    if (rgb.shape[1], rgb.shape[0]) != size:
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return encode_jpeg(np.ascontiguousarray(rgb), quality)
+
+
+def _check_size(payload: Payload, expected: tuple[int, int], where: str) -> None:
+    if isinstance(payload, np.ndarray) and (payload.shape[1], payload.shape[0]) != expected:
+        raise SourceError(f"{where}: frame size changes mid-stream ({payload.shape[1]}x{payload.shape[0]})")
+
+
+def extract(
+    source_spec: str,
+    dest: str | Path,
+    params: FramesParams,
+    *,
+    name: str | None = None,
+    image_fps: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Write the frame archive of ``source_spec`` to ``dest`` atomically; return its meta."""
+    dest = Path(dest)
+    name = name or dest.stem
+    source = open_source(source_spec, image_fps)
+    info = source.info()
+    out_w, out_h = fit_size(info.width, info.height, params.max_size)
+    keep = frame_keeper(info.fps, params.fps, str(source_spec))
+    out_fps = info.fps if params.fps is None or not info.fps else min(params.fps, info.fps)
+    kept: list[int] = []
+
+    with atomic_path(dest) as tmp, ThreadPoolExecutor(params.workers) as pool:
+        writer = FrameArchiveWriter(tmp)
+        pending: collections.deque[Future[bytes]] = collections.deque()
+        bar = tqdm(desc=f"frames {name}", unit="frame", disable=None if progress else True, leave=False)
+        try:
+            for index, payload in source.frames():
+                if not keep(index):
+                    continue
+                _check_size(payload, (info.width, info.height), f"{source_spec} frame {index}")
+                where = f"{source_spec} frame {index}"
+                pending.append(pool.submit(_to_jpeg, payload, (out_w, out_h), params.jpeg_quality, where))
+                kept.append(index)
+                while len(pending) > 4 * params.workers:  # bounded memory: at most a few frames in flight
+                    writer.add(pending.popleft().result())
+                    bar.update()
+            while pending:
+                writer.add(pending.popleft().result())
+                bar.update()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            writer.abort()
+            raise
+        finally:
+            bar.close()
+        if len(kept) < params.min_frames:
+            writer.abort()
+            raise TooShortError(
+                f"{source_spec}: {len(kept)} frames after decoding, fewer than frames.min_frames="
+                f"{params.min_frames} (one tracking window); nothing was written"
+            )
+        meta = {
+            "video": name,
+            "source": str(source_spec),
+            "source_kind": info.kind,
+            "source_sha256": source.checksum(),
+            "fps": out_fps,
+            "source_fps": info.fps,
+            "width": out_w,
+            "height": out_h,
+            "source_width": info.width,
+            "source_height": info.height,
+            "source_indices": kept,
+            "jpeg_quality": params.jpeg_quality,
+            # image sources needing no resize keep their JPEG bytes (no second lossy encode)
+            "passthrough": info.kind != "video" and (out_w, out_h) == (info.width, info.height),
+        }
+        writer.close(meta)
+    with FrameArchive(dest) as archive:  # read back what was written: count and meta must agree
+        return archive.meta
+

@@ -1,0 +1,194 @@
+"""Where frames come from: a video file, a folder of images, or a zip of images.
+
+A source spec is a path: ``clip.mp4`` (any container FFmpeg reads), ``clip_frames/`` (a folder of
+JPEG/PNG files, taken in natural name order), ``clip.zip`` (every image in the zip), or
+``frames.zip::frames/clip/frames`` (the images under one folder inside a zip that holds many
+videos, the layout researchers keep on Google Drive).
+
+Image sources yield encoded bytes, so JPEGs that need no resizing are stored unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from densemotion import video
+from densemotion.atomic import sha256_file
+from densemotion.frames.store import image_size
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
+                    ".ogv", ".3gp", ".ts")
+ZIP_SEPARATOR = "::"
+
+
+class SourceError(ValueError):
+    """A source that cannot give frames (missing, empty, mixed sizes, unknown kind)."""
+
+
+Payload = np.ndarray | bytes  # decoded RGB frame (H, W, 3) uint8, or encoded image bytes
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    kind: str  # "video", "folder" or "zip"
+    width: int
+    height: int
+    fps: float | None  # None for image sequences
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def frame_keeper(src_fps: float | None, fps: float | None, where: str) -> Callable[[int], bool]:
+    """A predicate on source frame indices that subsamples ``src_fps`` to ``fps``.
+
+    Keeps source frame i when it is the first at or after output time k / fps, so output frame k
+    shows the video at time ~k / fps whatever the source rate. Never upsamples.
+    """
+    if fps is None:
+        return lambda i: True
+    if not src_fps:
+        raise SourceError(
+            f"{where}: frames.fps is set but the source has no frame rate "
+            "(image sequences: set frames.image_fps to their rate)"
+        )
+    if fps >= src_fps:
+        return lambda i: True
+    step = src_fps / fps
+    state = {"next": 0.0}
+
+    def keep(i: int) -> bool:
+        if i + 1e-6 >= state["next"]:
+            state["next"] += step
+            return True
+        return False
+
+    return keep
+
+
+class VideoSource:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def info(self) -> SourceInfo:
+        meta = video.probe(self.path)
+        return SourceInfo("video", meta.width, meta.height, meta.fps or None)
+
+    def checksum(self) -> str:
+        return sha256_file(self.path)
+
+    def frames(self) -> Iterator[tuple[int, Payload]]:
+        return video.iter_frames(self.path)
+
+
+class _ImageSequence:
+    """Shared logic of folder and zip sources: ordered names, sizes, checksums."""
+
+    kind = "images"
+
+    def __init__(self, where: str, names: list[str], image_fps: float | None) -> None:
+        if not names:
+            raise SourceError(f"{where}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+        self.where = where
+        self.names = sorted(names, key=_natural_key)
+        self.image_fps = image_fps
+
+    def _read(self, name: str) -> bytes:
+        raise NotImplementedError
+
+    def info(self) -> SourceInfo:
+        size = image_size(self._read(self.names[0]))
+        if size is None:
+            raise SourceError(f"{self.where}/{self.names[0]}: not a readable image")
+        return SourceInfo(self.kind, size[0], size[1], self.image_fps)
+
+    def frames(self) -> Iterator[tuple[int, Payload]]:
+        for i, name in enumerate(self.names):
+            yield i, self._read(name)
+
+    def name_of(self, index: int) -> str:
+        return f"{self.where}/{self.names[index]}"
+
+
+class FolderSource(_ImageSequence):
+    kind = "folder"
+
+    def __init__(self, path: Path, image_fps: float | None) -> None:
+        self.path = path
+        names = [p.name for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+        super().__init__(str(path), names, image_fps)
+
+    def _read(self, name: str) -> bytes:
+        return (self.path / name).read_bytes()
+
+    def checksum(self) -> str:
+        h = hashlib.sha256()
+        for name in self.names:
+            h.update(name.encode() + b"\0" + sha256_file(self.path / name).encode() + b"\n")
+        return h.hexdigest()
+
+
+class ZipSource(_ImageSequence):
+    kind = "zip"
+
+    def __init__(self, path: Path, inner: str, image_fps: float | None) -> None:
+        self.path = path
+        self.inner = inner.strip("/")
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as err:
+            raise SourceError(f"{path}: not a readable zip ({err})") from None
+        prefix = f"{self.inner}/" if self.inner else ""
+        names = [
+            n[len(prefix):]
+            for n in self._zip.namelist()
+            if n.startswith(prefix) and n.lower().endswith(IMAGE_EXTENSIONS) and "/" not in n[len(prefix):]
+        ]
+        if not names and not self.inner:  # a zip of one video: take images at any depth
+            names = [n for n in self._zip.namelist() if n.lower().endswith(IMAGE_EXTENSIONS)]
+        where = f"{path}{ZIP_SEPARATOR}{self.inner}" if self.inner else str(path)
+        super().__init__(where, names, image_fps)
+
+    def _read(self, name: str) -> bytes:
+        full = f"{self.inner}/{name}" if self.inner else name
+        try:
+            return self._zip.read(full)
+        except (zipfile.BadZipFile, OSError, KeyError) as err:
+            raise SourceError(f"{self.where}/{name}: unreadable ({err})") from None
+
+    def checksum(self) -> str:
+        digest = sha256_file(self.path)
+        return digest if not self.inner else hashlib.sha256(f"{digest}:{self.inner}".encode()).hexdigest()
+
+
+FrameSource = VideoSource | FolderSource | ZipSource
+
+
+def open_source(spec: str | Path, image_fps: float | None = None) -> FrameSource:
+    """Open a source spec (see module docstring); errors name the path."""
+    spec = str(spec)
+    path_part, _, inner = spec.partition(ZIP_SEPARATOR)
+    path = Path(path_part)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return FolderSource(path, image_fps)
+    if path.suffix.lower() == ".zip" or inner:
+        return ZipSource(path, inner, image_fps)
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise SourceError(f"{path}: a single image is not a video (point at its folder instead)")
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        # FFmpeg "decodes" even a text file (as ANSI art), so the suffix decides
+        raise SourceError(
+            f"{path}: not a video ({', '.join(VIDEO_EXTENSIONS)}), a frame folder or a zip of frames"
+        )
+    return VideoSource(path)

@@ -1,0 +1,38 @@
+"""Shared test helpers: small real videos encoded by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# keep tests predictable on the 2-core CI machine
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def moving_frames(n: int = 12, h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
+    """(n, h, w, 3) uint8: a smooth random texture translating 1 px/frame to the right."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h // 6 + 2, (w + n) // 6 + 2, 3), dtype=np.uint8)
+    big = cv2.resize(base, (base.shape[1] * 6, base.shape[0] * 6), interpolation=cv2.INTER_CUBIC)[:h, : w + n]
+    return np.stack([big[:, n - t : n - t + w] for t in range(n)])
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    """make_video(name, n=12, h=64, w=96, fps=24) -> path of a real H.264 MP4 made here."""
+    from densemotion.video import encode_video
+
+    def _make(name: str = "clip.mp4", n: int = 12, h: int = 64, w: int = 96, fps: float = 24.0,
+              seed: int = 0, folder: Path | None = None) -> Path:
+        path = (folder or tmp_path) / name
+        encode_video(path, moving_frames(n, h, w, seed), fps, crf=18)
+        return path
+
+    return _make

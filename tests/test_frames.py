@@ -1,0 +1,137 @@
+"""The frames stage: sources -> per-video archives, and every bad input it must refuse."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from densemotion.frames import extract as extract_mod
+from densemotion.frames.extract import TooShortError, extract
+from densemotion.frames.sources import SourceError
+from densemotion.frames.store import FrameArchive, FrameArchiveError
+from densemotion.params import FramesParams
+from densemotion.video import VideoError
+
+from conftest import moving_frames
+
+
+def test_video_to_archive_roundtrip(make_video, tmp_path):
+    src = make_video(n=12, h=64, w=96)
+    meta = extract(str(src), tmp_path / "out" / "clip.zip", FramesParams(), progress=False)
+    assert meta["frame_count"] == 12 and (meta["width"], meta["height"]) == (96, 64)
+    assert meta["source_indices"] == list(range(12)) and meta["fps"] == 24.0
+    with FrameArchive(tmp_path / "out" / "clip.zip") as a:
+        assert len(a) == 12
+        frames = a.read_range(0, 12)
+        truth = moving_frames(12, 64, 96)
+        # JPEG of an H.264 decode of the texture: close to the original frame, in order
+        err = [[np.abs(frames[i].astype(int) - truth[j]).mean() for j in range(12)] for i in range(12)]
+        assert [int(np.argmin(row)) for row in err] == list(range(12))
+        assert max(err[i][i] for i in range(12)) < 10
+        assert np.array_equal(a.read(5), frames[5])
+        with pytest.raises(IndexError):
+            a.read(12)
+    # standard tools read it: an uncompressed zip whose members are JPEGs
+    with zipfile.ZipFile(tmp_path / "out" / "clip.zip") as z:
+        infos = [i for i in z.infolist() if i.filename.startswith("frames/")]
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in infos)
+        assert z.read(infos[0].filename)[:3] == b"\xff\xd8\xff"
+
+
+def test_resize_keeps_aspect_and_fps_subsampling(make_video, tmp_path):
+    src = make_video(n=24, h=64, w=96, fps=24)
+    meta = extract(str(src), tmp_path / "a.zip", FramesParams(max_size=48, fps=12), progress=False)
+    assert (meta["width"], meta["height"]) == (48, 32)
+    assert meta["source_indices"] == list(range(0, 24, 2)) and meta["fps"] == 12
+    assert FrameArchive(tmp_path / "a.zip").read(0).shape == (32, 48, 3)
+
+
+def test_output_independent_of_worker_count(make_video, tmp_path):
+    src = make_video(n=16)
+    extract(str(src), tmp_path / "w1.zip", FramesParams(workers=1), name="clip", progress=False)
+    extract(str(src), tmp_path / "w3.zip", FramesParams(workers=3), name="clip", progress=False)
+    assert (tmp_path / "w1.zip").read_bytes() == (tmp_path / "w3.zip").read_bytes()
+
+
+def test_folder_and_zip_sources(tmp_path, make_video):
+    src = make_video(n=10)
+    extract(str(src), tmp_path / "v.zip", FramesParams(), progress=False)
+    archive = FrameArchive(tmp_path / "v.zip")
+    folder = tmp_path / "frames_dir"
+    folder.mkdir()
+    for i in range(10):  # names that sort wrongly as text: natural order must be used
+        (folder / f"f{i}.jpg").write_bytes(archive.read_bytes(i))
+    meta = extract(str(folder), tmp_path / "from_folder.zip", FramesParams(), progress=False)
+    assert meta["passthrough"] and meta["source_kind"] == "folder"
+    from_folder = FrameArchive(tmp_path / "from_folder.zip")
+    assert [from_folder.read_bytes(i) for i in range(10)] == [archive.read_bytes(i) for i in range(10)]
+    # one big zip holding several videos as frames/<video>/frames/*.jpg (the Drive layout)
+    big = tmp_path / "drive.zip"
+    with zipfile.ZipFile(big, "w") as z:
+        for video in ("a", "b"):
+            for i in range(10):
+                z.writestr(f"frames/{video}/frames/{i:05d}.jpg", archive.read_bytes(i))
+    meta = extract(f"{big}::frames/b/frames", tmp_path / "b.zip", FramesParams(max_size=48), progress=False)
+    assert meta["frame_count"] == 10 and meta["width"] == 48 and not meta["passthrough"]
+
+
+@pytest.mark.parametrize("name, content, error", [
+    ("empty.mp4", b"", VideoError),                                 # zero-byte file
+    ("notes.txt", b"this is not a video at all\n" * 50, SourceError),  # FFmpeg would "decode" it
+    ("garbage.mp4", bytes(range(256)) * 40, VideoError),            # a video suffix, no video
+])
+def test_empty_and_non_video_files(tmp_path, name, content, error):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(error, match=path.name):
+        extract(str(path), tmp_path / "out.zip", FramesParams(), progress=False)
+    assert not (tmp_path / "out.zip").exists()
+
+
+def test_corrupt_video_is_refused_and_nothing_written(make_video, tmp_path):
+    src = make_video(n=30)
+    data = bytearray(src.read_bytes())
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(bytes(data[: len(data) // 3]))  # truncated mid-stream: moov atom lost
+    with pytest.raises((VideoError, SourceError), match="corrupt.mp4"):
+        extract(str(bad), tmp_path / "out.zip", FramesParams(), progress=False)
+    assert list(tmp_path.glob("out.zip*")) == [] and not list(tmp_path.glob(".out.zip*"))
+
+
+def test_video_shorter_than_window(make_video, tmp_path):
+    src = make_video(n=5)
+    with pytest.raises(TooShortError, match="5 frames.*min_frames=8"):
+        extract(str(src), tmp_path / "short.zip", FramesParams(), progress=False)
+    assert not (tmp_path / "short.zip").exists()
+
+
+def test_interrupted_run_leaves_no_archive(make_video, tmp_path, monkeypatch):
+    src = make_video(n=16)
+    real = extract_mod._to_jpeg
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise KeyboardInterrupt  # as if the Colab session were killed mid-video
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract_mod, "_to_jpeg", dying)
+    with pytest.raises(KeyboardInterrupt):
+        extract(str(src), tmp_path / "clip.zip", FramesParams(workers=1), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_truncated_or_foreign_archive_is_refused(make_video, tmp_path):
+    src = make_video(n=10)
+    extract(str(src), tmp_path / "v.zip", FramesParams(), progress=False)
+    data = (tmp_path / "v.zip").read_bytes()
+    (tmp_path / "cut.zip").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FrameArchiveError, match="cut.zip"):
+        FrameArchive(tmp_path / "cut.zip")
+    with zipfile.ZipFile(tmp_path / "nometa.zip", "w") as z:
+        z.writestr("frames/000000.jpg", b"x")
+    with pytest.raises(FrameArchiveError, match="no meta.json"):
+        FrameArchive(tmp_path / "nometa.zip")

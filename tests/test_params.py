@@ -1,0 +1,61 @@
+"""params.yaml validation: unknown keys and wrong types fail at load, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from densemotion.params import ParamsError, load_params, parse_params
+
+from conftest import REPO
+
+
+def _repo_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_repo_params_load():
+    p = load_params(REPO / "params.yaml")
+    assert set(p.data.videos) == set(p.sample.clips)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("frames", "max_sise", 160, r"frames\.max_sise: unknown key"),
+    ("frames", "jpeg_quality", "95", r"frames\.jpeg_quality: .*got '95'"),
+    ("frames", "jpeg_quality", 101, r"frames\.jpeg_quality"),
+    ("trajectories", "window", 8.5, r"trajectories\.window"),
+    ("nonsense", None, None, r"nonsense: unknown key"),
+])
+def test_bad_params_name_the_key(section, key, value, message):
+    raw = _repo_params()
+    if key is None:
+        raw[section] = {}
+    else:
+        raw.setdefault(section, {})[key] = value
+    with pytest.raises(ParamsError, match=message):
+        parse_params(raw)
+
+
+def test_bad_video_names_and_empty_list():
+    raw = _repo_params()
+    raw["data"]["videos"] = {"a#b": "x.mp4"}
+    with pytest.raises(ParamsError, match="must not contain"):
+        parse_params(raw)
+    raw["data"]["videos"] = {}
+    with pytest.raises(ParamsError, match="empty"):
+        parse_params(raw)
+
+
+def test_window_longer_than_min_frames_is_rejected():
+    raw = _repo_params()
+    raw.setdefault("trajectories", {})["window"] = 16
+    with pytest.raises(ParamsError, match="min_frames"):
+        parse_params(raw)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ParamsError, match="cannot read"):
+        load_params(tmp_path / "nope.yaml")
+    (tmp_path / "p.yaml").write_text("frames: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "p.yaml")
