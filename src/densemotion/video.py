@@ -22,6 +22,64 @@ class VideoError(ValueError):
 
 
 @dataclass(frozen=True)
+class Yuv420:
+    """A decoded frame kept as full-range (JPEG) YUV 4:2:0 planes: y (H, W), u and v (H/2, W/2).
+
+    JPEG stores exactly this, so keeping frames as planes skips two colour conversions and a
+    chroma resampling per frame (the frames stage's hot path, as in ffmpeg's own JPEG output).
+    """
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y.shape
+
+    def to_rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB, BT.601 full range (JFIF's matrix), chroma upsampled bilinearly."""
+        import cv2
+
+        h, w = self.y.shape
+        y = self.y.astype(np.float32)
+        u = cv2.resize(self.u, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) - 128
+        v = cv2.resize(self.v, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) - 128
+        rgb = np.stack([y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u], axis=-1)
+        return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+    def resized(self, width: int, height: int) -> "Yuv420":
+        """Area-resized planes (width and height even)."""
+        import cv2
+
+        def area(p: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+            return cv2.resize(p, size, interpolation=cv2.INTER_AREA)
+
+        return Yuv420(area(self.y, (width, height)), area(self.u, (width // 2, height // 2)),
+                      area(self.v, (width // 2, height // 2)))
+
+
+# limited ("TV", 16-235 / 16-240) to full ("JPEG", 0-255) range lookup tables
+_Y_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+_C_FULL = np.clip(np.round((np.arange(256) - 128) * 255 / 224 + 128), 0, 255).astype(np.uint8)
+
+
+def _planes(frame: av.VideoFrame) -> Yuv420 | None:
+    """The frame's planes as full-range Yuv420 without conversion, or None if not 8-bit 4:2:0."""
+    fmt = frame.format.name
+    if fmt not in ("yuv420p", "yuvj420p") or frame.width % 2 or frame.height % 2:
+        return None
+    packed = frame.to_ndarray()  # (H * 3/2, W): Y rows, then U, then V
+    h, w = frame.height, frame.width
+    y = packed[:h]
+    u = packed[h : h + h // 4].reshape(h // 2, w // 2)
+    v = packed[h + h // 4 :].reshape(h // 2, w // 2)
+    if fmt == "yuv420p" and frame.color_range != 2:  # 2 = AVCOL_RANGE_JPEG: already full range
+        return Yuv420(_Y_FULL[y], _C_FULL[u], _C_FULL[v])
+    return Yuv420(y.copy(), u.copy(), v.copy())
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     width: int
     height: int
@@ -61,9 +119,11 @@ def probe(path: str | Path) -> VideoInfo:
         )
 
 
-def iter_frames(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
+def iter_frames(path: str | Path, *, planes: bool = False) -> Iterator[tuple[int, np.ndarray | Yuv420]]:
     """Yield (frame index, (H, W, 3) uint8 RGB) for every frame, in order.
 
+    With ``planes=True``, 8-bit 4:2:0 frames come as :class:`Yuv420` (no colour conversion);
+    other pixel formats still come as RGB.
     A stream that breaks off mid-way raises :class:`VideoError` naming the file and how many
     frames decoded, rather than silently returning a short video.
     """
@@ -75,7 +135,8 @@ def iter_frames(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
         index = 0
         try:
             for frame in container.decode(stream):
-                yield index, frame.to_ndarray(format="rgb24")
+                yuv = _planes(frame) if planes else None
+                yield index, yuv if yuv is not None else frame.to_ndarray(format="rgb24")
                 index += 1
         except av.error.FFmpegError as err:
             raise VideoError(f"{path}: decoding failed after {index} frames ({err})") from None

@@ -18,9 +18,16 @@ from tqdm import tqdm
 
 from densemotion.atomic import atomic_path
 from densemotion.frames.sources import Payload, SourceError, frame_keeper, open_source
-from densemotion.frames.store import FrameArchive, FrameArchiveWriter, decode_jpeg, encode_jpeg, is_jpeg
+from densemotion.frames.store import (
+    FrameArchive,
+    FrameArchiveWriter,
+    decode_jpeg,
+    encode_jpeg,
+    encode_jpeg_planes,
+    is_jpeg,
+)
 from densemotion.params import FramesParams
-from densemotion.video import fit_size
+from densemotion.video import Yuv420, fit_size
 
 
 class TooShortError(ValueError):
@@ -29,6 +36,12 @@ class TooShortError(ValueError):
 
 def _to_jpeg(payload: Payload, size: tuple[int, int], quality: int, where: str) -> bytes:
     """Resize to ``size`` (W, H) when needed and encode; JPEG bytes of the right size pass through."""
+    if isinstance(payload, Yuv420):
+        if (payload.shape[1], payload.shape[0]) == size:
+            return encode_jpeg_planes(payload, quality)
+        if size[0] % 2 == 0 and size[1] % 2 == 0:
+            return encode_jpeg_planes(payload.resized(*size), quality)
+        payload = payload.to_rgb()
     if isinstance(payload, bytes):
         rgb = decode_jpeg(payload, where)
         if (rgb.shape[1], rgb.shape[0]) == size and is_jpeg(payload):
@@ -41,7 +54,7 @@ def _to_jpeg(payload: Payload, size: tuple[int, int], quality: int, where: str) 
 
 
 def _check_size(payload: Payload, expected: tuple[int, int], where: str) -> None:
-    if isinstance(payload, np.ndarray) and (payload.shape[1], payload.shape[0]) != expected:
+    if not isinstance(payload, bytes) and (payload.shape[1], payload.shape[0]) != expected:
         raise SourceError(f"{where}: frame size changes mid-stream ({payload.shape[1]}x{payload.shape[0]})")
 
 

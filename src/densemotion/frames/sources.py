@@ -33,7 +33,8 @@ class SourceError(ValueError):
     """A source that cannot give frames (missing, empty, mixed sizes, unknown kind)."""
 
 
-Payload = np.ndarray | bytes  # decoded RGB frame (H, W, 3) uint8, or encoded image bytes
+# a decoded RGB frame (H, W, 3) uint8, decoded YUV 4:2:0 planes, or encoded image bytes
+Payload = np.ndarray | video.Yuv420 | bytes
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class VideoSource:
         return sha256_file(self.path)
 
     def frames(self) -> Iterator[tuple[int, Payload]]:
-        return video.iter_frames(self.path)
+        return video.iter_frames(self.path, planes=True)
 
 
 class _ImageSequence:

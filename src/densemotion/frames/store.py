@@ -24,8 +24,13 @@ import json
 import zipfile
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from densemotion.video import Yuv420
 
 SCHEMA_VERSION = 1
 META_NAME = "meta.json"
@@ -168,6 +173,15 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()
+
+
+def encode_jpeg_planes(yuv: "Yuv420", quality: int) -> bytes:
+    """Full-range YUV 4:2:0 planes -> JPEG bytes with no colour conversion (libjpeg-turbo)."""
+    import simplejpeg
+
+    return simplejpeg.encode_jpeg_yuv_planes(
+        np.ascontiguousarray(yuv.y), np.ascontiguousarray(yuv.u), np.ascontiguousarray(yuv.v), quality=quality
+    )
 
 
 def is_jpeg(data: bytes) -> bool:

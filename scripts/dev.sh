@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# densemotion's two entry points on a fresh machine (see README):
+#   bash scripts/dev.sh pipeline   set up .venv, then run the whole DVC pipeline on the sample
+#   bash scripts/dev.sh test       set up .venv, then run the test suite (what CI runs)
+#   bash scripts/dev.sh setup      only create/refresh .venv
+# Needs only python3 (>= 3.10) with venv; everything else is installed into .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${DENSEMOTION_VENV:-.venv}"
+PY="$VENV/bin/python"
+
+setup() {
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    || { echo "densemotion needs Python >= 3.10 (found $(python3 --version 2>&1))" >&2; exit 1; }
+  if [ ! -x "$PY" ]; then
+    echo "==> creating $VENV"
+    python3 -m venv "$VENV" || { echo "python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+  fi
+  echo "==> installing densemotion and its dependencies into $VENV (first time: a few minutes)"
+  # torch and torchvision come as a matching pair from the registry (see README, "Set-up")
+  "$PY" -m pip install --quiet --disable-pip-version-check -e ".[dev]" 2> >(grep -v "is ignored: it is neither" >&2)
+  "$PY" -c "import torch, torchvision, av, cv2, dvc; print('==> ready: torch', torch.__version__, '| torchvision', torchvision.__version__, '| dvc', dvc.__version__)"
+}
+
+pipeline() {
+  setup
+  export PATH="$PWD/$VENV/bin:$PATH"
+  echo "==> dvc repro (the whole pipeline on the built-in sample)"
+  dvc repro
+  dvc metrics show
+  echo "==> done; pictures and plots: metrics/ (dvc plots show writes dvc_plots/index.html)"
+}
+
+tests() {
+  setup
+  export PATH="$PWD/$VENV/bin:$PATH"
+  echo "==> pytest"
+  python -m pytest -n 2 --dist loadfile -q "$@"
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  pipeline) pipeline ;;
+  test) shift; tests "$@" ;;
+  *) echo "usage: bash scripts/dev.sh {pipeline|test|setup}" >&2; exit 2 ;;
+esac
