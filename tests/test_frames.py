@@ -151,4 +151,4 @@ def test_odd_output_size_and_colour_fidelity(make_video, tmp_path):
     assert np.abs((a - b).mean(axis=(0, 1))).max() < 1.5 and np.abs(a - b).mean() < 10
     truth = cv2.resize(moving_frames(10, 64, 96)[4], (48, 32), interpolation=cv2.INTER_AREA)
     # JPEG's 4:2:0 chroma blurs this very colourful texture, so compare brightness pixel by pixel
-    assert np.abs((a - truth).mean(axis=(0, 1))).max() < 1.5 and np.abs((a - truth).mean(-1)).mean() < 5
+    assert np.abs((a - truth).mean(axis=(0, 1))).max() < 1.5 and np.abs((a - truth).mean(-1)).mean() < 8

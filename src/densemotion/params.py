@@ -89,8 +89,13 @@ class FramesParams(_Section):
 
 
 class DisParams(_Section):
-    preset: Literal["ultrafast", "fast", "medium"] = "medium"
-    fb_threshold: float = Field(1.0, gt=0)  # px; forward-backward error above it -> occluded
+    """OpenCV DIS flow chained over a window (``densemotion.tracking.dis``)."""
+
+    preset: Literal["ultrafast", "fast", "medium"] = "medium"  # OpenCV's DIS preset
+    # px of the tracking resolution: a point whose forward-then-backward flow misses its start by
+    # more than this is judged occluded (and stays so for the rest of the window)
+    fb_threshold: float = Field(1.0, gt=0)
+    finest_scale: int | None = Field(None, ge=0, le=6)  # pyramid level DIS stops at (0: full res); None: preset's
 
 
 class PipsParams(_Section):
@@ -117,6 +122,8 @@ class TrajectoriesParams(_Section):
 
 
 class ModelParams(_Section):
+    """The motion network: a torchvision segmentation net whose last layer outputs motion."""
+
     name: Literal[
         "fcn_resnet50",
         "fcn_resnet101",
@@ -124,31 +131,57 @@ class ModelParams(_Section):
         "deeplabv3_mobilenet_v3_large",
         "lraspp_mobilenet_v3_large",
     ] = "lraspp_mobilenet_v3_large"
+    # endpoint: 2 channels, displacement to the window's last frame; trajectory: 2 x (S - 1)
     target: Literal["endpoint", "trajectory"] = "endpoint"
+    # none: random init; imagenet: the backbone's torchvision ImageNet weights; coco: the whole
+    # torchvision segmentation model but its replaced last layers (read from TORCH_HOME, never downloaded)
     pretrained: Literal["none", "imagenet", "coco"] = "none"
-    weights_path: str | None = None  # a file to load instead of torchvision's hub cache
-    aux_loss: bool = False
+    weights_path: str | None = None  # the pretrained file to load instead of the TORCH_HOME hub cache
+    aux_loss: bool = False  # keep the auxiliary head (fcn_*, deeplabv3_* only) and train it too
+    # the grid-resolution frame is upsampled by this factor before the net (output strides are
+    # 8-16) and the prediction averaged back down to the grid
+    input_scale: int = Field(2, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _aux_exists(self) -> "ModelParams":
+        if self.aux_loss and self.name.startswith("lraspp"):
+            raise ValueError(f"model.aux_loss: {self.name} has no auxiliary head (set it to false)")
+        return self
 
 
 class TrainParams(_Section):
-    seed: int = 0
+    """Training the motion network (``densemotion train``)."""
+
+    seed: int = 0  # weights init, batch order, flips, dropout
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    epochs: int = Field(8, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(2e-3, gt=0)  # AdamW peak learning rate
     weight_decay: float = Field(1e-4, ge=0)
-    loss: Literal["l1", "epe"] = "epe"
-    val_videos: int = Field(1, ge=0)
-    test_videos: int = Field(1, ge=0)
-    freeze_backbone_epochs: int = Field(0, ge=0)
-    hflip: bool = True
-    workers: int = Field(0, ge=0)
-    amp: bool = False
+    scheduler: Literal["onecycle", "cosine", "constant"] = "onecycle"  # stepped every batch
+    # epe: mean Euclidean error of visible points (the metric itself, robust to outliers like L1);
+    # l1: mean |dx| + |dy| (per-component, gradients of constant size)
+    loss: Literal["epe", "l1"] = "epe"
+    aux_weight: float = Field(0.5, ge=0)  # weight of the auxiliary head's loss when model.aux_loss
+    grad_clip: float | None = Field(5.0, gt=0)  # max gradient norm; None disables clipping
+    split_seed: int = 0  # shuffles the sorted video names before the split (kept apart from seed)
+    val_videos: int = Field(1, ge=0)  # held out for per-epoch validation
+    test_videos: int = Field(1, ge=0)  # held out for the evaluate stage
+    freeze_backbone_epochs: int = Field(0, ge=0)  # train only the heads for the first N epochs
+    hflip: bool = True  # random horizontal flips (x displacements negated)
+    workers: int = Field(0, ge=0)  # DataLoader worker processes; results do not depend on it
+    amp: bool = False  # float16 autocast + grad scaling on CUDA (no effect on CPU)
 
 
 class EvaluateParams(_Section):
-    pictures: int = Field(4, ge=0)
+    """Scoring the motion network on the held-out videos (``densemotion evaluate``)."""
+
+    device: Literal["cpu", "cuda", "auto"] = "auto"
     batch_size: int = Field(16, ge=1)
+    pictures: int = Field(4, ge=0)  # side-by-side PNGs of frame, tracker and predicted motion
+    picture_scale: int = Field(4, ge=1)  # grid images are enlarged this much (nearest) in pictures
+    hist_bins: int = Field(40, ge=2)  # bins of the end-point error histogram
+    hist_max_px: float = Field(16.0, gt=0)  # its upper edge, pixels at frame scale (larger errors in the last bin)
 
 
 class Params(_Section):
