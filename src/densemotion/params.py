@@ -39,7 +39,7 @@ class SampleParams(_Section):
     @classmethod
     def _even(cls, v: int) -> int:
         if v % 2:
-            raise ValueError(f"must be even for H.264 (yuv420p), got {v}")
+            raise ValueError("must be even for H.264 (yuv420p)")
         return v
 
     @field_validator("clips")
@@ -89,13 +89,17 @@ class FramesParams(_Section):
 
 
 class DisParams(_Section):
-    """OpenCV DIS flow chained over a window (``densemotion.tracking.dis``)."""
+    """OpenCV DIS flow chained over a window (``densemotion.tracking.dis`` explains the checks)."""
 
     preset: Literal["ultrafast", "fast", "medium"] = "medium"  # OpenCV's DIS preset
-    # px of the tracking resolution: a point whose forward-then-backward flow misses its start by
-    # more than this is judged occluded (and stays so for the rest of the window)
-    fb_threshold: float = Field(1.0, gt=0)
-    finest_scale: int | None = Field(None, ge=0, le=6)  # pyramid level DIS stops at (0: full res); None: preset's
+    finest_scale: int | None = Field(0, ge=0, le=6)  # pyramid level DIS stops at (0: full res); None: preset's
+    # forward-backward check: occluded when the round trip misses by more than
+    # sqrt(fb_threshold^2 + fb_relative * (|fwd|^2 + |bwd|^2)) px of the tracking resolution
+    fb_threshold: float = Field(0.7, gt=0)
+    fb_relative: float = Field(0.01, ge=0)
+    # photometric check: occluded when the point's colour (frames blurred, sigma 1 px) moves more
+    # than this many levels (0..255) from its frame-0 colour in any RGB channel; None: off
+    photo_threshold: float | None = Field(30.0, gt=0)
 
 
 class PipsParams(_Section):

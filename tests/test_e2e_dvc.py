@@ -1,0 +1,139 @@
+"""End to end: the real ``dvc`` CLI on a temporary copy of this repository.
+
+One tiny configuration of the whole pipeline is reproduced once per session (``built_repo``);
+each test then works on its own copy of that built repository, cache included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, moving_frames
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+BIN = Path(sys.executable).parent  # the venv whose python/dvc the stages must use
+
+# the smallest pipeline that still exercises every stage; merged into params.yaml
+TINY = {
+    "sample": {"clips": ["sample00", "sample01", "sample02"], "num_frames": 16, "height": 64, "width": 96,
+               "sprites": 3},
+    "data": {"videos": {f"sample0{i}": f"data/sample/videos/sample0{i}.mp4" for i in range(3)}},
+}
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "densemotion tests"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "tests@example.invalid"
+    return env
+
+
+def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(base.get(k, {}), v) if isinstance(v, dict) and k != "videos" else v
+    return out
+
+
+def _copy_tree(dest: Path) -> None:
+    """The repository as a fresh clone would have it (tracked and new files, no DVC outputs)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file() and not rel.startswith(("data/", "models/", "metrics/", "dvc_plots/")):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+@pytest.fixture(scope="session")
+def built_repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    repo = root / "repo"
+    repo.mkdir()
+    _copy_tree(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
+    (repo / "dvc.lock").unlink(missing_ok=True)
+    run(repo, "git", "init", "-q", "-b", "main")
+    run(repo, "dvc", "remote", "add", "--local", "-f", "-d", "testremote", str(root / "remote"))
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "tiny")
+    first = run(repo, "dvc", "repro")
+    assert "frames@sample01" in ran_stages(first.stdout)
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "reproduced")
+    return repo
+
+
+@pytest.fixture
+def repo(built_repo, tmp_path) -> Path:
+    dest = tmp_path / "repo"
+    shutil.copytree(built_repo, dest, symlinks=True)
+    return dest
+
+
+def test_second_repro_does_nothing_and_status_is_clean(repo):
+    again = run(repo, "dvc", "repro")
+    assert ran_stages(again.stdout) == [], again.stdout
+    status = run(repo, "dvc", "status")
+    assert "up to date" in status.stdout, status.stdout
+    assert run(repo, "git", "status", "--porcelain").stdout.strip() == ""
+
+
+def test_real_video_folder_reruns_only_the_changed_video(repo):
+    raw = repo / "data" / "raw" / "myvids"
+    raw.mkdir(parents=True)
+    from densemotion.video import encode_video
+
+    for i in range(3):
+        encode_video(raw / f"v{i}.mp4", moving_frames(16, 64, 96, seed=i), 24)
+    run(repo, "dvc", "add", "data/raw/myvids")
+    run(repo, BIN / "python", "-m", "densemotion", "use-videos", "data/raw/myvids")
+    first = run(repo, "dvc", "repro")
+    assert {"frames@v0", "frames@v1", "frames@v2"} <= set(ran_stages(first.stdout))
+    encode_video(raw / "v1.mp4", moving_frames(16, 64, 96, seed=7), 24)  # change one video
+    run(repo, "dvc", "add", "data/raw/myvids")
+    second = run(repo, "dvc", "repro")
+    stages = ran_stages(second.stdout)
+    assert "frames@v1" in stages and "frames@v0" not in stages and "frames@v2" not in stages, stages
+    assert not any(s.endswith(("@v0", "@v2")) for s in stages), stages
+
+
+def test_exp_run_with_a_param_is_listed(repo):
+    run(repo, "dvc", "exp", "run", "-n", "smaller", "-S", "frames.max_size=48")
+    shown = json.loads(run(repo, "dvc", "exp", "show", "--json").stdout)
+    text = json.dumps(shown)
+    assert "smaller" in text and '"max_size": 48' in text
+
+
+def test_push_then_pull_restores_everything(repo):
+    run(repo, "dvc", "push")
+    shutil.rmtree(repo / "data" / "frames")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    run(repo, "dvc", "pull")
+    assert len(list((repo / "data" / "frames").glob("*.zip"))) == 3
+    assert "up to date" in run(repo, "dvc", "status").stdout

@@ -1,0 +1,315 @@
+"""The built-in synthetic sample: determinism, exact ground truth, occlusion, appearance -> motion."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from densemotion.cli.sample import main as sample_main
+from densemotion.params import ParamsError, SampleParams, parse_params
+from densemotion.sample import (
+    FAMILIES,
+    SampleTruth,
+    SampleTruthError,
+    generate_clip,
+    load_truth,
+    render_clip,
+    save_truth,
+)
+from densemotion.video import iter_frames
+
+SMALL = dict(clips=["a", "b", "c"], num_frames=10, height=64, width=96, sprites=4)
+
+
+def small(**over) -> SampleParams:
+    return SampleParams(**{**SMALL, **over})
+
+
+def grid(h: int, w: int, step: int) -> np.ndarray:
+    """(N, 2) float64 xy of integer pixel centres every ``step`` pixels."""
+    ys, xs = np.mgrid[0:h:step, 0:w:step]
+    return np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+
+
+def sample_bilinear(frame: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(N, 3) float colours of an (H, W, 3) frame at float xy (OpenCV, independent of the renderer)."""
+    pts = xy.astype(np.float32)
+    return cv2.remap(frame.astype(np.float32), pts[:, 0][None], pts[:, 1][None], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)[0]
+
+
+@pytest.fixture(scope="module")
+def default_clip():
+    """Clip 0 of the default params, 16 frames (pre-encoding frames and truth)."""
+    return render_clip(SampleParams(num_frames=16), 0)
+
+
+# ---------------------------------------------------------------- determinism and files
+
+def test_render_is_deterministic_and_seeded():
+    f1, t1 = render_clip(small(), 1)
+    f2, t2 = render_clip(small(), 1)
+    assert f1.shape == (10, 64, 96, 3) and f1.dtype == np.uint8
+    assert np.array_equal(f1, f2) and np.array_equal(t1.layers, t2.layers)
+    assert np.array_equal(t1.tex_from_frame, t2.tex_from_frame)
+    f3, _ = render_clip(small(seed=1), 1)
+    f4, _ = render_clip(small(), 2)
+    assert not np.array_equal(f1, f3) and not np.array_equal(f1, f4)
+
+
+def test_files_are_byte_identical_for_same_params(tmp_path):
+    paths = {}
+    for run, seed in (("one", 0), ("two", 0), ("other", 3)):
+        video, truth = tmp_path / run / "b.mp4", tmp_path / run / "b.npz"
+        generate_clip(small(seed=seed), "b", video, truth)
+        paths[run] = (video.read_bytes(), truth.read_bytes())
+    assert paths["one"] == paths["two"]
+    assert paths["one"][0] != paths["other"][0] and paths["one"][1] != paths["other"][1]
+    assert not list(tmp_path.glob("*/.*.tmp"))  # no temporary leftovers
+
+
+def test_encoded_video_decodes_to_all_frames(tmp_path):
+    params = small()
+    generate_clip(params, "a", tmp_path / "a.mp4", tmp_path / "a.npz")
+    frames = [f for _, f in iter_frames(tmp_path / "a.mp4")]
+    assert len(frames) == params.num_frames
+    assert {f.shape for f in frames} == {(params.height, params.width, 3)}
+    rendered, _ = render_clip(params, 0)
+    # the same pictures, up to H.264 and yuv420p chroma subsampling (~1.7 grey levels measured)
+    grey = np.array([0.299, 0.587, 0.114])
+    assert np.abs((np.stack(frames) - rendered.astype(float)) @ grey).mean() < 3
+
+
+def test_truth_round_trip(tmp_path):
+    _, truth = render_clip(small(), 0)
+    save_truth(tmp_path / "t.npz", truth)
+    with np.load(tmp_path / "t.npz", allow_pickle=False) as npz:  # plain arrays, no pickles
+        assert int(npz["schema_version"]) == 1 and list(npz["size"]) == [64, 96]
+    back = load_truth(tmp_path / "t.npz")
+    assert (back.num_frames, back.height, back.width, back.clip) == (10, 64, 96, "a")
+    assert np.array_equal(back.layers, truth.layers)
+    assert np.array_equal(back.tex_from_frame, truth.tex_from_frame)
+    q = grid(64, 96, 7)
+    for a, b in zip(back.tracks(2, 5, q), truth.tracks(2, 5, q)):
+        assert np.array_equal(a, b)
+
+
+def test_load_truth_rejects_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_truth(tmp_path / "missing.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip at all")
+    with pytest.raises(SampleTruthError, match="junk.npz"):
+        load_truth(junk)
+    old = tmp_path / "old.npz"
+    np.savez(old, schema_version=np.array(0))
+    with pytest.raises(SampleTruthError, match="old.npz.*schema_version 0"):
+        load_truth(old)
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, schema_version=np.array(1), layers=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(SampleTruthError, match="partial.npz: missing arrays.*tex_from_frame"):
+        load_truth(partial)
+    _, truth = render_clip(small(num_frames=3), 0)
+    save_truth(tmp_path / "t.npz", truth)
+    with np.load(tmp_path / "t.npz") as npz:
+        arrays = dict(npz)
+    np.savez(tmp_path / "bad.npz", **{**arrays, "layers": arrays["layers"][:2]})
+    with pytest.raises(SampleTruthError, match="bad.npz: inconsistent shapes"):
+        load_truth(tmp_path / "bad.npz")
+
+
+# ---------------------------------------------------------------- tracks semantics
+
+def _two_layer_truth() -> SampleTruth:
+    """12x10 frames, 6 frames; layer 1 = pixels with u = x + 1.5 t >= 6 (moving left 1.5 px/frame)."""
+    n, h, w = 6, 10, 12
+    layers = np.zeros((n, h, w), np.uint8)
+    tex_from_frame = np.zeros((n, 2, 2, 3))
+    tex_from_frame[:, :, 0, 0] = tex_from_frame[:, :, 1, 1] = 1.0
+    for t in range(n):
+        tex_from_frame[t, 1, 0, 2] = 1.5 * t
+        layers[t, :, max(int(np.ceil(6 - 1.5 * t)), 0):] = 1
+    return SampleTruth(tex_from_frame=tex_from_frame, layers=layers, fps=24.0,
+                       layer_family=np.array([-1, 0]), family_names=("f",))
+
+
+def test_tracks_follow_layer_and_round_half_up():
+    truth = _two_layer_truth()
+    q = np.array([[2.0, 3.0], [8.0, 5.0], [6.5, 1.0], [5.49, 1.0], [5.5, 2.0]])
+    tracks, vis = truth.tracks(0, 6, q)
+    assert tracks.shape == (6, 5, 2) and vis.shape == (6, 5) and tracks.dtype == np.float64
+    left = -1.5 * np.arange(6)
+    np.testing.assert_allclose(tracks[:, 0], [[2, 3]] * 6)  # background: static
+    np.testing.assert_allclose(tracks[:, 1, 0], 8 + left)  # sprite: -1.5 px/frame
+    np.testing.assert_allclose(tracks[:, :, 1], np.broadcast_to(q[:, 1], (6, 5)))
+    np.testing.assert_allclose(tracks[:, 3, 0], 5.49)  # x=5.49 rounds to pixel 5: background
+    np.testing.assert_allclose(tracks[:, 4, 0], 5.5 + left)  # x=5.5 rounds to pixel 6: sprite
+    assert vis[:, 0].tolist() == [True, True, True, False, False, False]  # covered by the sprite
+    assert vis[:, 1].all()
+    assert vis[:, 2].tolist() == [True] * 5 + [False]  # x=-1 rounds to pixel -1: left the frame
+    assert vis[:, 3].tolist() == [True] + [False] * 5  # the sprite's edge reaches pixel 5 at t=1
+
+
+def test_tracks_rejects_bad_queries():
+    truth = _two_layer_truth()
+    with pytest.raises(ValueError, match="outside the 12x10 frame"):
+        truth.tracks(0, 2, np.array([[11.6, 0.0]]))
+    with pytest.raises(ValueError, match="outside the clip's 6 frames"):
+        truth.tracks(4, 3, np.array([[1.0, 1.0]]))
+
+
+def test_tracks_chain_consistently(default_clip):
+    """Tracking 0 -> 6 directly equals tracking 0 -> 3, then 3 -> 6 from the visible points."""
+    _, truth = default_clip
+    q = grid(truth.height, truth.width, 3)
+    direct, vis = truth.tracks(0, 7, q)
+    mid = vis[3]
+    second, vis2 = truth.tracks(3, 4, direct[3, mid])
+    np.testing.assert_allclose(second, direct[3:, mid], atol=1e-9)
+    assert np.array_equal(vis2, vis[3:, mid])
+
+
+# ---------------------------------------------------------------- truth matches the pictures
+
+def _colour_errors(frames: np.ndarray, truth: SampleTruth, start: int, moved: bool) -> np.ndarray:
+    """Max-channel colour difference between frame start and later frames at visible sprite points."""
+    q = grid(truth.height, truth.width, 2)
+    tracks, vis = truth.tracks(start, 8, q)
+    layer = truth.layers[start][q[:, 1].astype(int), q[:, 0].astype(int)]
+    first = frames[start][q[:, 1].astype(int), q[:, 0].astype(int)].astype(np.float32)
+    errs = []
+    for k in range(1, 8):
+        keep = vis[k] & (layer > 0)
+        pos = tracks[k, keep] if moved else q[keep]
+        errs.append(np.abs(sample_bilinear(frames[start + k], pos) - first[keep]).max(axis=1))
+    return np.concatenate(errs)
+
+
+def test_true_positions_keep_their_colour(default_clip):
+    frames, truth = default_clip
+    for start in (0, 8):
+        true = _colour_errors(frames, truth, start, moved=True)
+        zero = _colour_errors(frames, truth, start, moved=False)
+        assert len(true) > 1000
+        assert np.median(true) < 6 and np.mean(true < 12) > 0.75, (np.median(true), np.mean(true < 12))
+        # the zero-motion hypothesis fails the same check: the sprites really move
+        assert np.median(zero) > 20 and np.mean(zero < 12) < 0.3, (np.median(zero), np.mean(zero < 12))
+
+
+def test_default_clip_has_occlusions(default_clip):
+    frames, truth = default_clip
+    q = grid(truth.height, truth.width, 2)
+    tracks, vis = truth.tracks(0, 16, q)
+    layer = truth.layers[0][q[:, 1].astype(int), q[:, 0].astype(int)]
+    in_frame = ((tracks >= -0.5) & (tracks < [truth.width - 0.5, truth.height - 0.5])).all(-1)
+    hidden = ~vis & in_frame  # (16, N): inside the frame but owned by another layer
+    assert hidden[:, layer == 0].any(axis=0).mean() > 0.02  # sprites sweep over the background
+    assert hidden[:, layer > 0].any(axis=0).sum() > 20  # and over each other
+    assert frames.shape[0] == truth.num_frames == 16
+    assert set(np.unique(truth.layers)) == set(range(truth.num_layers))  # every sprite shows
+
+
+# ---------------------------------------------------------------- appearance sets motion
+
+def _motion(truth: SampleTruth, k: int) -> tuple[np.ndarray, float, float]:
+    """Layer k's per-frame translation (2,), rotation (rad) and log-scale step."""
+    f = truth.frame_from_tex[:, k]  # (T, 2, 3)
+    step = np.diff(f[:, :, 2], axis=0)
+    angle = np.unwrap(np.arctan2(f[:, 1, 0], f[:, 0, 0]))
+    log_scale = 0.5 * np.log(np.abs(np.linalg.det(f[:, :, :2])))
+    assert np.allclose(step, step[0]) and np.allclose(np.diff(angle), np.diff(angle)[0])
+    return step[0], float(np.diff(angle)[0]), float(np.diff(log_scale)[0])
+
+
+def test_motion_depends_only_on_family():
+    params = small(sprites=6)
+    by_family: dict[int, list] = {}
+    for index in range(len(params.clips)):
+        _, truth = render_clip(params, index)
+        assert truth.layer_family[0] == -1
+        np.testing.assert_array_equal(truth.tex_from_frame[:, 0], truth.tex_from_frame[:1, 0].repeat(10, 0))
+        for k in range(1, truth.num_layers):
+            by_family.setdefault(int(truth.layer_family[k]), []).append(_motion(truth, k))
+    assert len(by_family) >= 3 and max(map(len, by_family.values())) >= 2
+    velocities = []
+    for fam, motions in by_family.items():
+        v0, rot0, sc0 = motions[0]
+        for v, rot, sc in motions[1:]:  # same family, any clip: same motion
+            np.testing.assert_allclose(v, v0, atol=1e-9)
+            assert rot == pytest.approx(rot0) and sc == pytest.approx(sc0, abs=1e-12)
+        np.testing.assert_allclose(v0, FAMILIES[fam].velocity, atol=1e-9)
+        assert 0.5 <= np.linalg.norm(v0) <= 2.0
+        velocities.append(v0)
+    gaps = [np.linalg.norm(a - b) for i, a in enumerate(velocities) for b in velocities[i + 1:]]
+    assert min(gaps) > 0.5  # families are told apart by their motion
+
+
+def test_families_look_different():
+    """Each family's palette is distinct: mean sprite colours are far apart."""
+    params = small(sprites=8, num_frames=2)
+    colours: dict[int, list] = {}
+    for index in range(len(params.clips)):
+        frames, truth = render_clip(params, index)
+        for k in range(1, truth.num_layers):
+            mask = truth.layers[0] == k
+            if mask.sum() > 30:
+                colours.setdefault(int(truth.layer_family[k]), []).append(frames[0][mask].mean(0))
+        bg = frames[0][truth.layers[0] == 0].astype(float)
+        assert bg.std(0).min() > 8  # the background is textured, not flat
+    means = [np.mean(c, axis=0) for c in colours.values()]
+    assert len(means) >= 3
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1:]) > 40
+
+
+# ---------------------------------------------------------------- params and CLI
+
+def _write_params(path, **sample) -> None:
+    path.write_text(yaml.safe_dump({"data": {"videos": {"x": "data/raw/x.mp4"}}, "sample": sample}))
+
+
+def test_cli_writes_video_and_truth(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    _write_params(params, **SMALL)
+    video, truth = tmp_path / "out" / "c.mp4", tmp_path / "out" / "c.npz"
+    rc = sample_main(["--name", "c", "--video", str(video), "--truth", str(truth), "--params", str(params)])
+    assert rc == 0, capsys.readouterr().err
+    loaded = load_truth(truth)
+    assert (loaded.num_frames, loaded.height, loaded.width, loaded.clip) == (10, 64, 96, "c")
+    assert len(list(iter_frames(video))) == 10
+
+
+def test_cli_rejects_unknown_clip(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    _write_params(params, **SMALL)
+    rc = sample_main(["--name", "zz", "--video", str(tmp_path / "v.mp4"), "--truth",
+                      str(tmp_path / "t.npz"), "--params", str(params)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "'zz' is not in sample.clips" in err and "densemotion sample: error" in err
+    assert not (tmp_path / "v.mp4").exists() and not (tmp_path / "t.npz").exists()
+
+
+@pytest.mark.parametrize("key", ["height", "width"])
+def test_odd_sizes_are_rejected(tmp_path, capsys, key):
+    params = tmp_path / "params.yaml"
+    _write_params(params, **{**SMALL, key: 65})
+    rc = sample_main(["--name", "a", "--video", str(tmp_path / "v.mp4"), "--truth",
+                      str(tmp_path / "t.npz"), "--params", str(params)])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"sample.{key}" in err and "must be even" in err
+
+
+@pytest.mark.parametrize("clips", [[], ["a", "a"], ["a/b"]])
+def test_bad_clip_lists_are_rejected(clips):
+    with pytest.raises(ParamsError, match="sample.clips"):
+        parse_params({"data": {"videos": {"x": "y"}}, "sample": {"clips": clips}})
+
+
+@pytest.mark.slow
+def test_default_clip_is_fast(tmp_path):
+    start = time.perf_counter()
+    generate_clip(SampleParams(), "sample00", tmp_path / "v.mp4", tmp_path / "t.npz")
+    assert time.perf_counter() - start < 3.0
