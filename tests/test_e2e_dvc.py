@@ -132,8 +132,12 @@ def test_exp_run_with_a_param_is_listed(repo):
 
 def test_push_then_pull_restores_everything(repo):
     run(repo, "dvc", "push")
-    shutil.rmtree(repo / "data" / "frames")
+    for out in (repo / "data" / "frames").glob("*.zip"):  # outputs gone (git's .gitignore stays)
+        out.unlink()
+    shutil.rmtree(repo / "data" / "trajectories")
+    run(repo, "git", "checkout", "--", "data/trajectories/.gitignore")
     shutil.rmtree(repo / ".dvc" / "cache")
     run(repo, "dvc", "pull")
     assert len(list((repo / "data" / "frames").glob("*.zip"))) == 3
+    assert len(list((repo / "data" / "trajectories").glob("*/disp.npy"))) == 3
     assert "up to date" in run(repo, "dvc", "status").stdout

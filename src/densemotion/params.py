@@ -103,11 +103,13 @@ class DisParams(_Section):
 
 
 class PipsParams(_Section):
-    checkpoint: str = "models/pips/model-000200000.pth"
-    stride: Literal[4, 8] = 4
-    iters: int = Field(6, ge=1)
-    chunk_size: int = Field(1024, ge=1)  # query points per forward pass
-    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision on CUDA only
+    """The published PIPs model (``trajectories.tracker: pips``); windows of 8 frames, chained past 8."""
+
+    checkpoint: str = "models/pips/model-000200000.pth"  # published weights (densemotion fetch-pips)
+    stride: Literal[4, 8] = 4  # feature map = frame size / stride (the published demo: 4 at 360x640)
+    iters: int = Field(6, ge=1)  # refinement iterations (published demo: 6)
+    chunk_size: int = Field(1024, ge=1)  # points refined at once: bounds memory, not results
+    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision on CUDA; ignored on CPU
 
 
 class TrajectoriesParams(_Section):

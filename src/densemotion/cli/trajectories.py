@@ -1,0 +1,44 @@
+"""``densemotion trajectories``: track a dense grid over every window of one video.
+
+    densemotion trajectories FRAMES.zip OUT_DIR [--work-dir DIR] [--params params.yaml]
+
+Reads the frames archive, tracks every window with ``trajectories.tracker`` and writes the
+trajectory store (schema 1) to OUT_DIR atomically. Finished chunks of windows are kept in
+``--work-dir`` (default: OUT_DIR + ``.work``; keep it outside DVC outputs, which DVC deletes
+before a stage runs) so an interrupted run continues where it stopped; it is removed on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from densemotion.cli.common import add_params_argument, clean_errors, params_from
+from densemotion.frames.store import FrameArchive
+from densemotion.trajectories.run import track_video
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="densemotion trajectories", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("frames", help="the video's frames archive (.zip, from the frames stage)")
+    p.add_argument("out_dir", help="trajectory store folder to write")
+    p.add_argument("--work-dir", help="folder for resumable chunks (default: OUT_DIR.work)")
+    add_params_argument(p)
+    return p
+
+
+@clean_errors
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    params = params_from(args)
+    work_dir = args.work_dir or f"{args.out_dir.rstrip('/')}.work"
+    archive = FrameArchive(args.frames)
+    try:
+        meta = track_video(archive, args.out_dir, params.trajectories, work_dir)
+    finally:
+        archive.close()
+    hg, wg = meta["grid_shape"]
+    print(f"{args.out_dir}: {meta['num_windows']} windows of {meta['window']} frames, "
+          f"{hg}x{wg} grid, tracker {meta['tracker']}"
+          + (f", skipped {len(meta['skipped_starts'])} past the end" if meta["skipped_starts"] else ""))
+    return 0

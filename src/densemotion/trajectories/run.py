@@ -1,0 +1,190 @@
+"""Track one video: frames archive + tracker + params -> trajectory store (resumable).
+
+Windows of ``window`` frames start every ``window_stride`` frames; windows that would run past
+the last frame are skipped (listed in the store's meta as ``skipped_starts``). Windows are
+tracked in chunks of ``chunk_windows``; each finished chunk is saved in a work folder outside
+the output (see :class:`~densemotion.trajectories.store.ChunkedStoreWriter`), so a rerun after
+an interruption continues after the last finished chunk, and the final store is assembled in one
+atomic step, byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from densemotion.params import TrajectoriesParams
+from densemotion.tracking import grid
+from densemotion.tracking.base import Tracker, TrackerError, make_tracker
+from densemotion.trajectories.store import SCHEMA_VERSION, ChunkedStoreWriter
+
+# bump when the tracking code changes what it writes, so old work chunks are not reused
+ALGORITHM_VERSION = 1
+
+
+class TrajectoriesError(ValueError):
+    """A video that cannot be tracked with these params (the message names the video)."""
+
+
+class FrameSource(Protocol):
+    """What the run needs from a frames archive (``densemotion.frames.store.FrameArchive``)."""
+
+    meta: dict
+
+    @property
+    def sha256(self) -> str: ...
+
+    def __len__(self) -> int: ...
+
+    def read_range(self, start: int, count: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything about a video's windows and grid, derived from its frames and the params."""
+
+    video: str
+    num_frames: int
+    frame_size: tuple[int, int]  # (H, W) of the archive
+    tracking_size: tuple[int, int]  # (H, W) the tracker sees
+    grid_shape: tuple[int, int]  # (Hg, Wg)
+    starts: np.ndarray  # (Nw,) int64
+    skipped: list[int]  # starts of windows that would run past the end
+    window: int
+    stride: int
+
+    def chunks(self, chunk_windows: int) -> list[np.ndarray]:
+        return [self.starts[i : i + chunk_windows] for i in range(0, len(self.starts), chunk_windows)]
+
+
+def make_plan(source: FrameSource, params: TrajectoriesParams) -> Plan:
+    """Check the video against the params and lay out its windows and grid."""
+    meta = source.meta
+    video = str(meta.get("video", "?"))
+    frame_size = (int(meta["height"]), int(meta["width"]))
+    tracking_size = tuple(params.resolution) if params.resolution is not None else frame_size
+    stride = params.window_stride or params.window
+    try:
+        starts, skipped = grid.window_starts(len(source), params.window, stride)
+        shape = grid.grid_shape(tracking_size, params.grid_stride, params.margin)
+    except grid.GridError as err:
+        raise TrajectoriesError(f"video {video!r}: {err}") from None
+    return Plan(video, len(source), frame_size, tracking_size, shape, starts, skipped, params.window, stride)
+
+
+def tracker_params(params: TrajectoriesParams) -> dict:
+    """The tracker's own params section as plain JSON values ({} for a tracker without one)."""
+    section = getattr(params, params.tracker, None)
+    return section.model_dump(mode="json") if hasattr(section, "model_dump") else {}
+
+
+def store_meta(plan: Plan, params: TrajectoriesParams, frames_sha256: str) -> dict:
+    return {
+        "video": plan.video,
+        "tracker": params.tracker,
+        "tracker_params": tracker_params(params),
+        "window": plan.window,
+        "window_stride": plan.stride,
+        "grid_stride": params.grid_stride,
+        "margin": params.margin,
+        "tracking_size": list(plan.tracking_size),
+        "frame_size": list(plan.frame_size),
+        "grid_shape": list(plan.grid_shape),
+        "frames_sha256": frames_sha256,
+        "frame_count": plan.num_frames,
+        "past_end": "skip",
+        "skipped_starts": plan.skipped,
+    }
+
+
+def fingerprint(meta: dict, params: TrajectoriesParams) -> str:
+    """Hex digest of everything a chunk's content depends on (frames, tracker, grid, chunking)."""
+    key = {
+        "schema": SCHEMA_VERSION,
+        "algorithm": ALGORITHM_VERSION,
+        "meta": meta,
+        "resolution": params.resolution,
+        "chunk_windows": params.chunk_windows,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _read_windows(source: FrameSource, starts: np.ndarray, window: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (start, (window, H, W, 3) frames), reading each run of overlapping windows once."""
+    i = 0
+    while i < len(starts):
+        j = i + 1
+        while j < len(starts) and starts[j] <= starts[j - 1] + window:
+            j += 1  # windows i..j-1 touch or overlap: one read covers them
+        first, last = int(starts[i]), int(starts[j - 1]) + window
+        block = source.read_range(first, last - first)
+        for s in starts[i:j]:
+            yield int(s), block[s - first : s - first + window]
+        i = j
+
+
+def track_chunk(source: FrameSource, tracker: Tracker, plan: Plan, starts: np.ndarray, params: TrajectoriesParams,
+                queries: np.ndarray, bar: tqdm | None = None) -> dict[str, np.ndarray]:
+    """Track the windows starting at ``starts`` -> the store's arrays for them (schema dtypes)."""
+    hg, wg = plan.grid_shape
+    n, s_len = len(starts), plan.window
+    out = {
+        "frames0": np.empty((n, hg, wg, 3), np.uint8),
+        "disp": np.empty((n, s_len, hg, wg, 2), np.float16),
+        "vis": np.empty((n, s_len, hg, wg), np.uint8),
+        "starts": np.asarray(starts, np.int64),
+    }
+    for k, (start, frames) in enumerate(_read_windows(source, starts, s_len)):
+        frames = grid.resize_frames(frames, plan.tracking_size)
+        tracks, vis = tracker.track(frames, queries)  # (S, N, 2), (S, N)
+        if not np.isfinite(tracks).all():
+            raise TrackerError(f"video {plan.video!r}: tracker {tracker.name!r} gave non-finite tracks in window {start}")
+        disp = (tracks - queries[None]).reshape(s_len, hg, wg, 2)
+        disp[0] = 0.0
+        out["disp"][k] = disp.astype(np.float16)
+        out["vis"][k] = np.rint(np.clip(vis, 0.0, 1.0) * 255.0).reshape(s_len, hg, wg).astype(np.uint8)
+        out["frames0"][k] = grid.downsize_to_grid(frames[0], plan.grid_shape, params.grid_stride, params.margin)
+        if bar is not None:
+            bar.update(1)
+    return out
+
+
+def track_video(
+    source: FrameSource,
+    out_dir: str | Path,
+    params: TrajectoriesParams,
+    work_dir: str | Path,
+    tracker: Tracker | None = None,
+) -> dict:
+    """Track every window of ``source`` into the store ``out_dir``; returns the store's meta.
+
+    Finished chunks are kept in ``work_dir`` until the store is complete, then removed.
+    """
+    plan = make_plan(source, params)
+    meta = store_meta(plan, params, source.sha256)
+    writer = ChunkedStoreWriter(work_dir, fingerprint(meta, params))
+    chunks = plan.chunks(params.chunk_windows)
+    todo = [i for i in range(len(chunks)) if not writer.has_chunk(i)]
+    if todo:
+        if tracker is None:
+            try:
+                tracker = make_tracker(params)
+            except TrackerError as err:
+                raise TrackerError(f"video {plan.video!r}: {err}") from None
+        queries = grid.grid_points(plan.grid_shape, params.grid_stride, params.margin)
+        done_windows = sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo))
+        with tqdm(total=len(plan.starts), initial=done_windows, desc=f"track {plan.video}", unit="win",
+                  disable=None) as bar:
+            for i in todo:
+                arrays = track_chunk(source, tracker, plan, chunks[i], params, queries, bar)
+                writer.write_chunk(i, **arrays)
+    meta = writer.assemble(out_dir, meta, len(chunks))
+    writer.cleanup()
+    return meta

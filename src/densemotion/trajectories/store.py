@@ -1,0 +1,277 @@
+"""Trajectory store, schema 1: one folder of NumPy files per video (the training set).
+
+Layout of ``<store>/`` (Nw windows, T frames per window, an Hg x Wg grid):
+
+- ``frames0.npy`` (Nw, Hg, Wg, 3) uint8: first frame of each window, area-downsized by g
+- ``disp.npy``    (Nw, T, Hg, Wg, 2) float16: x, y displacement of each grid point from its
+  frame-0 position, pixels of the tracking resolution; ``disp[:, 0] == 0``. float16 keeps a
+  spacing of 1/32 px up to 64 px, so rounding stays under 1/64 px there.
+- ``vis.npy``     (Nw, T, Hg, Wg) uint8: visibility * 255
+- ``starts.npy``  (Nw,) int64: window start frame in the frames archive
+- ``meta.json``: see ``REQUIRED_META``; grid point (i, j) sits at x = margin + (j + 0.5) * g - 0.5,
+  y = margin + (i + 0.5) * g - 0.5 (see :func:`grid_points`).
+
+All arrays are plain ``.npy`` (memory-mappable, no pickles). The whole folder is written under a
+temporary name and renamed when complete (:func:`write_store`, :class:`ChunkedStoreWriter`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from densemotion.atomic import atomic_path
+from densemotion.tracking import grid
+
+SCHEMA_VERSION = 1
+REQUIRED_META = (
+    "schema_version", "video", "tracker", "tracker_params", "window", "window_stride", "grid_stride",
+    "margin", "tracking_size", "frame_size", "grid_shape", "frames_sha256", "past_end", "num_windows",
+)  # fmt: skip
+_DTYPES = {"frames0": np.uint8, "disp": np.float16, "vis": np.uint8, "starts": np.int64}
+
+
+class TrajectoryStoreError(ValueError):
+    """A trajectory store that is missing, truncated, inconsistent or of another schema."""
+
+
+def grid_points(meta: dict) -> np.ndarray:
+    """(Hg*Wg, 2) float32 (x, y) of the store's grid points in tracking pixels, row-major."""
+    return grid.grid_points(tuple(meta["grid_shape"]), int(meta["grid_stride"]), int(meta["margin"]))
+
+
+def expected_shapes(meta: dict, num_windows: int) -> dict[str, tuple[int, ...]]:
+    """Shape of each array for a store with ``meta``'s window and grid and ``num_windows``."""
+    hg, wg = meta["grid_shape"]
+    t = int(meta["window"])
+    return {
+        "frames0": (num_windows, hg, wg, 3),
+        "disp": (num_windows, t, hg, wg, 2),
+        "vis": (num_windows, t, hg, wg),
+        "starts": (num_windows,),
+    }
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, where: str) -> None:
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise TrajectoryStoreError(f"{where}: meta lacks {', '.join(missing)}")
+    shapes = expected_shapes(meta, len(arrays["starts"]))
+    for name, shape in shapes.items():
+        arr = arrays[name]
+        if arr.dtype != _DTYPES[name] or arr.shape != shape:
+            raise TrajectoryStoreError(
+                f"{where}: {name} is {arr.dtype}{list(arr.shape)}, expected "
+                f"{np.dtype(_DTYPES[name])}{list(shape)}"
+            )
+
+
+def _final_meta(meta: dict, num_windows: int) -> dict:
+    return {**meta, "schema_version": SCHEMA_VERSION, "num_windows": int(num_windows)}
+
+
+def _write_meta(folder: Path, meta: dict) -> None:
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def write_store(
+    path: str | Path,
+    *,
+    frames0: np.ndarray,
+    disp: np.ndarray,
+    vis: np.ndarray,
+    starts: np.ndarray,
+    meta: dict,
+) -> dict:
+    """Write a whole store at once, atomically; returns the meta written.
+
+    ``schema_version`` and ``num_windows`` are filled in; the other keys of ``REQUIRED_META``
+    must be in ``meta``. Arrays must already have the schema's dtypes and shapes.
+    """
+    path = Path(path)
+    arrays = {"frames0": frames0, "disp": disp, "vis": vis, "starts": starts}
+    meta = _final_meta(meta, len(starts))
+    _check_arrays(arrays, meta, str(path))
+    with atomic_path(path, is_dir=True) as tmp:
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+        _write_meta(tmp, meta)
+    return meta
+
+
+class TrajectoryStore:
+    """Read-only, memory-mapped view of one store.
+
+    Attributes: ``meta`` (dict), ``frames0``, ``disp``, ``vis``, ``starts`` (np.memmap, schema
+    dtypes), ``path``. ``len(store)`` is the number of windows.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.meta = self._read_meta()
+        arrays = {name: self._load(name) for name in _DTYPES}
+        _check_arrays(arrays, self.meta, str(self.path))
+        if len(arrays["starts"]) != self.meta["num_windows"]:
+            raise TrajectoryStoreError(
+                f"{self.path}: meta says {self.meta['num_windows']} windows, arrays hold {len(arrays['starts'])}"
+            )
+        self.frames0, self.disp, self.vis, self.starts = (arrays[k] for k in ("frames0", "disp", "vis", "starts"))
+
+    def _read_meta(self) -> dict:
+        meta_path = self.path / "meta.json"
+        if not self.path.is_dir():
+            raise TrajectoryStoreError(f"{self.path}: no such trajectory store (folder missing)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise TrajectoryStoreError(f"{self.path}: unreadable meta.json ({err})") from None
+        version = meta.get("schema_version") if isinstance(meta, dict) else None
+        if version != SCHEMA_VERSION:
+            raise TrajectoryStoreError(
+                f"{self.path}: trajectory store schema {version!r}, this densemotion reads schema "
+                f"{SCHEMA_VERSION}; re-run the trajectories stage (dvc repro) to rebuild it"
+            )
+        return meta
+
+    def _load(self, name: str) -> np.ndarray:
+        file = self.path / f"{name}.npy"
+        try:
+            return np.load(file, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise TrajectoryStoreError(f"{self.path}: {file.name} is missing") from None
+        except (ValueError, OSError, EOFError) as err:
+            raise TrajectoryStoreError(f"{self.path}: {file.name} is truncated or corrupt ({err})") from None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @property
+    def video(self) -> str:
+        return str(self.meta["video"])
+
+    def grid_points(self) -> np.ndarray:
+        """(Hg*Wg, 2) float32 (x, y) in tracking pixels."""
+        return grid_points(self.meta)
+
+    def window(self, k: int) -> dict[str, np.ndarray | int]:
+        """Window ``k`` as in-memory arrays: frame0 (Hg, Wg, 3) uint8, disp (T, Hg, Wg, 2)
+        float32, vis (T, Hg, Wg) float32 in [0, 1], start (int)."""
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"{self.path}: window {k} out of range (store has {len(self)})")
+        return {
+            "frame0": np.array(self.frames0[k]),
+            "disp": self.disp[k].astype(np.float32),
+            "vis": self.vis[k].astype(np.float32) / 255.0,
+            "start": int(self.starts[k]),
+        }
+
+    def sample(self, k: int) -> dict:
+        """Window ``k`` as torch tensors, channels first: image (3, Hg, Wg) float32 in [0, 1],
+        disp (T, 2, Hg, Wg) float32 px, vis (T, Hg, Wg) float32 in [0, 1], start (int)."""
+        import torch
+
+        w = self.window(k)
+        return {
+            "image": torch.from_numpy(w["frame0"]).permute(2, 0, 1).float().div_(255.0),
+            "disp": torch.from_numpy(w["disp"]).permute(0, 3, 1, 2).contiguous(),
+            "vis": torch.from_numpy(w["vis"]),
+            "start": w["start"],
+        }
+
+
+_FP_DIR = re.compile(r"^fp-[0-9a-f]{16}$")
+
+
+class ChunkedStoreWriter:
+    """Resumable writing: finished chunks of windows go to a work folder, then one assembly.
+
+    Chunks live in ``work_dir/fp-<fingerprint[:16]>/chunk-<i>.npz`` (each written atomically and
+    holding the full fingerprint), so a chunk made from other frames or params is never reused;
+    work folders of other fingerprints are removed on start. ``assemble`` streams the chunks
+    into the final store folder (atomic) whose bytes do not depend on how often the run stopped.
+    """
+
+    def __init__(self, work_dir: str | Path, fingerprint: str):
+        if not re.fullmatch(r"[0-9a-f]{16,}", fingerprint):
+            raise ValueError(f"fingerprint must be a hex digest, got {fingerprint!r}")
+        self.fingerprint = fingerprint
+        self.root = Path(work_dir)
+        self.dir = self.root / f"fp-{fingerprint[:16]}"
+        if self.root.is_dir():
+            for stale in self.root.iterdir():
+                if stale != self.dir and stale.is_dir() and _FP_DIR.match(stale.name):
+                    shutil.rmtree(stale, ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _chunk_path(self, i: int) -> Path:
+        return self.dir / f"chunk-{i:06d}.npz"
+
+    def read_chunk(self, i: int) -> dict[str, np.ndarray] | None:
+        """The arrays of finished chunk ``i``, or None when it is absent, unreadable or stale."""
+        path = self._chunk_path(i)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["fingerprint"]) != self.fingerprint:
+                    return None
+                return {name: z[name] for name in _DTYPES}
+        except (OSError, ValueError, KeyError, EOFError):
+            return None
+
+    def has_chunk(self, i: int) -> bool:
+        return self.read_chunk(i) is not None
+
+    def write_chunk(self, i: int, *, frames0, disp, vis, starts) -> None:
+        """Save chunk ``i`` atomically (arrays already in schema dtypes)."""
+        arrays = {"frames0": frames0, "disp": disp, "vis": vis, "starts": starts}
+        for name, arr in arrays.items():
+            if arr.dtype != _DTYPES[name]:
+                raise TypeError(f"chunk {i}: {name} must be {np.dtype(_DTYPES[name])}, got {arr.dtype}")
+        with atomic_path(self._chunk_path(i)) as tmp:
+            np.savez(tmp, fingerprint=np.array(self.fingerprint), **arrays)
+
+    def assemble(self, path: str | Path, meta: dict, num_chunks: int) -> dict:
+        """Write the store at ``path`` from chunks 0 .. num_chunks - 1 (all must be finished).
+
+        Chunks are streamed one at a time into memory-mapped outputs: memory stays at one chunk.
+        """
+        path = Path(path)
+        counts = []
+        for i in range(num_chunks):
+            chunk = self.read_chunk(i)
+            if chunk is None:
+                raise TrajectoryStoreError(f"{path}: chunk {i} is not finished in {self.dir}")
+            counts.append(len(chunk["starts"]))
+            del chunk
+        meta = _final_meta(meta, sum(counts))
+        shapes = expected_shapes(meta, meta["num_windows"])
+        with atomic_path(path, is_dir=True) as tmp:
+            outs = {
+                name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=_DTYPES[name], shape=shape)
+                for name, shape in shapes.items()
+            }
+            pos = 0
+            for i, n in enumerate(counts):
+                chunk = self.read_chunk(i)
+                for name, out in outs.items():
+                    out[pos : pos + n] = chunk[name]
+                pos += n
+            for out in outs.values():
+                out.flush()
+            del outs
+            _write_meta(tmp, meta)
+            TrajectoryStore(tmp)  # refuse to finish with a store that does not read back
+        return meta
+
+    def cleanup(self) -> None:
+        """Remove this fingerprint's chunks, and the work folder when nothing else is in it."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.root.rmdir()
+        except OSError:
+            pass

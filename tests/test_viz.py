@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from densemotion.viz import color_wheel, flow_to_color
+
+
+def test_flow_to_color_hue_is_direction_and_saturation_magnitude():
+    disp = np.array([[[0, 0], [1, 0], [-1, 0], [0, 1]], [[0.5, 0], [2, 0], [0, -1], [np.nan, 0]]], np.float32)
+    img = flow_to_color(disp, max_mag=1.0)
+    assert img.shape == (2, 4, 3) and img.dtype == np.uint8
+    assert img[0, 0].tolist() == [255, 255, 255]  # no motion: white
+    assert img[0, 1].tolist() == [255, 0, 0]  # +x: red, full saturation
+    assert img[0, 2].tolist() == [0, 255, 255]  # -x: cyan
+    assert img[1, 0].tolist() == [255, 128, 128]  # half magnitude: half saturation
+    assert img[1, 1].tolist() == [255, 0, 0]  # beyond max_mag: saturates
+    assert img[1, 3].tolist() == [255, 255, 255]  # non-finite: white
+    assert not np.array_equal(img[0, 3], img[1, 2])  # down and up differ
+
+
+def test_flow_to_color_default_scale_is_the_largest_magnitude():
+    disp = np.zeros((1, 2, 2), np.float32)
+    disp[0, 1] = [0, 7]
+    img = flow_to_color(disp)
+    assert img[0, 1].min() == 0  # fully saturated
+
+
+def test_flow_to_color_rejects_bad_shape():
+    with pytest.raises(ValueError, match="H, W, 2"):
+        flow_to_color(np.zeros((4, 4, 3)))
+
+
+def test_color_wheel_legend():
+    w = color_wheel(33)
+    assert w.shape == (33, 33, 3) and w[16, 16].tolist() == [255, 255, 255]
+
+
+def _store(tmp_path):
+    from densemotion.trajectories.store import TrajectoryStore, write_store
+
+    nw, t, hg, wg, g = 2, 4, 6, 10, 4
+    disp = np.zeros((nw, t, hg, wg, 2), np.float16)
+    disp[:, :, :, :5, 0] = np.arange(t)[None, :, None, None] * 2.0  # left half moves right 2 px/frame
+    vis = np.full((nw, t, hg, wg), 255, np.uint8)
+    vis[:, 3, 0, 0] = 0
+    meta = {"video": "clip", "tracker": "dis", "tracker_params": {}, "window": t, "window_stride": t,
+            "grid_stride": g, "margin": 0, "tracking_size": [hg * g, wg * g], "frame_size": [hg * g, wg * g],
+            "grid_shape": [hg, wg], "frames_sha256": "0" * 64, "past_end": "skip"}
+    frames0 = np.full((nw, hg, wg, 3), 90, np.uint8)
+    write_store(tmp_path / "clip", frames0=frames0, disp=disp, vis=vis,
+                starts=np.array([0, 4], np.int64), meta=meta)
+    return TrajectoryStore(tmp_path / "clip")
+
+
+def test_window_pictures_draw_moving_points_in_their_direction(tmp_path):
+    from densemotion.viz import window_pictures
+
+    store = _store(tmp_path)
+    still, animation, flow = window_pictures(store, 1, max_tracks=1000)
+    assert len(animation) == 4 and still.shape == animation[0].shape and still.shape[2] == 3
+    scale = still.shape[1] // 40
+    assert scale >= 2 and still.shape[:2] == (24 * scale, 40 * scale)
+    # moving half: reddish paths (direction +x); still quarter (beyond their reach): grey only
+    left, right = still[:, : still.shape[1] // 2].astype(int), still[:, 3 * still.shape[1] // 4 :].astype(int)
+    assert ((left[..., 0] - left[..., 2]) > 60).sum() > 50
+    assert ((right[..., 0] - right[..., 2]) > 60).sum() == 0
+    assert not np.array_equal(animation[0], animation[3])
+    # flow picture: frame on the left, colour wheel image on the right (red where moving)
+    assert flow.shape[1] == 2 * still.shape[1] + 4
+    pixel = flow[flow.shape[0] // 2, still.shape[1] + 4 + scale * 8]
+    assert pixel[0] > 200 and pixel[1] < 80
+
+
+def test_visualize_cli_writes_png_and_gif(tmp_path, capsys):
+    from PIL import Image
+
+    from densemotion.cli.visualize import main
+
+    _store(tmp_path)
+    assert main([str(tmp_path / "clip"), "--window", "0", "-1", "--out-dir", str(tmp_path / "out")]) == 0
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == [f"clip_w00{k}_{s}" for k in (0, 1) for s in ("flow.png", "tracks.gif", "tracks.png")]
+    with Image.open(tmp_path / "out" / "clip_w001_tracks.gif") as gif:
+        assert gif.n_frames == 4
+    assert main([str(tmp_path / "clip"), "--window", "5", "--out-dir", str(tmp_path / "out")]) == 1
+    assert "no window 5 (the store has 2 windows)" in capsys.readouterr().err
+    # a folder of stores stands for its first stores by name
+    assert main([str(tmp_path), "--max-videos", "1", "--window", "1", "--out-dir", str(tmp_path / "o2")]) == 0
+    assert len(list((tmp_path / "o2").glob("clip_w001_*"))) == 3
+    assert main([str(tmp_path / "out"), "--window", "0", "--out-dir", str(tmp_path / "o3")]) == 1
+    assert "neither a trajectory store" in capsys.readouterr().err
