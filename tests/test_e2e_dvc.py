@@ -28,6 +28,8 @@ TINY = {
     "sample": {"clips": ["sample00", "sample01", "sample02"], "num_frames": 16, "height": 64, "width": 96,
                "sprites": 3},
     "data": {"videos": {f"sample0{i}": f"data/sample/videos/sample0{i}.mp4" for i in range(3)}},
+    "train": {"epochs": 1, "batch_size": 4},
+    "model": {"input_scale": 2},
 }
 
 
@@ -141,3 +143,26 @@ def test_push_then_pull_restores_everything(repo):
     assert len(list((repo / "data" / "frames").glob("*.zip"))) == 3
     assert len(list((repo / "data" / "trajectories").glob("*/disp.npy"))) == 3
     assert "up to date" in run(repo, "dvc", "status").stdout
+
+
+def test_grid_stride_reruns_trajectories_and_downstream_not_frames(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["trajectories"]["grid_stride"] = 8
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(repo, "dvc", "repro")
+    stages = ran_stages(out.stdout)
+    assert {"trajectories@sample00", "trajectories@sample02", "train", "evaluate"} <= set(stages), stages
+    assert not any(s.startswith(("frames@", "sample@")) for s in stages), stages
+    meta = json.loads((repo / "data/trajectories/sample00/meta.json").read_text())
+    assert meta["grid_stride"] == 8
+
+
+def test_model_experiment_compares_with_baseline(repo):
+    run(repo, "dvc", "exp", "run", "-n", "deeplab", "-S", "model.name=deeplabv3_mobilenet_v3_large",
+        "-S", "train.epochs=2")
+    shown = json.dumps(json.loads(run(repo, "dvc", "exp", "show", "--json").stdout))
+    assert "deeplab" in shown and "deeplabv3_mobilenet_v3_large" in shown
+    diff = run(repo, "dvc", "metrics", "diff", "HEAD", "deeplab", "--json").stdout
+    assert "metrics/evaluate/summary.json" in diff and "model_epe" in diff
+    plots = run(repo, "dvc", "plots", "diff", "HEAD", "deeplab", "-o", "plots_out")
+    assert (repo / "plots_out" / "index.html").exists(), plots.stdout

@@ -146,7 +146,7 @@ class ModelParams(_Section):
     aux_loss: bool = False  # keep the auxiliary head (fcn_*, deeplabv3_* only) and train it too
     # the grid-resolution frame is upsampled by this factor before the net (output strides are
     # 8-16) and the prediction averaged back down to the grid
-    input_scale: int = Field(2, ge=1, le=16)
+    input_scale: int = Field(4, ge=1, le=16)
 
     @model_validator(mode="after")
     def _aux_exists(self) -> "ModelParams":
@@ -160,9 +160,9 @@ class TrainParams(_Section):
 
     seed: int = 0  # weights init, batch order, flips, dropout
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    epochs: int = Field(40, ge=1)
+    epochs: int = Field(30, ge=1)
     batch_size: int = Field(8, ge=1)
-    lr: float = Field(2e-3, gt=0)  # AdamW peak learning rate
+    lr: float = Field(5e-3, gt=0)  # AdamW peak learning rate (from scratch; ~3e-4 to fine-tune)
     weight_decay: float = Field(1e-4, ge=0)
     scheduler: Literal["onecycle", "cosine", "constant"] = "onecycle"  # stepped every batch
     # epe: mean Euclidean error of visible points (the metric itself, robust to outliers like L1);
@@ -171,10 +171,15 @@ class TrainParams(_Section):
     aux_weight: float = Field(0.5, ge=0)  # weight of the auxiliary head's loss when model.aux_loss
     grad_clip: float | None = Field(5.0, gt=0)  # max gradient norm; None disables clipping
     split_seed: int = 0  # shuffles the sorted video names before the split (kept apart from seed)
+    # regex: videos whose names give the same match (its group 1 if any) stay in one split, and
+    # the counts below count such groups (clips cut from one source video); null: every video alone
+    split_group: str | None = None
     val_videos: int = Field(1, ge=0)  # held out for per-epoch validation
     test_videos: int = Field(1, ge=0)  # held out for the evaluate stage
     freeze_backbone_epochs: int = Field(0, ge=0)  # train only the heads for the first N epochs
-    hflip: bool = True  # random horizontal flips (x displacements negated)
+    # random horizontal flips (x displacements negated); off for the sample, whose sprites' direction
+    # is set by their texture, which a mirror does not change (a mirrored world is plausible for real video)
+    hflip: bool = False
     workers: int = Field(0, ge=0)  # DataLoader worker processes; results do not depend on it
     amp: bool = False  # float16 autocast + grad scaling on CUDA (no effect on CPU)
 

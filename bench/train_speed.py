@@ -1,0 +1,128 @@
+"""Training speed of every motion model, and the data loader's share of a training step.
+
+    .venv/bin/python bench/train_speed.py [--models all] [--grid 32x56] [--input-scale 4]
+        [--batch-size 8] [--steps 4] [--threads 2] [--device cpu] [--amp] [--json OUT.json]
+
+Writes synthetic schema-1 stores of the sample's shape (6 videos x 6 windows of 8 frames,
+32x56 grid = 128x224 frames at grid stride 4) to a temporary folder and runs the real training
+step (``densemotion.training.train_one_epoch``'s pieces: MotionDataset -> DataLoader ->
+MotionNet -> masked EPE loss -> AdamW -> OneCycle) on it. Per model it prints training samples
+per second (after one warm-up step) and the fraction of step time spent waiting for the
+loader's next batch (goal: under 10%). ``--amp`` uses float16 autocast on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from densemotion.dataset import MotionDataset
+from densemotion.model import MODEL_NAMES, SPECS, build_model
+from densemotion.params import ModelParams, TrainParams
+from densemotion.trajectories.store import write_store
+from densemotion.training import autocast, make_loader, make_optimizer, masked_loss
+
+WINDOW = 8
+
+
+def make_stores(root: Path, videos: int, windows: int, hg: int, wg: int) -> list[str]:
+    names = []
+    for v in range(videos):
+        rng = np.random.default_rng(v)
+        disp = rng.normal(0, 3, (windows, WINDOW, hg, wg, 2)).astype(np.float16)
+        disp[:, 0] = 0
+        meta = {"video": f"v{v}", "tracker": "synthetic", "tracker_params": {}, "window": WINDOW,
+                "window_stride": WINDOW, "grid_stride": 4, "margin": 0, "tracking_size": [hg * 4, wg * 4],
+                "frame_size": [hg * 4, wg * 4], "grid_shape": [hg, wg], "frames_sha256": "", "past_end": "skip"}
+        write_store(root / f"v{v}", frames0=rng.integers(0, 256, (windows, hg, wg, 3), dtype=np.uint8), disp=disp,
+                    vis=rng.integers(0, 256, (windows, WINDOW, hg, wg), dtype=np.uint8),
+                    starts=np.arange(windows, dtype=np.int64) * WINDOW, meta=meta)
+        names.append(f"v{v}")
+    return names
+
+
+def measure(name: str, dataset: MotionDataset, args: argparse.Namespace) -> dict:
+    """Time ``args.steps`` training steps after one warm-up step; loader waits timed apart."""
+    torch.manual_seed(0)
+    mp = ModelParams(name=name, input_scale=args.input_scale, aux_loss=SPECS[name].has_aux)
+    tp = TrainParams(device=args.device, batch_size=args.batch_size, amp=args.amp)
+    model = build_model(mp, WINDOW).to(args.device).train()
+    opt, sched = make_optimizer(model, tp, total_steps=10_000)
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device == "cuda")
+    loader_time = step_time = 0.0
+    done = 0
+    seed = 0
+    while done <= args.steps:
+        it = iter(make_loader(dataset, args.batch_size, shuffle_seed=seed, workers=args.workers))
+        seed += 1
+        while done <= args.steps:
+            t0 = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            batch = {k: v.to(args.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            t1 = time.perf_counter()
+            with autocast(args.device, args.amp):
+                out = model(batch["image"])
+                loss = masked_loss(out["out"], batch["target"], batch["mask"], "epe")
+                if "aux" in out:
+                    loss = loss + 0.5 * masked_loss(out["aux"], batch["target"], batch["mask"], "epe")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            t2 = time.perf_counter()
+            if done > 0:  # step 0 is the warm-up (allocations, kernel selection)
+                loader_time += t1 - t0
+                step_time += t2 - t0
+            done += 1
+    samples = args.steps * args.batch_size
+    return {"model": name, "samples_per_s": samples / step_time, "step_s": step_time / args.steps,
+            "loader_share": loader_time / step_time}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="all", help="comma-separated model names (default: all)")
+    p.add_argument("--grid", default="32x56", help="grid HxW (the sample: 32x56)")
+    p.add_argument("--input-scale", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=4, help="timed steps per model (after 1 warm-up)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    names = list(MODEL_NAMES) if args.models == "all" else args.models.split(",")
+    hg, wg = (int(x) for x in args.grid.split("x"))
+    print(f"grid {hg}x{wg}, net input {hg * args.input_scale}x{wg * args.input_scale}, batch {args.batch_size}, "
+          f"device {args.device}{' amp' if args.amp else ''}, {args.threads} threads, {args.workers} workers")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        videos = make_stores(Path(tmp), videos=6, windows=6, hg=hg, wg=wg)
+        dataset = MotionDataset(tmp, videos, "endpoint")
+        print(f"{'model':<30} {'samples/s':>10} {'s/step':>8} {'loader share':>13}")
+        for name in names:
+            r = measure(name, dataset, args)
+            results.append(r)
+            print(f"{name:<30} {r['samples_per_s']:>10.1f} {r['step_s']:>8.3f} {r['loader_share']:>12.2%}")
+    worst = max(r["loader_share"] for r in results)
+    print(f"largest loader share {worst:.2%} (goal < 10%): {'met' if worst < 0.10 else 'NOT met'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"settings": vars(args), "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Training samples from trajectory stores: one window's first frame -> its grid's motion.
+
+A sample is one window of one video: the window's first frame at grid resolution (the model
+input), the displacement of every grid point at the predicted steps (the target) and where the
+tracker saw the point (the loss mask). Videos are split into train / val / test as a whole,
+never by window: the windows of one video are near-duplicates of each other.
+
+Letters: K predicted steps (1 for the endpoint target, T - 1 for the trajectory), Hg x Wg grid.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from densemotion.trajectories.store import TrajectoryStore
+
+VISIBLE_MIN = 128  # stored visibility (x 255) from which a point counts as visible (p >= ~0.5)
+
+
+class DatasetError(ValueError):
+    """Stores that cannot be trained on together, or a split that leaves a part empty."""
+
+
+@dataclass(frozen=True)
+class Split:
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"train": list(self.train), "val": list(self.val), "test": list(self.test)}
+
+
+def split_videos(names: Sequence[str], *, val: int, test: int, seed: int, group: str | None = None) -> Split:
+    """Split whole videos: sorted names shuffled by ``seed``; the first ``test`` are the test set,
+    the next ``val`` the validation set, the rest (at least one) the training set.
+
+    ``group``: a regular expression; videos whose names give the same match (its first group
+    if it has one) stay together and the counts count groups (e.g. TaiChi clips cut from one
+    YouTube video: ``^(.+)_\\d+_\\d+$``). Names it does not match form groups of their own.
+    """
+    groups: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        groups.setdefault(_group_key(name, group), []).append(name)
+    keys = sorted(groups)
+    unit = "group(s) of videos" if group else "video(s)"
+    if len(keys) < val + test + 1:
+        raise DatasetError(
+            f"{len(keys)} {unit} cannot be split into train.test_videos={test}, "
+            f"train.val_videos={val} and at least one for training: add videos or lower those counts"
+        )
+    random.Random(seed).shuffle(keys)
+
+    def members(part: list[str]) -> tuple[str, ...]:
+        return tuple(sorted(n for k in part for n in groups[k]))
+
+    return Split(train=members(keys[test + val :]), val=members(keys[test : test + val]), test=members(keys[:test]))
+
+
+def _group_key(name: str, pattern: str | None) -> str:
+    if pattern is None:
+        return name
+    try:
+        match = re.search(pattern, name)
+    except re.error as err:
+        raise DatasetError(f"train.split_group: invalid regular expression {pattern!r} ({err})") from None
+    if match is None:
+        return name
+    return match.group(1) if match.re.groups else match.group(0)
+
+
+def predicted_steps(target: str, window: int) -> list[int]:
+    """Frame indices within the window whose displacement is predicted."""
+    if target == "endpoint":
+        return [window - 1]
+    if target == "trajectory":
+        return list(range(1, window))
+    raise DatasetError(f"model.target: unknown target {target!r} (endpoint or trajectory)")
+
+
+def frame_scale(meta: dict) -> tuple[float, float]:
+    """(sx, sy): pixels of the frames archive per pixel of the tracking resolution."""
+    (fh, fw), (th, tw) = meta["frame_size"], meta["tracking_size"]
+    return fw / tw, fh / th
+
+
+def open_stores(root: str | Path, videos: Sequence[str]) -> dict[str, TrajectoryStore]:
+    """The stores ``root/<video>`` of ``videos``, checked to share window length and grid shape."""
+    stores = {v: TrajectoryStore(Path(root) / v) for v in videos}
+    check_compatible(stores)
+    return stores
+
+
+def check_compatible(stores: dict[str, TrajectoryStore]) -> None:
+    """Videos trained or evaluated together need one window length and one grid shape (batching)."""
+    kinds = {(int(s.meta["window"]), tuple(s.meta["grid_shape"])) for s in stores.values()}
+    if len(kinds) > 1:
+        detail = ", ".join(f"{v}: window {s.meta['window']}, grid {s.meta['grid_shape']}" for v, s in stores.items())
+        raise DatasetError(
+            "trajectory stores differ in window length or grid shape and cannot be batched together "
+            f"({detail}); set trajectories.resolution so every video is tracked at one size"
+        )
+
+
+class MotionDataset(Dataset):
+    """Windows of several videos as training samples.
+
+    Item: dict with image (3, Hg, Wg) float32 in [0, 1], target (K, 2, Hg, Wg) float32 px of
+    the tracking resolution, mask (K, Hg, Wg) bool (tracker visibility), scale (2,) float32
+    (frame px per tracking px, x and y), video (int index into ``videos``), window (int).
+
+    With ``hflip`` each item is mirrored with probability 1/2 (x displacements negated); the
+    choice depends only on (seed, epoch, index), so it is reproducible whatever the workers.
+    Stores are opened lazily in each process (memory maps are not pickled to workers).
+    """
+
+    def __init__(self, root: str | Path, videos: Sequence[str], target: str, *, hflip: bool = False, seed: int = 0):
+        self.root = Path(root)
+        self.videos = list(videos)
+        self.hflip = hflip
+        self.seed = seed
+        self.epoch = 0
+        self._stores: dict[str, TrajectoryStore] | None = open_stores(self.root, self.videos)
+        first = next(iter(self._stores.values()), None)
+        self.window = int(first.meta["window"]) if first else 0
+        self.steps = predicted_steps(target, self.window) if first else []
+        self.scales = [frame_scale(s.meta) for s in self._stores.values()]
+        # (video index, window index) of every item
+        self.index = [(v, w) for v, s in enumerate(self._stores.values()) for w in range(len(s))]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_stores": None}
+
+    def _store(self, v: int) -> TrajectoryStore:
+        if self._stores is None:
+            self._stores = {name: TrajectoryStore(self.root / name) for name in self.videos}
+        return self._stores[self.videos[v]]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose this epoch's flips (call before iterating, as with DistributedSampler)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _flipped(self, i: int) -> bool:
+        return self.hflip and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5
+
+    def __getitem__(self, i: int) -> dict:
+        v, w = self.index[i]
+        store = self._store(v)
+        image = np.asarray(store.frames0[w])  # (Hg, Wg, 3) uint8
+        disp = np.asarray(store.disp[w, self.steps], dtype=np.float32)  # (K, Hg, Wg, 2)
+        mask = np.asarray(store.vis[w, self.steps]) >= VISIBLE_MIN  # (K, Hg, Wg)
+        mask &= np.isfinite(disp).all(axis=-1)
+        disp = np.where(mask[..., None], disp, 0.0)  # nothing unseen (or NaN) reaches the loss
+        if self._flipped(i):
+            image, disp, mask = image[:, ::-1], disp[:, :, ::-1], mask[:, :, ::-1]
+            disp = disp * np.array([-1.0, 1.0], np.float32)  # mirrored motion: x reverses
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
+            "target": torch.from_numpy(np.ascontiguousarray(disp.transpose(0, 3, 1, 2))),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask)),
+            "scale": torch.tensor(self.scales[v], dtype=torch.float32),
+            "video": v,
+            "window": w,
+        }
+
+
+def displacement_stats(dataset: MotionDataset, max_windows: int = 512) -> dict[str, object]:
+    """Mean displacement per step (K, 2) and RMS magnitude of visible points, tracking px.
+
+    Uses up to ``max_windows`` windows spread evenly over the dataset (no flips): the mean is
+    the training-set baseline of the evaluate stage, the RMS the network's output unit.
+    """
+    if len(dataset) == 0:
+        raise DatasetError("no training windows: the training videos' trajectory stores are empty")
+    picks = np.unique(np.linspace(0, len(dataset) - 1, min(max_windows, len(dataset))).round().astype(int))
+    total = np.zeros((len(dataset.steps), 2))
+    count = np.zeros((len(dataset.steps), 1))
+    square = 0.0
+    for i in picks:
+        v, w = dataset.index[int(i)]
+        store = dataset._store(v)
+        disp = np.asarray(store.disp[w, dataset.steps], dtype=np.float64)  # (K, Hg, Wg, 2)
+        mask = np.asarray(store.vis[w, dataset.steps]) >= VISIBLE_MIN  # (K, Hg, Wg)
+        mask &= np.isfinite(disp).all(axis=-1)
+        disp = np.where(mask[..., None], disp, 0.0)
+        total += disp.sum(axis=(1, 2))
+        count += mask.sum(axis=(1, 2))[:, None]
+        square += float((disp**2).sum())
+    n = float(count.sum())
+    mean = total / np.maximum(count, 1)
+    rms = (square / n) ** 0.5 if n else 0.0
+    return {"mean": mean.tolist(), "rms": rms, "visible_points": int(n)}

@@ -1,0 +1,251 @@
+"""The motion network: a torchvision segmentation net whose last layer outputs motion vectors.
+
+Any of torchvision's segmentation models is built by name; its final classification conv (and
+that of its auxiliary head, when kept) is replaced by a zero-initialised 1x1 conv with
+``2 * K`` outputs, one (x, y) displacement per predicted step (K = 1 for the endpoint target,
+S - 1 for the whole trajectory). Zero init makes the untrained net the zero-motion baseline.
+
+:class:`MotionNet` wraps the segmentation net so that callers see one convention:
+input ``(B, 3, H, W)`` float RGB in [0, 1] at grid resolution, output ``(B, K, 2, H, W)``
+displacements in pixels of the tracking resolution (the net's raw output times
+``disp_scale``, a buffer set from the training data so the net works at unit scale).
+
+Pretrained weights are read from torchvision's hub cache (``$TORCH_HOME/hub/checkpoints``) or
+from ``model.weights_path`` and never downloaded: a missing file is an error that says how to
+fetch it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights, ResNet101_Weights
+from torchvision.models import segmentation as seg
+
+from densemotion.params import ModelParams
+
+# torchvision's normalisation for all of its ImageNet / COCO weights
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+_COCO_CLASSES = 21  # the COCO-with-VOC-labels checkpoints have 21 output classes
+# running-statistics update rate of every batch norm (PyTorch's default); short trainings need it
+BN_MOMENTUM = 0.1
+
+
+class ModelError(ValueError):
+    """Unknown model, missing or mismatched weights."""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    builder: Any  # torchvision builder function
+    coco: Any  # whole-model weights enum member
+    imagenet: Any  # backbone weights enum member
+    backbone: str  # "resnet" or "mobilenet": how backbone keys map to ImageNet keys
+    has_aux: bool
+
+
+SPECS: dict[str, _Spec] = {
+    "fcn_resnet50": _Spec(
+        seg.fcn_resnet50, seg.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+        ResNet50_Weights.IMAGENET1K_V1, "resnet", True,
+    ),
+    "fcn_resnet101": _Spec(
+        seg.fcn_resnet101, seg.FCN_ResNet101_Weights.COCO_WITH_VOC_LABELS_V1,
+        ResNet101_Weights.IMAGENET1K_V1, "resnet", True,
+    ),
+    "deeplabv3_resnet50": _Spec(
+        seg.deeplabv3_resnet50, seg.DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+        ResNet50_Weights.IMAGENET1K_V1, "resnet", True,
+    ),
+    "deeplabv3_mobilenet_v3_large": _Spec(
+        seg.deeplabv3_mobilenet_v3_large, seg.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        MobileNet_V3_Large_Weights.IMAGENET1K_V1, "mobilenet", True,
+    ),
+    "lraspp_mobilenet_v3_large": _Spec(
+        seg.lraspp_mobilenet_v3_large, seg.LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        MobileNet_V3_Large_Weights.IMAGENET1K_V1, "mobilenet", False,
+    ),
+}
+MODEL_NAMES = tuple(SPECS)
+
+
+def output_steps(target: str, window: int) -> int:
+    """K, the displacement steps predicted per pixel: 1 (endpoint) or window - 1 (trajectory)."""
+    if window < 2:
+        raise ModelError(f"trajectory window must be at least 2 frames, got {window}")
+    if target == "endpoint":
+        return 1
+    if target == "trajectory":
+        return window - 1
+    raise ModelError(f"model.target: unknown target {target!r} (endpoint or trajectory)")
+
+
+class MotionNet(nn.Module):
+    """Segmentation net -> per-pixel displacement, with input normalisation and rescaling."""
+
+    def __init__(self, net: nn.Module, *, steps: int, input_scale: int, has_aux: bool) -> None:
+        super().__init__()
+        self.net = net
+        self.steps = steps
+        self.input_scale = input_scale
+        self.has_aux = has_aux
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
+        # pixels per unit of the net's raw output; set from the training data (saved in state_dict)
+        self.register_buffer("disp_scale", torch.ones(()))
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.net.backbone
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """image (B, 3, H, W) in [0, 1] -> {"out": (B, K, 2, H, W) px[, "aux": same]}."""
+        b, _, h, w = image.shape
+        x = (image - self.mean) / self.std
+        s = self.input_scale
+        if s > 1:
+            x = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
+        raw = self.net(x)  # {"out": (B, 2K, sH, sW)[, "aux": ...]}
+        result = {}
+        for key, value in raw.items():
+            if s > 1:  # area average back to the grid: the inverse pixel mapping of the upsampling
+                value = F.avg_pool2d(value, s)
+            result[key] = (value * self.disp_scale).view(b, self.steps, 2, h, w)
+        return result
+
+
+def _zero_conv(old: nn.Conv2d, out_channels: int) -> nn.Conv2d:
+    conv = nn.Conv2d(old.in_channels, out_channels, kernel_size=1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _replace_heads(net: nn.Module, out_channels: int) -> None:
+    """Swap the final classification convs for motion convs with ``out_channels`` outputs."""
+    if isinstance(net, seg.LRASPP):
+        head = net.classifier
+        head.low_classifier = _zero_conv(head.low_classifier, out_channels)
+        head.high_classifier = _zero_conv(head.high_classifier, out_channels)
+        return
+    # FCNHead and DeepLabHead are Sequentials ending with the 1x1 classification conv
+    net.classifier[-1] = _zero_conv(net.classifier[-1], out_channels)
+    if net.aux_classifier is not None:
+        net.aux_classifier[-1] = _zero_conv(net.aux_classifier[-1], out_channels)
+
+
+def build_model(params: ModelParams, window: int, *, load_pretrained: bool = True) -> MotionNet:
+    """Build ``params.name`` predicting ``params.target`` for trajectories of ``window`` frames.
+
+    With ``load_pretrained`` the weights named by ``params.pretrained`` are loaded before the
+    heads are replaced (pass False when a checkpoint's weights will be loaded anyway).
+    """
+    spec = SPECS.get(params.name)
+    if spec is None:
+        raise ModelError(f"model.name: unknown model {params.name!r}; available: {', '.join(MODEL_NAMES)}")
+    if params.aux_loss and not spec.has_aux:
+        raise ModelError(f"model.aux_loss: {params.name} has no auxiliary head (set it to false)")
+    steps = output_steps(params.target, window)
+    kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": _COCO_CLASSES}
+    if spec.has_aux:
+        kwargs["aux_loss"] = params.aux_loss
+    net = spec.builder(**kwargs)
+    if load_pretrained and params.pretrained == "coco":
+        _load_coco(net, spec, params)
+    elif load_pretrained and params.pretrained == "imagenet":
+        _load_imagenet(net, spec, params)
+    _replace_heads(net, 2 * steps)
+    for module in net.modules():  # MobileNetV3's 0.01 needs ~1000s of steps before eval mode works
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = BN_MOMENTUM
+    return MotionNet(net, steps=steps, input_scale=params.input_scale, has_aux=params.aux_loss)
+
+
+# --- pretrained weights -----------------------------------------------------------------------
+
+
+def hub_checkpoint_path(weights: Any) -> Path:
+    """Where torchvision's loader keeps ``weights`` (a weights enum member): $TORCH_HOME/hub/checkpoints."""
+    filename = os.path.basename(urlparse(weights.url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _fetch_help(weights: Any, path: Path) -> str:
+    enum_name = f"{type(weights).__name__}.{weights.name}"
+    module = type(weights).__module__.rsplit(".", 1)[0]
+    return (
+        f"densemotion never downloads weights. Fetch the file where there is internet and put it at {path}:\n"
+        f'  python -c "from {module} import {type(weights).__name__} as W; '
+        f'W.{weights.name}.get_state_dict(progress=True)"   # saves into $TORCH_HOME/hub/checkpoints/\n'
+        f"  or: curl -L --create-dirs -o {path} {weights.url}\n"
+        f"  or, versioned with DVC: dvc import-url {weights.url} models/torch/hub/checkpoints/{path.name} "
+        f"and run with TORCH_HOME=models/torch (or set model.weights_path to that file).\n"
+        f"({enum_name}; or set model.pretrained=none to train from scratch.)"
+    )
+
+
+def _read_weights(params: ModelParams, weights: Any) -> dict[str, torch.Tensor]:
+    """The state dict of ``weights`` from model.weights_path or the hub cache; never downloads."""
+    path = Path(params.weights_path) if params.weights_path else hub_checkpoint_path(weights)
+    if not path.is_file():
+        where = "model.weights_path" if params.weights_path else "the torch hub cache ($TORCH_HOME)"
+        raise ModelError(
+            f"model.pretrained={params.pretrained}: {params.name} needs {path.name}, not found in {where} "
+            f"at {path}.\n{_fetch_help(weights, path)}"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, truncated zip, ...
+        raise ModelError(f"cannot read pretrained weights {path}: {err}") from None
+    for key in ("model", "state_dict"):  # some training scripts wrap the state dict
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"pretrained weights {path} are not a state dict of tensors")
+    return state
+
+
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = [
+            f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if keys
+        ]
+        raise ModelError(f"{what} do not match the model: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+def _load_coco(net: nn.Module, spec: _Spec, params: ModelParams) -> None:
+    state = _read_weights(params, spec.coco)
+    if getattr(net, "aux_classifier", None) is None:  # aux head disabled: its weights are not needed
+        state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
+    _load_strict(net, state, f"COCO weights for {params.name}")
+
+
+def _load_imagenet(net: nn.Module, spec: _Spec, params: ModelParams) -> None:
+    state = _read_weights(params, spec.imagenet)
+    if spec.backbone == "resnet":  # IntermediateLayerGetter keeps conv1 .. layer4; fc is dropped
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    else:  # the segmentation backbone is mobilenet's `features`; its classifier is dropped
+        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    _load_strict(net.backbone, state, f"ImageNet backbone weights for {params.name}")
+
+
+def set_backbone_trainable(model: MotionNet, trainable: bool) -> None:
+    """Freeze (or unfreeze) the backbone: no gradients, and its batch norms keep their statistics."""
+    model.backbone.requires_grad_(trainable)
+    if model.training:
+        model.backbone.train(trainable)

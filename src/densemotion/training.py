@@ -1,0 +1,388 @@
+"""The training loop: AdamW, a per-batch LR schedule, a masked loss, checkpoints, resume, dvclive.
+
+Reads top to bottom: :func:`train` prepares data and model, then per epoch calls
+:func:`train_one_epoch` and :func:`validate`, logs, and writes a complete checkpoint (model,
+optimizer, scheduler, scaler, epoch, RNG state, params, split, data statistics) atomically,
+so a killed run resumes exactly where the last finished epoch left it.
+
+Loss (``train.loss``), over the visible points only (tracker visibility >= 0.5):
+
+- ``epe``: mean end-point error, sqrt(dx^2 + dy^2), the metric itself. Like L1 it grows linearly
+  with the error (robust to the tracker's outliers); unlike L1 it does not depend on the axes.
+- ``l1``: mean |dx| + |dy|.
+
+Determinism on CPU: weights from ``train.seed``; the batch order of epoch e from (seed, e); the
+flips from (seed, e, index); dropout from torch's global RNG, saved in every checkpoint. A
+resumed run therefore reaches the same weights as an uninterrupted one.
+
+Letters: B batch, K predicted steps, Hg x Wg grid.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from tqdm import tqdm
+
+from densemotion.atomic import atomic_path
+from densemotion.dataset import MotionDataset, Split, displacement_stats, open_stores, split_videos
+from densemotion.model import MotionNet, build_model, set_backbone_trainable
+from densemotion.params import ModelParams, TrainParams
+from densemotion.tracking.base import resolve_device
+
+CHECKPOINT_FORMAT = "densemotion.motion-checkpoint"
+CHECKPOINT_VERSION = 1
+# train params that may change between a run and its resumption (they do not change results)
+_RESUMABLE_CHANGES = {"device", "workers"}
+
+
+class TrainingError(ValueError):
+    """Training cannot start or go on: bad checkpoint, mismatched params, NaN loss."""
+
+
+# --- loss and metric ------------------------------------------------------------------------
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean loss over visible points. pred, target (B, K, 2, Hg, Wg) px; mask (B, K, Hg, Wg) bool."""
+    diff = pred.float() - target
+    if kind == "epe":
+        per_point = torch.sqrt((diff * diff).sum(dim=2) + 1e-8)  # eps keeps the gradient finite at 0
+    elif kind == "l1":
+        per_point = diff.abs().sum(dim=2)
+    else:
+        raise TrainingError(f"train.loss: unknown loss {kind!r} (epe or l1)")
+    return (per_point * mask).sum() / mask.sum().clamp(min=1)
+
+
+def endpoint_epe_sum(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor
+) -> tuple[float, int]:
+    """Sum and count of end-point errors at the last predicted step, in frame pixels.
+
+    scale (B, 2): frame px per tracking px (x, y) of each sample's video.
+    """
+    s = scale[:, :, None, None]  # (B, 2, 1, 1)
+    diff = (pred[:, -1].float() - target[:, -1]) * s  # (B, 2, Hg, Wg)
+    err = torch.sqrt((diff * diff).sum(dim=1))  # (B, Hg, Wg)
+    m = mask[:, -1]
+    return float(err[m].sum()), int(m.sum())
+
+
+# --- data, model, optimiser -----------------------------------------------------------------
+
+
+def prepare_data(
+    root: str | Path, videos: list[str], model_params: ModelParams, train_params: TrainParams
+) -> tuple[Split, MotionDataset, MotionDataset]:
+    """Split the videos and build the training (flipped) and validation datasets."""
+    open_stores(root, videos)  # every video readable, one window length and grid shape
+    split = split_videos(
+        videos, val=train_params.val_videos, test=train_params.test_videos, seed=train_params.split_seed,
+        group=train_params.split_group,
+    )
+    target = model_params.target
+    train_ds = MotionDataset(root, split.train, target, hflip=train_params.hflip, seed=train_params.seed)
+    val_ds = MotionDataset(root, split.val, target)
+    if len(train_ds) == 0:
+        raise TrainingError(f"the training videos {list(split.train)} have no trajectory windows")
+    return split, train_ds, val_ds
+
+
+def make_loader(dataset: MotionDataset, batch_size: int, *, shuffle_seed: int | None, workers: int) -> DataLoader:
+    """Batches of ``dataset``; shuffled by a generator seeded with ``shuffle_seed`` (None: in order).
+
+    Training drops an incomplete last batch (a batch of one breaks batch norm on pooled features).
+    """
+    if shuffle_seed is None:
+        sampler = SequentialSampler(dataset)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(shuffle_seed))
+    drop_last = shuffle_seed is not None and len(dataset) > batch_size
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last)
+
+
+def steps_per_epoch(num_train: int, batch_size: int) -> int:
+    return max(1, num_train // batch_size) if num_train > batch_size else 1
+
+
+def make_optimizer(model: MotionNet, tp: TrainParams, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW over all parameters and a scheduler stepped after every batch."""
+    opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
+    if tp.scheduler == "onecycle":  # warm-up over the first 30%, then cosine down to lr / 1e4
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tp.lr, total_steps=total_steps)
+    elif tp.scheduler == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    else:
+        sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+    return opt, sched
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % (2**63)
+
+
+# --- one epoch --------------------------------------------------------------------------------
+
+
+def _to(batch: dict, device: str) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def autocast(device: str, amp: bool):
+    # float16 autocast on CUDA only; on CPU a no-op, results stay fp32
+    return torch.autocast("cuda", dtype=torch.float16) if amp and device == "cuda" else nullcontext()
+
+
+def train_one_epoch(
+    model: MotionNet,
+    loader: DataLoader,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    scaler: torch.amp.GradScaler,
+    tp: TrainParams,
+    device: str,
+    *,
+    epoch: int,
+    frozen: bool,
+) -> dict[str, float]:
+    """One pass over ``loader``; raises TrainingError on a non-finite loss (nothing saved)."""
+    model.train()
+    set_backbone_trainable(model, not frozen)
+    loss_sum, err_sum, err_n, batches = 0.0, 0.0, 0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tp.epochs}", leave=False, disable=None, file=sys.stderr)
+    for b, batch in enumerate(bar):
+        batch = _to(batch, device)
+        with autocast(device, tp.amp):
+            out = model(batch["image"])
+            loss = masked_loss(out["out"], batch["target"], batch["mask"], tp.loss)
+            if "aux" in out:
+                loss = loss + tp.aux_weight * masked_loss(out["aux"], batch["target"], batch["mask"], tp.loss)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1}")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if tp.grad_clip is not None:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tp.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        loss_sum += float(loss.detach())
+        s, n = endpoint_epe_sum(out["out"].detach(), batch["target"], batch["mask"], batch["scale"])
+        err_sum, err_n, batches = err_sum + s, err_n + n, batches + 1
+        bar.set_postfix(loss=f"{loss_sum / batches:.3f}")
+    return {"loss": loss_sum / max(batches, 1), "epe": err_sum / max(err_n, 1)}
+
+
+@torch.no_grad()
+def validate(model: MotionNet, loader: DataLoader, device: str, loss_kind: str) -> dict[str, float]:
+    """Mean loss per batch and end-point error (frame px) of the model and of zero motion."""
+    model.eval()
+    loss_sum, batches, err_sum, zero_sum, err_n = 0.0, 0, 0.0, 0.0, 0
+    for batch in loader:
+        batch = _to(batch, device)
+        pred = model(batch["image"])["out"]
+        loss_sum += float(masked_loss(pred, batch["target"], batch["mask"], loss_kind))
+        s, n = endpoint_epe_sum(pred, batch["target"], batch["mask"], batch["scale"])
+        z, _ = endpoint_epe_sum(torch.zeros_like(pred), batch["target"], batch["mask"], batch["scale"])
+        err_sum, zero_sum, err_n, batches = err_sum + s, zero_sum + z, err_n + n, batches + 1
+    n = max(err_n, 1)
+    return {"loss": loss_sum / max(batches, 1), "epe": err_sum / n, "zero_epe": zero_sum / n}
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write a checkpoint atomically (a killed write leaves the previous one intact)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``), checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refused, truncated zip, not a torch file, ...
+        raise TrainingError(f"{path}: not a readable weights-only torch checkpoint ({err})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path}: not a densemotion motion-model checkpoint (written by `densemotion train`)")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise TrainingError(f"{path}: checkpoint version {ckpt.get('version')}, this densemotion reads {CHECKPOINT_VERSION}")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> MotionNet:
+    """Rebuild the checkpoint's model (no pretrained files needed) and load its weights."""
+    try:
+        params = ModelParams(**ckpt["model_params"])
+        model = build_model(params, int(ckpt["window"]), load_pretrained=False)
+        model.load_state_dict(ckpt["model"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise TrainingError(f"{path}: the checkpoint's weights do not fit its model ({str(err)[:300]})") from None
+    return model
+
+
+def _param_differences(ckpt: dict, mp: ModelParams, tp: TrainParams) -> list[str]:
+    diffs = []
+    for section, old, new in (("model", ckpt["model_params"], mp.model_dump()), ("train", ckpt["train_params"], tp.model_dump())):
+        for key in sorted(set(old) | set(new)):
+            if section == "train" and key in _RESUMABLE_CHANGES:
+                continue
+            if old.get(key) != new.get(key):
+                diffs.append(f"{section}.{key}: checkpoint {old.get(key)!r}, params {new.get(key)!r}")
+    return diffs
+
+
+def check_resumable(ckpt: dict, path: Path, mp: ModelParams, tp: TrainParams, split: Split, window: int) -> None:
+    """A checkpoint of another model, params, split or window cannot be resumed: say why."""
+    diffs = _param_differences(ckpt, mp, tp)
+    if ckpt.get("split") != split.as_dict():
+        diffs.append(f"video split: checkpoint {ckpt.get('split')}, now {split.as_dict()}")
+    if ckpt.get("window") != window:
+        diffs.append(f"trajectory window: checkpoint {ckpt.get('window')}, stores {window}")
+    if diffs:
+        raise TrainingError(
+            f"cannot resume from {path}: it was trained with other settings:\n  " + "\n  ".join(diffs)
+            + "\n(drop --resume to start over, or restore those settings)"
+        )
+
+
+def _restore(state: dict, model: MotionNet, opt, sched, scaler) -> None:
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def _new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, stats: dict) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model_params": mp.model_dump(),
+        "train_params": tp.model_dump(),
+        "split": split.as_dict(),
+        "window": window,
+        "stats": stats,  # training-set displacement mean (K, 2) and RMS, tracking px
+        "epoch": 0,  # finished epochs
+        "history": [],  # per-epoch metrics
+    }
+
+
+def _open_live(live_dir: str | Path | None, resume: bool, step: int, params: dict):
+    if live_dir is None:
+        return None
+    from dvclive import Live  # imported here: only training logs
+
+    live = Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+    live.step = step  # continue after the checkpoint's last epoch whatever the log holds
+    live.log_params(params)
+    return live
+
+
+def _log_epoch(live, record: dict) -> None:
+    if live is None:
+        return
+    for key, value in record.items():
+        if key != "epoch":
+            live.log_metric(key, value)
+    live.next_step()
+
+
+def _describe(record: dict) -> str:
+    parts = [f"epoch {record['epoch']}"]
+    parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr")]
+    return "  ".join(parts)
+
+
+def train(
+    *,
+    trajectories: str | Path,
+    videos: list[str],
+    model_params: ModelParams,
+    train_params: TrainParams,
+    out: str | Path,
+    live_dir: str | Path | None = None,
+    resume: bool = False,
+) -> dict:
+    """Train on the trajectory stores ``trajectories/<video>``, checkpointing to ``out`` every epoch.
+
+    With ``resume`` and an existing ``out``, continue after its last finished epoch (the params
+    must match). Returns the final checkpoint state (a dict as saved).
+    """
+    mp, tp, out = model_params, train_params, Path(out)
+    device = resolve_device(tp.device)
+    split, train_ds, val_ds = prepare_data(trajectories, videos, mp, tp)
+    torch.manual_seed(tp.seed)
+    model = build_model(mp, train_ds.window).to(device)
+    total_steps = tp.epochs * steps_per_epoch(len(train_ds), tp.batch_size)
+    opt, sched = make_optimizer(model, tp, total_steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=tp.amp and device == "cuda")
+    resumed = resume and out.is_file()
+    if resumed:
+        state = load_checkpoint(out)
+        check_resumable(state, out, mp, tp, split, train_ds.window)
+        _restore(state, model, opt, sched, scaler)
+        print(f"resuming from {out} after epoch {state['epoch']}", file=sys.stderr)
+    else:
+        state = _new_state(mp, tp, split, train_ds.window, displacement_stats(train_ds))
+        model.disp_scale.fill_(max(float(state["stats"]["rms"]), 1e-3))
+    run_params = {"model": mp.model_dump(), "train": tp.model_dump(), "split": split.as_dict()}
+    live = _open_live(live_dir, resumed, state["epoch"], run_params)
+
+    val_loader = make_loader(val_ds, tp.batch_size, shuffle_seed=None, workers=tp.workers)
+    for epoch in range(state["epoch"], tp.epochs):
+        train_ds.set_epoch(epoch)
+        loader = make_loader(train_ds, tp.batch_size, shuffle_seed=_epoch_seed(tp.seed, epoch), workers=tp.workers)
+        frozen = epoch < tp.freeze_backbone_epochs
+        try:
+            train_stats = train_one_epoch(model, loader, opt, sched, scaler, tp, device, epoch=epoch, frozen=frozen)
+        except TrainingError as err:
+            kept = (f"{out} keeps the last good checkpoint (epoch {state['epoch']})" if state["epoch"]
+                    else "no checkpoint was written")
+            raise TrainingError(f"{err}: training stopped; {kept}. Try a lower train.lr or check the trajectories.") from None
+        record = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in train_stats.items()}}
+        if len(val_ds):
+            record.update({f"val/{k}": v for k, v in validate(model, val_loader, device, tp.loss).items()})
+        record["lr"] = opt.param_groups[0]["lr"]
+        state.update(
+            epoch=epoch + 1,
+            history=[*state["history"], record],
+            model={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            optimizer=opt.state_dict(),
+            scheduler=sched.state_dict(),
+            scaler=scaler.state_dict(),
+            rng=_rng_state(),
+        )
+        save_checkpoint(out, state)
+        _log_epoch(live, record)
+        tqdm.write(_describe(record), file=sys.stderr)
+    if live is not None:
+        live.end()
+    return state

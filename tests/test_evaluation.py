@@ -1,0 +1,174 @@
+"""The evaluate stage: errors at frame scale, baselines on the same points, truth, files, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from test_dataset import synthetic_windows, write_motion_store
+
+from densemotion.evaluation import EvaluationError, evaluate, truth_lookup
+from densemotion.model import build_model
+from densemotion.params import EvaluateParams, ModelParams, SampleParams
+from densemotion.sample import render_clip, save_truth
+from densemotion.tracking.grid import grid_points
+from densemotion.trajectories.store import TrajectoryStore, write_store
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _checkpoint(test: list[str], window: int, mean=(0.5, -0.25), target="endpoint", epoch=0) -> dict:
+    steps = 1 if target == "endpoint" else window - 1
+    return {
+        "split": {"train": ["x"], "val": [], "test": test},
+        "model_params": ModelParams(input_scale=1, target=target).model_dump(),
+        "window": window, "epoch": epoch,
+        "stats": {"mean": [list(mean)] * steps, "rms": 1.0},
+    }
+
+
+def _untrained(window: int, target="endpoint"):
+    return build_model(ModelParams(input_scale=1, target=target), window).eval()  # zero-init: predicts 0
+
+
+def test_errors_are_at_frame_scale_with_baselines_on_the_same_points(tmp_path):
+    write_motion_store(tmp_path, "a", seed=0, frame_factor=2.0)
+    write_motion_store(tmp_path, "b", seed=1, frame_factor=3.0)
+    ckpt = _checkpoint(["a", "b"], window=4)
+    summary = evaluate(model=_untrained(4), checkpoint=ckpt, trajectories=tmp_path, out_dir=tmp_path / "out",
+                       params=EvaluateParams(pictures=0), device="cpu")
+    zero, mean = [], []
+    for seed, factor in ((0, 2.0), (1, 3.0)):
+        raw = synthetic_windows(6, 12, 16, 4, seed)
+        disp = raw["disp"][:, 3].astype(np.float32)[raw["vis"][:, 3] >= 128]  # (n, 2) visible only
+        zero.append(np.hypot(*disp.T) * factor)
+        mean.append(np.hypot(*(disp - [0.5, -0.25]).T) * factor)
+    errors = summary["vs_tracker"]
+    assert errors["zero_epe"] == pytest.approx(np.concatenate(zero).mean(), rel=1e-5)
+    assert errors["mean_epe"] == pytest.approx(np.concatenate(mean).mean(), rel=1e-5)
+    assert errors["model_epe"] == errors["zero_epe"] and errors["model_to_zero"] == 1.0
+    assert errors["points"] == sum(z.size for z in zero)
+    per_video = json.loads((tmp_path / "out" / "per_video.json").read_text())
+    assert per_video["b"]["zero_epe"] == pytest.approx(zero[1].mean(), rel=1e-5)
+    assert "vs_truth" not in summary
+
+
+def test_output_files(tmp_path):
+    write_motion_store(tmp_path, "a", seed=0, nw=5, t=3)
+    params = EvaluateParams(pictures=3, picture_scale=2, hist_bins=10, hist_max_px=8.0)
+    evaluate(model=_untrained(3, "trajectory"), checkpoint=_checkpoint(["a"], 3, target="trajectory"),
+             trajectories=tmp_path, out_dir=tmp_path / "out", params=params, device="cpu")
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"model_epe_all_steps", "zero_epe_all_steps", "mean_epe_all_steps"} <= set(summary["vs_tracker"])
+    assert summary["target"] == "trajectory" and summary["test_videos"] == ["a"]
+    rows = list(csv.DictReader((out / "per_video.csv").open()))
+    assert [r["bar"] for r in rows] == ["a: model vs tracker", "a: zero vs tracker", "a: mean vs tracker"]
+    assert float(rows[1]["epe_px"]) == pytest.approx(summary["vs_tracker"]["zero_epe"], rel=1e-5)
+    hist = list(csv.DictReader((out / "epe_hist.csv").open()))
+    assert len(hist) == 10 and float(hist[0]["epe_px"]) == pytest.approx(0.4)
+    for method in ("model", "zero", "mean"):
+        assert sum(float(r[method]) for r in hist) == pytest.approx(1.0, abs=1e-4)
+    for png in ("epe_hist.png", "per_video.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    pictures = sorted((out / "pictures").iterdir())
+    assert len(pictures) == 3
+    image = cv2.imread(str(pictures[0]))
+    assert image.shape == (24, 3 * 32 + 3 * 4 + 24, 3)  # frame | tracker | model | wheel, 2x enlarged
+
+
+def _truth_store(tmp_path, clip_every: int = 1):
+    """A store whose 'tracker' is the sample's ground truth, tracked at half the clip's size."""
+    sample = SampleParams(height=48, width=64, num_frames=17, sprites=3, seed=2)
+    frames, truth = render_clip(sample, 0)
+    save_truth(tmp_path / "truth" / "clip.npz", truth)
+    g, t, track = 2, 4, (24, 32)
+    shape = (track[0] // g, track[1] // g)
+    points = grid_points(shape, g, 0).astype(np.float64)  # tracking px
+    query = (points + 0.5) * 2 - 0.5  # clip px
+    archive_starts = [0, 4]  # archive frames; clip frame = archive frame * clip_every
+    disp, vis, frames0 = [], [], []
+    for s in archive_starts:
+        clip_frames = [(s + k) * clip_every for k in range(t)]
+        tracks, visible = truth.tracks(clip_frames[0], clip_frames[-1] - clip_frames[0] + 1, query)
+        tracks, visible = tracks[[f - clip_frames[0] for f in clip_frames]], visible[[f - clip_frames[0] for f in clip_frames]]
+        disp.append(((tracks - tracks[0]) / 2).reshape(t, *shape, 2))
+        vis.append((visible * 255).astype(np.uint8).reshape(t, *shape))
+        small = cv2.resize(frames[clip_frames[0]], track[::-1], interpolation=cv2.INTER_AREA)
+        frames0.append(cv2.resize(small, shape[::-1], interpolation=cv2.INTER_AREA))
+    meta = {"video": "clip", "tracker": "truth", "tracker_params": {}, "window": t, "window_stride": t,
+            "grid_stride": g, "margin": 0, "tracking_size": list(track), "frame_size": [48, 64],
+            "grid_shape": list(shape), "frames_sha256": "0" * 64, "past_end": "skip"}
+    write_store(tmp_path / "traj" / "clip", frames0=np.stack(frames0), disp=np.stack(disp).astype(np.float16),
+                vis=np.stack(vis), starts=np.array(archive_starts, np.int64), meta=meta)
+    return truth
+
+
+def test_ground_truth_scores_use_clip_pixels_and_frames(tmp_path):
+    _truth_store(tmp_path)
+    summary = evaluate(model=_untrained(4), checkpoint=_checkpoint(["clip"], 4), trajectories=tmp_path / "traj",
+                       out_dir=tmp_path / "out", params=EvaluateParams(pictures=1), device="cpu",
+                       truth_dir=tmp_path / "truth")
+    truth = summary["vs_truth"]
+    assert truth["videos"] == 1 and truth["points"] > 100
+    assert truth["tracker_epe"] < 0.02  # the 'tracker' is the truth (float16 rounding only)
+    assert truth["zero_epe"] > 1.0  # sprites do move
+    assert truth["zero_epe"] == pytest.approx(summary["vs_tracker"]["zero_epe"], rel=0.02)
+    rows = list(csv.DictReader((tmp_path / "out" / "per_video.csv").open()))
+    assert [r["method"] for r in rows] == ["model vs tracker", "zero vs tracker", "mean vs tracker", "model vs truth",
+                                           "tracker vs truth", "zero vs truth", "mean vs truth"]
+
+
+def test_truth_follows_source_indices_of_subsampled_frames(tmp_path):
+    truth = _truth_store(tmp_path, clip_every=2)  # the archive kept every 2nd clip frame
+    store = TrajectoryStore(tmp_path / "traj" / "clip")
+    lookup = truth_lookup(store, truth, source_indices=list(range(0, 17, 2)))
+    for w in range(len(store)):
+        disp, seen = lookup(w)
+        stored = store.disp[w, 3].astype(np.float32).reshape(-1, 2)
+        assert np.abs(disp - stored)[seen].max() < 0.02
+    wrong = truth_lookup(store, truth, source_indices=None)(1)
+    assert np.abs(wrong[0] - store.disp[1, 3].astype(np.float32).reshape(-1, 2)).max() > 1.0
+
+
+def test_mismatched_window_and_empty_split_are_refused(tmp_path):
+    write_motion_store(tmp_path, "a", t=4)
+    with pytest.raises(EvaluationError, match="4-frame windows, but the model was trained on 8-frame"):
+        evaluate(model=_untrained(8), checkpoint=_checkpoint(["a"], 8), trajectories=tmp_path,
+                 out_dir=tmp_path / "out", params=EvaluateParams(), device="cpu")
+    with pytest.raises(EvaluationError, match="test split is empty"):
+        evaluate(model=_untrained(4), checkpoint=_checkpoint([], 4), trajectories=tmp_path,
+                 out_dir=tmp_path / "out", params=EvaluateParams(), device="cpu")
+
+
+def test_evaluate_cli(tmp_path, capsys):
+    from densemotion.cli.evaluate import main
+    from densemotion.params import TrainParams
+    from densemotion.training import train
+
+    videos = ["v0", "v1", "v2"]
+    for i, v in enumerate(videos):
+        write_motion_store(tmp_path / "traj", v, seed=i, hg=8, wg=12, nw=4, t=3)
+    train(trajectories=tmp_path / "traj", videos=videos, model_params=ModelParams(input_scale=1),
+          train_params=TrainParams(device="cpu", epochs=1, batch_size=2), out=tmp_path / "m.pt")
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  videos:\n    v0: x.mp4\nevaluate:\n  device: cpu\n  pictures: 2\n")
+    args = ["--model", str(tmp_path / "m.pt"), "--trajectories", str(tmp_path / "traj"),
+            "--out-dir", str(tmp_path / "metrics"), "--truth", str(tmp_path / "no-truth"), "--params", str(params)]
+    assert main(args) == 0
+    assert "model_to_zero" in capsys.readouterr().out
+    assert json.loads((tmp_path / "metrics" / "summary.json").read_text())["epochs"] == 1
+    assert len(list((tmp_path / "metrics" / "pictures").iterdir())) == 2
+    torch.save({"model": {}}, tmp_path / "foreign.pt")
+    assert main([*args[:0], "--model", str(tmp_path / "foreign.pt"), *args[2:]]) == 1
+    assert "densemotion evaluate: error:" in capsys.readouterr().err

@@ -1,0 +1,206 @@
+"""The training loop: it learns, resumes exactly, stops on NaN, refuses foreign checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_dataset import write_motion_store
+
+import densemotion.training as training
+from densemotion.dataset import DatasetError
+from densemotion.params import ModelParams, TrainParams
+from densemotion.training import TrainingError, load_checkpoint, model_from_checkpoint, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 spinning threads can be 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _videos(root, n=3, **kwargs) -> list[str]:
+    names = [f"vid{i}" for i in range(n)]
+    for i, name in enumerate(names):
+        write_motion_store(root, name, seed=i, **kwargs)
+    return names
+
+
+TINY = dict(hg=8, wg=12, nw=4, t=3)
+
+
+def _run(tmp_path, videos, *, out="m.pt", mp=None, tp=None, **kwargs):
+    return train(
+        trajectories=tmp_path / "traj", videos=videos, model_params=mp or ModelParams(input_scale=1),
+        train_params=tp or TrainParams(device="cpu", epochs=2, batch_size=2), out=tmp_path / out, **kwargs,
+    )
+
+
+@pytest.mark.slow
+def test_trained_model_beats_zero_motion_on_held_out_video(tmp_path):
+    from densemotion.evaluation import evaluate
+    from densemotion.params import EvaluateParams
+
+    videos = _videos(tmp_path / "traj", n=4, nw=16, hg=12, wg=16, t=4)
+    tp = TrainParams(device="cpu", epochs=10, batch_size=8, lr=1e-2, hflip=False, val_videos=1, test_videos=1)
+    state = _run(tmp_path, videos, mp=ModelParams(input_scale=4), tp=tp)
+    assert state["history"][-1]["val/epe"] < 0.8 * state["history"][-1]["val/zero_epe"]
+    model = model_from_checkpoint(state)
+    summary = evaluate(model=model, checkpoint=state, trajectories=tmp_path / "traj", out_dir=tmp_path / "eval",
+                       params=EvaluateParams(pictures=0), device="cpu")
+    errors = summary["vs_tracker"]
+    assert summary["test_videos"] == state["split"]["test"] and len(summary["test_videos"]) == 1
+    assert errors["model_epe"] < 0.7 * errors["zero_epe"], errors
+    assert errors["model_epe"] < 0.7 * errors["mean_epe"], errors
+
+
+def test_resumed_run_reaches_the_same_weights(tmp_path, monkeypatch):
+    videos = _videos(tmp_path / "traj", **TINY)
+    # deeplabv3 with its auxiliary head: dropout makes the RNG state matter; flips vary per epoch
+    mp = ModelParams(name="deeplabv3_mobilenet_v3_large", aux_loss=True, input_scale=2)
+    tp = TrainParams(device="cpu", epochs=3, batch_size=2, hflip=True)
+    whole = _run(tmp_path, videos, out="whole.pt", mp=mp, tp=tp)
+
+    real = training.train_one_epoch
+
+    def killed_in_second_epoch(*args, epoch, **kwargs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", killed_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, videos, out="parts.pt", mp=mp, tp=tp)
+    assert load_checkpoint(tmp_path / "parts.pt")["epoch"] == 1
+    monkeypatch.setattr(training, "train_one_epoch", real)
+    resumed = _run(tmp_path, videos, out="parts.pt", mp=mp, tp=tp, resume=True)
+
+    assert resumed["epoch"] == whole["epoch"] == 3
+    for key, value in whole["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert resumed["history"] == whole["history"]
+    assert resumed["optimizer"]["state"][0]["exp_avg"].equal(whole["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_checkpoint_is_complete_and_loads_weights_only(tmp_path):
+    videos = _videos(tmp_path / "traj", **TINY)
+    state = _run(tmp_path, videos, live_dir=tmp_path / "live")
+    raw = torch.load(tmp_path / "m.pt", weights_only=True)
+    for key in ("model", "optimizer", "scheduler", "scaler", "epoch", "rng", "model_params", "train_params",
+                "split", "stats", "window", "history"):
+        assert key in raw, key
+    assert raw["epoch"] == 2 and raw["window"] == 3 and len(raw["history"]) == 2
+    assert sorted(sum(raw["split"].values(), [])) == videos
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "m.pt")).eval()
+    image = torch.rand(1, 3, 8, 12)
+    again = model_from_checkpoint(state).eval()
+    assert torch.equal(model(image)["out"], again(image)["out"])
+    assert float(model.disp_scale) == pytest.approx(state["stats"]["rms"])
+
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert {"loss", "epe"} <= set(metrics["train"]) and {"loss", "epe", "zero_epe"} <= set(metrics["val"])
+    assert metrics["step"] == 1  # epochs 0 and 1
+    assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+    assert (tmp_path / "live" / "plots" / "metrics" / "val" / "epe.tsv").is_file()
+    assert "lraspp_mobilenet_v3_large" in (tmp_path / "live" / "params.yaml").read_text()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    videos = _videos(tmp_path / "traj", **TINY)
+    real = training.masked_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 4 else loss  # epoch 1: 4 train batches, no val
+
+    monkeypatch.setattr(training, "masked_loss", poisoned)
+    tp = TrainParams(device="cpu", epochs=3, batch_size=2, val_videos=0, test_videos=1)
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, batch 1.*keeps the last good checkpoint \(epoch 1\)"):
+        _run(tmp_path, videos, tp=tp)
+    assert load_checkpoint(tmp_path / "m.pt")["epoch"] == 1
+
+
+def test_resuming_another_model_is_refused(tmp_path):
+    videos = _videos(tmp_path / "traj", **TINY)
+    tp = TrainParams(device="cpu", epochs=1, batch_size=2)
+    _run(tmp_path, videos, tp=tp)
+    other = ModelParams(name="deeplabv3_mobilenet_v3_large", input_scale=1)
+    with pytest.raises(TrainingError, match="model.name: checkpoint 'lraspp_mobilenet_v3_large', params 'deeplabv3"):
+        _run(tmp_path, videos, mp=other, tp=tp, resume=True)
+    with pytest.raises(TrainingError, match="train.lr"):
+        _run(tmp_path, videos, tp=TrainParams(device="cpu", epochs=1, batch_size=2, lr=0.5), resume=True)
+
+
+def test_foreign_and_broken_checkpoints_are_refused(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(TrainingError, match="not a densemotion motion-model checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    (tmp_path / "broken.pt").write_bytes(b"not a torch file")
+    with pytest.raises(TrainingError, match="not a readable weights-only torch checkpoint"):
+        load_checkpoint(tmp_path / "broken.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "absent.pt")
+    videos = _videos(tmp_path / "traj", **TINY)
+    state = _run(tmp_path, videos, tp=TrainParams(device="cpu", epochs=1, batch_size=2))
+    state["model_params"] = {**state["model_params"], "target": "trajectory"}  # weights of another head
+    with pytest.raises(TrainingError, match="do not fit its model"):
+        model_from_checkpoint(state)
+
+
+def test_too_few_videos_for_the_split(tmp_path):
+    videos = _videos(tmp_path / "traj", n=2, **TINY)
+    with pytest.raises(DatasetError, match="cannot be split"):
+        _run(tmp_path, videos)
+
+
+def test_train_cli(tmp_path, capsys):
+    from densemotion.cli.train import main
+
+    videos = _videos(tmp_path / "traj", **TINY)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "data:\n  videos:\n" + "".join(f"    {v}: raw/{v}.mp4\n" for v in videos)
+        + "model:\n  input_scale: 1\ntrain:\n  device: cpu\n  epochs: 1\n  batch_size: 2\n"
+    )
+    args = ["--trajectories", str(tmp_path / "traj"), "--out", str(tmp_path / "models" / "m.pt"),
+            "--live-dir", str(tmp_path / "live"), "--params", str(params)]
+    assert main(args) == 0
+    assert "after 1 epochs" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "models" / "m.pt")["epoch"] == 1
+    assert main([*args, "--resume"]) == 0  # already finished: nothing more to do
+    params.write_text(params.read_text().replace("epochs: 1", "epochs: 1\n  val_videos: 3"))
+    assert main(args) == 1
+    assert "densemotion train: error: 3 video(s) cannot be split" in capsys.readouterr().err
+
+
+def test_masked_losses():
+    pred = torch.zeros(1, 1, 2, 1, 2)
+    target = torch.tensor([[[[[3.0, 1e6]], [[4.0, 1e6]]]]])  # point 0: (3, 4); point 1: garbage
+    mask = torch.tensor([[[[True, False]]]])
+    assert float(training.masked_loss(pred, target, mask, "epe")) == pytest.approx(5.0)
+    assert float(training.masked_loss(pred, target, mask, "l1")) == pytest.approx(7.0)
+    total, count = training.endpoint_epe_sum(pred, target, mask, torch.tensor([[2.0, 2.0]]))
+    assert (total, count) == (pytest.approx(10.0), 1)  # frame scale
+
+
+def test_frozen_backbone_epochs_train_only_the_heads(tmp_path):
+    from densemotion.model import build_model
+
+    videos = _videos(tmp_path / "traj", **TINY)
+    mp = ModelParams(input_scale=1)
+    torch.manual_seed(0)
+    initial = build_model(mp, 3).state_dict()
+    tp = TrainParams(device="cpu", epochs=1, batch_size=2, freeze_backbone_epochs=1)
+    state = _run(tmp_path, videos, mp=mp, tp=tp)
+    backbone = [k for k in initial if k.startswith("net.backbone.")]
+    assert all(torch.equal(state["model"][k], initial[k]) for k in backbone)  # weights and BN statistics
+    assert not torch.equal(state["model"]["net.classifier.high_classifier.weight"],
+                           initial["net.classifier.high_classifier.weight"])
+    state = _run(tmp_path, videos, mp=mp, tp=TrainParams(device="cpu", epochs=1, batch_size=2), out="free.pt")
+    assert not all(torch.equal(state["model"][k], initial[k]) for k in backbone)
