@@ -24,6 +24,21 @@ def moving_frames(n: int = 12, h: int = 64, w: int = 96, seed: int = 0) -> np.nd
     return np.stack([big[:, n - t : n - t + w] for t in range(n)])
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread per test process: pytest runs 2 processes on the 2-core CI machine,
+    and oversubscribed spinning threads can make a torch test 10x slower."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def make_video(tmp_path):
     """make_video(name, n=12, h=64, w=96, fps=24) -> path of a real H.264 MP4 made here."""

@@ -19,13 +19,6 @@ from densemotion.tracking.grid import grid_points
 from densemotion.trajectories.store import TrajectoryStore, write_store
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _checkpoint(test: list[str], window: int, mean=(0.5, -0.25), target="endpoint", epoch=0) -> dict:
     steps = 1 if target == "endpoint" else window - 1

@@ -19,14 +19,6 @@ from densemotion.model import (
 from densemotion.params import ModelParams
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 spinning threads can be 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_builds_and_runs_forward_and_backward(name):

@@ -14,14 +14,6 @@ from densemotion.params import ModelParams, TrainParams
 from densemotion.training import TrainingError, load_checkpoint, model_from_checkpoint, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 spinning threads can be 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _videos(root, n=3, **kwargs) -> list[str]:
     names = [f"vid{i}" for i in range(n)]

@@ -18,6 +18,20 @@ class ParamsError(ValueError):
     """``params.yaml`` is missing, unreadable or does not match the schema."""
 
 
+def check_stage_names(names: list[str], key: str) -> None:
+    """Names that become DVC stage suffixes and file names: non-empty, unique, no separators."""
+    if not names:
+        raise ValueError(f"{key} is empty: list at least one name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{key}: names must be unique, got {names}")
+    for name in names:
+        if not name or any(c in name for c in "/\\@#: \t"):
+            raise ValueError(
+                f"{key}: name {name!r} must not contain '/', '\\', '@', '#', ':' or spaces "
+                "(it becomes a DVC stage name and a file name)"
+            )
+
+
 class _Section(BaseModel):
     # strict: "8" is not an int; extra=forbid: unknown keys are errors, not ignored
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -45,16 +59,7 @@ class SampleParams(_Section):
     @field_validator("clips")
     @classmethod
     def _clip_names(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("list at least one clip name")
-        if len(set(v)) != len(v):
-            raise ValueError(f"clip names must be unique, got {v}")
-        for name in v:
-            if not name or any(c in name for c in "/\\@#: \t"):
-                raise ValueError(
-                    f"clip name {name!r} must be non-empty without '/', '\\', '@', '#', ':' "
-                    "or spaces (it becomes a DVC stage name and a file name)"
-                )
+        check_stage_names(v, "sample.clips")
         return v
 
 
@@ -66,14 +71,7 @@ class DataParams(_Section):
     @field_validator("videos")
     @classmethod
     def _names_are_stage_safe(cls, v: dict[str, str]) -> dict[str, str]:
-        if not v:
-            raise ValueError("data.videos is empty: list at least one video (name: path)")
-        for name in v:
-            if not name or any(c in name for c in "/@#: \t"):
-                raise ValueError(
-                    f"data.videos: name {name!r} must not contain '/', '@', '#', ':' or spaces "
-                    "(it becomes a DVC stage name and a file name)"
-                )
+        check_stage_names(list(v), "data.videos")
         return v
 
 
