@@ -166,3 +166,24 @@ def test_model_experiment_compares_with_baseline(repo):
     assert "metrics/evaluate/summary.json" in diff and "model_epe" in diff
     plots = run(repo, "dvc", "plots", "diff", "HEAD", "deeplab", "-o", "plots_out")
     assert (repo / "plots_out" / "index.html").exists(), plots.stdout
+
+
+def test_pips_experiment_runs_the_whole_pipeline_with_a_test_made_checkpoint(repo):
+    from densemotion.tracking.pips.checkpoint import save_fixture_checkpoint
+
+    save_fixture_checkpoint(repo / "models" / "pips" / "model-000200000.pth")  # published file format
+    out = run(repo, "dvc", "exp", "run", "-n", "pips", "-S", "trajectories.tracker=pips",
+              "-S", "trajectories.grid_stride=16", "-S", "trajectories.pips.iters=2")
+    stages = ran_stages(out.stdout)
+    assert {"trajectories@sample00", "tracker_accuracy", "train", "evaluate"} <= set(stages), stages
+    shown = json.dumps(json.loads(run(repo, "dvc", "exp", "show", "--json").stdout))
+    assert '"tracker": "pips"' in shown
+
+
+def test_pips_without_weights_fails_with_the_fetch_command(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["trajectories"]["tracker"] = "pips"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(repo, "dvc", "repro", check=False)
+    assert out.returncode != 0
+    assert "dvc import-url" in out.stdout + out.stderr and "fetch-pips" in out.stdout + out.stderr

@@ -106,7 +106,7 @@ class PipsParams(_Section):
     checkpoint: str = "models/pips/model-000200000.pth"  # published weights (densemotion fetch-pips)
     stride: Literal[4, 8] = 4  # feature map = frame size / stride (the published demo: 4 at 360x640)
     iters: int = Field(6, ge=1)  # refinement iterations (published demo: 6)
-    chunk_size: int = Field(1024, ge=1)  # points refined at once: bounds memory, not results
+    chunk_size: int = Field(256, ge=1)  # points refined at once: bounds memory, not results (CPU best ~256)
     autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision on CUDA; ignored on CPU
 
 

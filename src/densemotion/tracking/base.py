@@ -34,7 +34,9 @@ class Tracker(Protocol):
         ...
 
 
-# tracker name -> module exposing ``make(params: TrajectoriesParams, device: str) -> Tracker``
+# tracker name -> module exposing ``make(params: TrajectoriesParams, device: str) -> Tracker``;
+# ``device`` is passed as configured (cpu, cuda, auto): a tracker that uses torch resolves it with
+# resolve_device, so a torch-free tracker (dis) does not pay for importing torch
 _TRACKERS: dict[str, str] = {
     "dis": "densemotion.tracking.dis",
     "pips": "densemotion.tracking.pips",
@@ -65,4 +67,4 @@ def make_tracker(params: TrajectoriesParams) -> Tracker:
             f"available: {', '.join(available_trackers())}"
         )
     module = importlib.import_module(module_name)
-    return module.make(params, resolve_device(params.device))
+    return module.make(params, params.device)
