@@ -14,6 +14,12 @@ class StageError(Exception):
     """A user-facing failure: bad input or missing prerequisite; printed without a traceback."""
 
 
+def stage_parser(command: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of ``densemotion COMMAND``, its module docstring shown as written in --help."""
+    return argparse.ArgumentParser(prog=f"densemotion {command}", description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_params_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
 

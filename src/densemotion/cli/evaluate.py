@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from densemotion.cli.common import add_params_argument, clean_errors, params_from
+from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.evaluation import evaluate
 from densemotion.tracking.base import resolve_device
 from densemotion.training import load_checkpoint, model_from_checkpoint
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="densemotion evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = stage_parser("evaluate", __doc__)
     p.add_argument("--model", required=True, help="checkpoint written by `densemotion train`")
     p.add_argument("--trajectories", required=True, help="folder of per-video trajectory stores")
     p.add_argument("--out-dir", required=True, help="folder for metrics, plot data and pictures")

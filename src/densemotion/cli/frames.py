@@ -18,13 +18,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from densemotion.cli.common import add_params_argument, clean_errors, params_from
+from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.frames.extract import extract
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="densemotion frames", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = stage_parser("frames", __doc__)
     p.add_argument("source", nargs="?", help="video file, frame folder, zip, or ZIP::INNER/FOLDER")
     p.add_argument("dest", nargs="?", help="output archive (.zip)")
     p.add_argument("--name", help="video name stored in the archive (default: DEST's stem)")

@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 
 from densemotion.atomic import write_json
-from densemotion.cli.common import StageError, add_params_argument, clean_errors, params_from
+from densemotion.cli.common import StageError, add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.frames.store import FrameArchive
 from densemotion.sample import load_truth
 from densemotion.trajectories.accuracy import MOVING_PX, Errors, score_store
@@ -26,8 +26,7 @@ from densemotion.trajectories.store import TrajectoryStore
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="densemotion tracker-accuracy", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = stage_parser("tracker-accuracy", __doc__)
     p.add_argument("--trajectories", required=True, help="folder of trajectory stores (one per video)")
     p.add_argument("--frames", required=True, help="folder of frame archives <video>.zip")
     p.add_argument("--truth", required=True, help="folder of ground-truth files <video>.npz")

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 
-from densemotion.cli.common import add_params_argument, clean_errors, params_from
+from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.training import train
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="densemotion train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = stage_parser("train", __doc__)
     p.add_argument("--trajectories", required=True, help="folder of per-video trajectory stores")
     p.add_argument("--out", required=True, help="checkpoint file written after every epoch (.pt)")
     p.add_argument("--live-dir", help="dvclive folder for per-epoch metrics and plots (default: no logging)")

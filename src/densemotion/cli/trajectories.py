@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 
-from densemotion.cli.common import add_params_argument, clean_errors, params_from
+from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.frames.store import FrameArchive
 from densemotion.trajectories.run import track_video
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="densemotion trajectories", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = stage_parser("trajectories", __doc__)
     p.add_argument("frames", help="the video's frames archive (.zip, from the frames stage)")
     p.add_argument("out_dir", help="trajectory store folder to write")
     p.add_argument("--work-dir", help="folder for resumable chunks (default: OUT_DIR.work)")

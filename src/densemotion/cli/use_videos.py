@@ -11,18 +11,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from densemotion.cli.common import add_params_argument, clean_errors
+from densemotion.cli.common import add_params_argument, clean_errors, stage_parser
 from densemotion.videolist import scan_videos, set_videos, sample_videos
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="densemotion use-videos", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = stage_parser("use-videos", __doc__)
     p.add_argument("folder", nargs="?", help="folder of videos / frame folders / zips (e.g. data/raw/taichi)")
     p.add_argument("--sample", action="store_true", help="use the built-in sample clips again")
-    p.add_argument("--inner", default=None,
-                   help="for one big zip of many videos: the folder pattern inside it, "
-                        "e.g. 'frames/{name}/frames'")
     add_params_argument(p)
     return p
 

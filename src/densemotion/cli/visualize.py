@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densemotion.cli.common import StageError, clean_errors
+from densemotion.cli.common import StageError, clean_errors, stage_parser
 from densemotion.frames.store import FrameArchive
 from densemotion.tracking.grid import resize_frames
 from densemotion.trajectories.store import TrajectoryStore
@@ -33,8 +33,7 @@ from densemotion.viz import save_gif, save_png, window_pictures
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="densemotion visualize", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = stage_parser("visualize", __doc__)
     p.add_argument("stores", nargs="+", metavar="TRAJ_DIR", help="trajectory store folder(s)")
     p.add_argument("--window", type=int, nargs="+", required=True, metavar="K",
                    help="window index(es) to draw (negative counts from the end)")
