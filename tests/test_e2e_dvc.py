@@ -125,6 +125,28 @@ def test_real_video_folder_reruns_only_the_changed_video(repo):
     assert not any(s.endswith(("@v0", "@v2")) for s in stages), stages
 
 
+def test_big_zip_of_frame_folders_gives_one_stage_per_video(repo):
+    """The Google Drive layout: one zip of frames/<video>/frames/*.jpg for every video."""
+    import zipfile
+
+    from densemotion.frames.store import encode_jpeg
+
+    raw = repo / "data" / "raw" / "drive"
+    raw.mkdir(parents=True)
+    with zipfile.ZipFile(raw / "frames.zip", "w") as z:
+        for v, seed in (("vid#1", 1), ("vid#2", 2)):
+            for i, frame in enumerate(moving_frames(12, 64, 96, seed=seed)):
+                z.writestr(f"frames/{v}/frames/{i:05d}.jpg", encode_jpeg(frame, 90))
+    run(repo, "dvc", "add", "data/raw/drive")
+    run(repo, BIN / "python", "-m", "densemotion", "use-videos", "data/raw/drive")
+    out = run(repo, "dvc", "repro", "frames")
+    assert set(ran_stages(out.stdout)) >= {"frames@vid_1", "frames@vid_2"}, out.stdout
+    metas = [json.loads(zipfile.ZipFile(repo / f"data/frames/{v}.zip").read("meta.json")) for v in ("vid_1", "vid_2")]
+    assert [m["source"].split("::")[1] for m in metas] == ["frames/vid#1/frames", "frames/vid#2/frames"]
+    assert all(m["frame_count"] == 12 for m in metas)
+    assert "frames@" not in run(repo, "dvc", "status", "frames").stdout
+
+
 def test_exp_run_with_a_param_is_listed(repo):
     run(repo, "dvc", "exp", "run", "-n", "smaller", "-S", "frames.max_size=48")
     shown = json.loads(run(repo, "dvc", "exp", "show", "--json").stdout)

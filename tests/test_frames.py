@@ -73,8 +73,20 @@ def test_folder_and_zip_sources(tmp_path, make_video):
         for video in ("a", "b"):
             for i in range(10):
                 z.writestr(f"frames/{video}/frames/{i:05d}.jpg", archive.read_bytes(i))
+        z.writestr("__MACOSX/frames/a/frames/._00000.jpg", b"resource fork")  # macOS zips carry these
     meta = extract(f"{big}::frames/b/frames", tmp_path / "b.zip", FramesParams(max_size=48), progress=False)
     assert meta["frame_count"] == 10 and meta["width"] == 48 and not meta["passthrough"]
+    # the same frames in a folder and in a folder of a zip have the same checksum
+    folder_b = tmp_path / "b_dir"
+    folder_b.mkdir()
+    for i in range(10):
+        (folder_b / f"{i:05d}.jpg").write_bytes(archive.read_bytes(i))
+    assert extract(str(folder_b), tmp_path / "b2.zip", FramesParams(), progress=False)["source_sha256"] \
+        == meta["source_sha256"]
+    # the whole zip is not one video: refused instead of mixing the videos' frames
+    with pytest.raises(SourceError, match="several videos"):
+        extract(str(big), tmp_path / "mixed.zip", FramesParams(), progress=False)
+    assert not (tmp_path / "mixed.zip").exists()
 
 
 @pytest.mark.parametrize("name, content, error", [

@@ -44,6 +44,9 @@ def test_bad_video_names_and_empty_list():
     raw["data"]["videos"] = {}
     with pytest.raises(ParamsError, match="empty"):
         parse_params(raw)
+    raw["data"]["videos"] = {"b": "data/raw/drive/frames.zip::frames/b/frames"}  # DVC cannot depend on it
+    with pytest.raises(ParamsError, match=r"data\.videos\.b: .*data/raw/drive/frames\.zip"):
+        parse_params(raw)
 
 
 def test_window_longer_than_min_frames_is_rejected():

@@ -72,6 +72,12 @@ class DataParams(_Section):
     @classmethod
     def _names_are_stage_safe(cls, v: dict[str, str]) -> dict[str, str]:
         check_stage_names(list(v), "data.videos")
+        for name, source in v.items():
+            if "::" in source:  # DVC could not depend on it: the frames stage lists the source as a dep
+                raise ValueError(
+                    f"data.videos.{name}: {source!r} is not a path DVC can depend on; give the zip's "
+                    f"own path ({source.split('::')[0]}): the entry's name picks its video"
+                )
         return v
 
 

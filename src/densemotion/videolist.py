@@ -13,7 +13,13 @@ from pathlib import Path, PurePosixPath
 
 from ruamel.yaml import YAML
 
-from densemotion.frames.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ZIP_SEPARATOR
+from densemotion.frames.sources import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    ZIP_SEPARATOR,
+    SourceError,
+    zip_image_names,
+)
 
 SAMPLE_VIDEO_DIR = "data/sample/videos"  # where the sample stage writes its clips (dvc.yaml outs)
 
@@ -32,14 +38,19 @@ def _unique(name: str, taken: set[str]) -> str:
     return out
 
 
-def _zip_videos(path: Path) -> list[tuple[str, str]]:
-    """(name, spec) per folder of images inside a zip; one entry when the zip is one video."""
-    with zipfile.ZipFile(path) as zf:
-        parents = sorted({str(PurePosixPath(n).parent) for n in zf.namelist()
-                          if n.lower().endswith(IMAGE_EXTENSIONS)})
+def zip_videos(path: Path) -> dict[str, str]:
+    """Stage-safe name -> folder inside the zip, one per folder that directly holds images.
+
+    Names are the parts of the folder paths that differ (``frames/<video>/frames`` -> ``<video>``).
+    A zip whose images all sit in one folder is one video: ``{stage_name(path.stem): ""}``.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            parents = sorted({str(PurePosixPath(n).parent) for n in zip_image_names(zf.namelist())})
+    except (zipfile.BadZipFile, OSError) as err:
+        raise SourceError(f"{path}: not a readable zip ({err})") from None
     if len(parents) <= 1:
-        return [(path.stem, str(path))]
-    # names: the parts that differ between folders (frames/<video>/frames -> <video>)
+        return {stage_name(path.stem): ""}
     split = [p.split("/") for p in parents]
     head = 0
     while all(len(s) > head + 1 and s[head] == split[0][head] for s in split):
@@ -47,29 +58,69 @@ def _zip_videos(path: Path) -> list[tuple[str, str]]:
     tail = 0
     while all(len(s) > head + tail + 1 and s[-1 - tail] == split[0][-1 - tail] for s in split):
         tail += 1
-    return [("_".join(s[head:len(s) - tail]), f"{path}{ZIP_SEPARATOR}{p}") for s, p in zip(split, parents)]
+    taken: set[str] = set()
+    return {_unique(stage_name("_".join(s[head:len(s) - tail])), taken): p for s, p in zip(split, parents)}
 
 
-def scan_videos(folder: Path) -> dict[str, str]:
-    """Every video file, frame folder and zip of frames directly under ``folder``."""
+def resolve_source(spec: str, name: str) -> str:
+    """The source spec of video ``name``: for a zip that holds several videos, ``ZIP::FOLDER`` of
+    the one :func:`zip_videos` calls ``name``; any other spec unchanged.
+
+    data.videos gives such a zip's own path for each of its videos (a path DVC can depend on);
+    the entry's name picks the folder.
+    """
+    path = Path(spec)
+    if ZIP_SEPARATOR in spec or path.suffix.lower() != ".zip" or not path.is_file():
+        return spec
+    videos = zip_videos(path)
+    if len(videos) == 1:
+        return spec
+    if name in videos:
+        return f"{spec}{ZIP_SEPARATOR}{videos[name]}"
+    listed = ", ".join(list(videos)[:6]) + (", ..." if len(videos) > 6 else "")
+    raise SourceError(f"{spec} holds the frames of {len(videos)} videos and none is named {name!r} "
+                      f"(its videos: {listed}); name the data.videos entry after one of them "
+                      f"(`densemotion use-videos` does), or give {spec}{ZIP_SEPARATOR}FOLDER")
+
+
+def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
+    """Every video file, frame folder and zip of frames directly under ``folder``.
+
+    Returns (name -> source path, names of the entries skipped as not videos). Every video of a
+    zip that holds several gets its own entry whose path is the zip (see :func:`resolve_source`).
+    """
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
-    found: list[tuple[str, str]] = []
+    pinned: dict[str, str] = {}  # videos inside multi-video zips: their name picks their folder
+    loose: list[tuple[str, str]] = []
+    skipped: list[str] = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
         suffix = entry.suffix.lower()
-        if entry.is_dir():
-            if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entry.iterdir()):
-                found.append((entry.name, str(entry)))
-        elif suffix == ".zip":
-            found.extend(_zip_videos(entry))
-        elif suffix in VIDEO_EXTENSIONS:
-            found.append((entry.stem, str(entry)))
-    if not found:
+        if entry.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entry.iterdir()):
+            loose.append((entry.name, str(entry)))
+        elif entry.is_file() and suffix == ".zip":
+            inner = zip_videos(entry)
+            if len(inner) == 1:
+                loose.append((entry.stem, str(entry)))
+                continue
+            for name in inner:
+                if name in pinned:
+                    raise ValueError(f"{folder}: two zips hold a video named {name!r} "
+                                     f"({pinned[name]} and {entry}); keep one of them")
+                pinned[name] = str(entry)
+        elif entry.is_file() and suffix in VIDEO_EXTENSIONS:
+            loose.append((entry.stem, str(entry)))
+        else:
+            skipped.append(entry.name + ("/" if entry.is_dir() else ""))
+    if not pinned and not loose:
         raise ValueError(f"{folder}: no videos ({', '.join(VIDEO_EXTENSIONS)}), frame folders or zips found")
-    taken: set[str] = set()
-    return {_unique(stage_name(name), taken): spec for name, spec in found}
+    taken = set(pinned)
+    videos = dict(pinned)
+    for name, spec in loose:
+        videos[_unique(stage_name(name), taken)] = spec
+    return dict(sorted(videos.items())), skipped
 
 
 def sample_videos(params_path: Path) -> dict[str, str]:
@@ -82,6 +133,9 @@ def _yaml() -> YAML:
     y = YAML()  # round-trip mode: keeps comments, key order and quoting
     y.indent(mapping=2, sequence=4, offset=2)
     y.width = 4096
+    # write None as "null", as the file has it (ruamel would leave the value empty)
+    y.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     return y
 
 

@@ -4,6 +4,10 @@ One video (what each DVC ``frames@NAME`` stage runs)::
 
     densemotion frames SOURCE DEST.zip [--name NAME]
 
+A zip holding the frames of several videos (``frames/<video>/frames/*.jpg``) gives the video
+that ``densemotion use-videos`` names NAME (default: DEST's stem), or name its folder as
+``BIG.zip::frames/<video>/frames``.
+
 Every video of ``data.videos`` at once, several in parallel (outside DVC, e.g. a first pass on
 a big machine)::
 
@@ -20,6 +24,7 @@ from tqdm import tqdm
 
 from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.frames.extract import extract
+from densemotion.videolist import resolve_source
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args)
     if args.all:
-        jobs = [(src, str(Path(args.all) / f"{name}.zip"), name) for name, src in params.data.videos.items()]
+        jobs = [(resolve_source(src, name), str(Path(args.all) / f"{name}.zip"), name)
+                for name, src in params.data.videos.items()]
         with ProcessPoolExecutor(max(1, args.jobs)) as pool:
             futures = [pool.submit(extract, src, dest, params.frames, name=name,
                                    image_fps=params.frames.image_fps, progress=False)
@@ -48,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.source and args.dest):
         raise ValueError("give SOURCE and DEST, or --all OUT_DIR")
-    meta = extract(args.source, args.dest, params.frames, name=args.name,
+    name = args.name or Path(args.dest).stem
+    meta = extract(resolve_source(args.source, name), args.dest, params.frames, name=name,
                    image_fps=params.frames.image_fps)
     print(f"{args.dest}: {meta['frame_count']} frames {meta['width']}x{meta['height']} "
           f"at {meta['fps'] or 'unknown'} fps")

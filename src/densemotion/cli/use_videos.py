@@ -27,12 +27,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params_path = Path(args.params)
+    skipped: list[str] = []
     if args.sample:
         videos = sample_videos(params_path)
     elif args.folder:
-        videos = scan_videos(Path(args.folder))
+        videos, skipped = scan_videos(Path(args.folder))
     else:
         raise ValueError("give a FOLDER of videos, or --sample")
     set_videos(params_path, videos)
+    if skipped:
+        print(f"skipped {len(skipped)} entries that are not videos, frame folders or zips: "
+              + ", ".join(skipped[:10]) + (", ..." if len(skipped) > 10 else ""))
     print(f"{params_path}: data.videos now lists {len(videos)} videos; run `dvc repro` (or `dvc exp run`)")
     return 0

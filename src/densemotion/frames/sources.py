@@ -45,6 +45,12 @@ class SourceInfo:
     fps: float | None  # None for image sequences
 
 
+def zip_image_names(names: list[str]) -> list[str]:
+    """The members of a zip that are images, leaving out macOS metadata (``__MACOSX/``, ``._*``)."""
+    return [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("__MACOSX/")
+            and not n.rpartition("/")[2].startswith(".")]
+
+
 def _natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
@@ -119,6 +125,13 @@ class _ImageSequence:
     def name_of(self, index: int) -> str:
         return f"{self.where}/{self.names[index]}"
 
+    def _listing_digest(self) -> str:
+        """sha256 over (name, sha256 of bytes) of every image: the same for a folder and its zip."""
+        h = hashlib.sha256()
+        for name in self.names:
+            h.update(name.encode() + b"\0" + hashlib.sha256(self._read(name)).hexdigest().encode() + b"\n")
+        return h.hexdigest()
+
 
 class FolderSource(_ImageSequence):
     kind = "folder"
@@ -132,10 +145,7 @@ class FolderSource(_ImageSequence):
         return (self.path / name).read_bytes()
 
     def checksum(self) -> str:
-        h = hashlib.sha256()
-        for name in self.names:
-            h.update(name.encode() + b"\0" + sha256_file(self.path / name).encode() + b"\n")
-        return h.hexdigest()
+        return self._listing_digest()
 
 
 class ZipSource(_ImageSequence):
@@ -149,13 +159,17 @@ class ZipSource(_ImageSequence):
         except (zipfile.BadZipFile, OSError) as err:
             raise SourceError(f"{path}: not a readable zip ({err})") from None
         prefix = f"{self.inner}/" if self.inner else ""
-        names = [
-            n[len(prefix):]
-            for n in self._zip.namelist()
-            if n.startswith(prefix) and n.lower().endswith(IMAGE_EXTENSIONS) and "/" not in n[len(prefix):]
-        ]
-        if not names and not self.inner:  # a zip of one video: take images at any depth
-            names = [n for n in self._zip.namelist() if n.lower().endswith(IMAGE_EXTENSIONS)]
+        images = zip_image_names(self._zip.namelist())
+        names = [n[len(prefix):] for n in images if n.startswith(prefix) and "/" not in n[len(prefix):]]
+        if not names and not self.inner:  # a zip of one video: take its one folder of images
+            names = images
+            folders = sorted({n.rpartition("/")[0] for n in names})
+            if len(folders) > 1:
+                raise SourceError(
+                    f"{path}: images in {len(folders)} folders ({', '.join(folders[:3])}, ...), the frames "
+                    f"of several videos; pick one as {path}{ZIP_SEPARATOR}FOLDER (or list them all with "
+                    "`densemotion use-videos` on the zip's folder)"
+                )
         where = f"{path}{ZIP_SEPARATOR}{self.inner}" if self.inner else str(path)
         super().__init__(where, names, image_fps)
 
@@ -167,8 +181,8 @@ class ZipSource(_ImageSequence):
             raise SourceError(f"{self.where}/{name}: unreadable ({err})") from None
 
     def checksum(self) -> str:
-        digest = sha256_file(self.path)
-        return digest if not self.inner else hashlib.sha256(f"{digest}:{self.inner}".encode()).hexdigest()
+        # one video of a zip of many: its own images only (hashing a multi-GB zip per video would not scale)
+        return self._listing_digest() if self.inner else sha256_file(self.path)
 
 
 FrameSource = VideoSource | FolderSource | ZipSource
