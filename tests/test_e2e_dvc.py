@@ -179,6 +179,36 @@ def test_grid_stride_reruns_trajectories_and_downstream_not_frames(repo):
     assert meta["grid_stride"] == 8
 
 
+def test_killed_training_resumes_under_dvc_repro(repo):
+    """A Colab session dying mid-training: the next dvc repro continues after the last epoch."""
+    import signal
+    import time
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["epochs"] = 30
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    work = repo / "data" / "work" / "train" / "checkpoint.pt"
+    proc = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not work.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage's python, as when a VM goes away
+        proc.wait()
+    assert work.exists(), "no epoch finished"
+    assert not (repo / "models" / "motion.pt").exists()  # DVC removed it; no half-trained model in its place
+    out = run(repo, "dvc", "repro", "train")
+    assert re.search(r"resuming from data/work/train/checkpoint\.pt after epoch \d+", out.stdout + out.stderr), \
+        out.stdout + out.stderr
+    assert not work.exists()
+    import torch
+
+    assert torch.load(repo / "models" / "motion.pt", weights_only=True)["epoch"] == 30
+    assert "up to date" in run(repo, "dvc", "status", "train").stdout
+
+
 def test_model_experiment_compares_with_baseline(repo):
     run(repo, "dvc", "exp", "run", "-n", "deeplab", "-S", "model.name=deeplabv3_mobilenet_v3_large",
         "-S", "train.epochs=2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -50,32 +51,88 @@ def test_trained_model_beats_zero_motion_on_held_out_video(tmp_path):
     assert errors["model_epe"] < 0.7 * errors["mean_epe"], errors
 
 
-def test_resumed_run_reaches_the_same_weights(tmp_path, monkeypatch):
+def _killed_in_second_epoch(monkeypatch):
+    real = training.train_one_epoch
+
+    def killed(*args, epoch, **kwargs):
+        if epoch == 1:
+            raise KeyboardInterrupt  # as if the Colab session died
+        return real(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", killed)
+    return lambda: monkeypatch.setattr(training, "train_one_epoch", real)
+
+
+@pytest.mark.parametrize("mode", ["work_dir", "resume"])
+def test_resumed_run_reaches_the_same_weights(tmp_path, monkeypatch, mode):
     videos = _videos(tmp_path / "traj", **TINY)
     # deeplabv3 with its auxiliary head: dropout makes the RNG state matter; flips vary per epoch
     mp = ModelParams(name="deeplabv3_mobilenet_v3_large", aux_loss=True, input_scale=2)
     tp = TrainParams(device="cpu", epochs=3, batch_size=2, hflip=True)
     whole = _run(tmp_path, videos, out="whole.pt", mp=mp, tp=tp)
+    # work_dir: what dvc repro runs (DVC deletes --out first); resume: --out every epoch + --resume
+    kwargs = {"work_dir": tmp_path / "work"} if mode == "work_dir" else {}
+    live = tmp_path / "live"
 
-    real = training.train_one_epoch
-
-    def killed_in_second_epoch(*args, epoch, **kwargs):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real(*args, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", killed_in_second_epoch)
+    restore = _killed_in_second_epoch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, videos, out="parts.pt", mp=mp, tp=tp)
-    assert load_checkpoint(tmp_path / "parts.pt")["epoch"] == 1
-    monkeypatch.setattr(training, "train_one_epoch", real)
-    resumed = _run(tmp_path, videos, out="parts.pt", mp=mp, tp=tp, resume=True)
+        _run(tmp_path, videos, out="parts.pt", mp=mp, tp=tp, live_dir=live, **kwargs)
+    restore()
+    saved = tmp_path / ("work/checkpoint.pt" if mode == "work_dir" else "parts.pt")
+    assert load_checkpoint(saved)["epoch"] == 1
+    if mode == "work_dir":
+        assert not (tmp_path / "parts.pt").exists()  # no half-trained model looks finished
+        shutil.rmtree(live)  # DVC deletes the stage's outputs, the dvclive folder among them
+    resumed = _run(tmp_path, videos, out="parts.pt", mp=mp, tp=tp, live_dir=live, resume=mode == "resume", **kwargs)
 
     assert resumed["epoch"] == whole["epoch"] == 3
     for key, value in whole["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
     assert resumed["history"] == whole["history"]
     assert resumed["optimizer"]["state"][0]["exp_avg"].equal(whole["optimizer"]["state"][0]["exp_avg"])
+    assert load_checkpoint(tmp_path / "parts.pt")["epoch"] == 3
+    assert not (tmp_path / "work" / "checkpoint.pt").exists()  # finished: nothing left to resume
+    rows = (live / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
+    assert rows[0] == "step\tloss" and [r.split("\t")[0] for r in rows[1:]] == ["0", "1", "2"]  # each epoch once
+    assert [float(r.split("\t")[1]) for r in rows[1:]] == pytest.approx([h["train/loss"] for h in whole["history"]])
+
+
+def test_work_dir_checkpoint_of_other_settings_or_data_is_set_aside(tmp_path, monkeypatch, capsys):
+    videos = _videos(tmp_path / "traj", **TINY)
+    tp = TrainParams(device="cpu", epochs=2, batch_size=2)
+    work = tmp_path / "work"
+    restore = _killed_in_second_epoch(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, videos, tp=tp, work_dir=work)
+    restore()
+    other = TrainParams(device="cpu", epochs=2, batch_size=2, lr=0.002)
+    fresh = _run(tmp_path, videos, out="fresh.pt", tp=other)
+    state = _run(tmp_path, videos, tp=other, work_dir=work)  # an experiment with another lr: start over
+    assert "not resuming" in capsys.readouterr().err
+    for key, value in fresh["model"].items():
+        assert torch.equal(value, state["model"][key]), key
+
+    restore = _killed_in_second_epoch(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, videos, tp=tp, work_dir=work)
+    restore()
+    changed = load_checkpoint(work / "checkpoint.pt")["split"]["train"][0]
+    write_motion_store(tmp_path / "traj", changed, seed=9, **TINY)  # its trajectories were redone
+    state = _run(tmp_path, videos, tp=tp, work_dir=work)
+    err = capsys.readouterr().err
+    assert "not resuming" in err and "trajectory stores changed" in err, err
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+
+
+def test_explicit_resume_on_other_data_is_refused(tmp_path):
+    videos = _videos(tmp_path / "traj", **TINY)
+    tp = TrainParams(device="cpu", epochs=1, batch_size=2)
+    state = _run(tmp_path, videos, tp=tp)
+    assert set(state["data"]) == {*state["split"]["train"], *state["split"]["val"]}
+    changed = state["split"]["train"][0]
+    write_motion_store(tmp_path / "traj", changed, seed=9, **TINY)
+    with pytest.raises(TrainingError, match=f"trajectory stores changed since the checkpoint: {changed}"):
+        _run(tmp_path, videos, tp=TrainParams(device="cpu", epochs=2, batch_size=2), resume=True)
 
 
 def test_checkpoint_is_complete_and_loads_weights_only(tmp_path):

@@ -11,6 +11,12 @@ Loss (``train.loss``), over the visible points only (tracker visibility >= 0.5):
   with the error (robust to the tracker's outliers); unlike L1 it does not depend on the axes.
 - ``l1``: mean |dx| + |dy|.
 
+Checkpoints: with ``work_dir`` (what ``dvc repro`` uses: DVC deletes a stage's outputs before
+running it) the checkpoint of the run in progress lives in ``work_dir`` and a rerun after a kill
+resumes from it when params, split and data are unchanged (else it starts over, saying why);
+``out`` is written when training ends. Without it, ``out`` is written every epoch and ``resume``
+continues from it (a mismatch is an error).
+
 Determinism on CPU: weights from ``train.seed``; the batch order of epoch e from (seed, e); the
 flips from (seed, e, index); dropout from torch's global RNG, saved in every checkpoint. A
 resumed run therefore reaches the same weights as an uninterrupted one.
@@ -34,6 +40,7 @@ from densemotion.dataset import MotionDataset, Split, displacement_stats, open_s
 from densemotion.model import MotionNet, build_model, set_backbone_trainable
 from densemotion.params import ModelParams, TrainParams
 from densemotion.tracking.base import resolve_device
+from densemotion.trajectories.store import store_sha256
 
 CHECKPOINT_FORMAT = "densemotion.motion-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -243,18 +250,42 @@ def _param_differences(ckpt: dict, mp: ModelParams, tp: TrainParams) -> list[str
     return diffs
 
 
-def check_resumable(ckpt: dict, path: Path, mp: ModelParams, tp: TrainParams, split: Split, window: int) -> None:
-    """A checkpoint of another model, params, split or window cannot be resumed: say why."""
+def resume_differences(ckpt: dict, mp: ModelParams, tp: TrainParams, split: Split, window: int,
+                       data: dict[str, str]) -> list[str]:
+    """Why a checkpoint cannot be resumed with these settings and data ([] when it can)."""
     diffs = _param_differences(ckpt, mp, tp)
     if ckpt.get("split") != split.as_dict():
         diffs.append(f"video split: checkpoint {ckpt.get('split')}, now {split.as_dict()}")
     if ckpt.get("window") != window:
         diffs.append(f"trajectory window: checkpoint {ckpt.get('window')}, stores {window}")
-    if diffs:
+    changed = sorted(v for v in set(ckpt.get("data", {})) | set(data) if ckpt.get("data", {}).get(v) != data.get(v))
+    if changed:
+        diffs.append(f"trajectory stores changed since the checkpoint: {', '.join(changed)}")
+    return diffs
+
+
+def _resume_state(path: Path, strict: bool, *args) -> dict | None:
+    """The checkpoint at ``path`` if it can be resumed (``args``: see :func:`resume_differences`).
+
+    strict (an explicit --resume): a mismatch is an error. Otherwise (a work-dir checkpoint left
+    by a killed run) a checkpoint that cannot be resumed is set aside with a message.
+    """
+    try:
+        state = load_checkpoint(path)
+        diffs = resume_differences(state, *args)
+    except TrainingError as err:
+        if strict:
+            raise
+        diffs = [str(err)]
+    if not diffs:
+        return state
+    if strict:
         raise TrainingError(
             f"cannot resume from {path}: it was trained with other settings:\n  " + "\n  ".join(diffs)
             + "\n(drop --resume to start over, or restore those settings)"
         )
+    print(f"not resuming from {path}, starting over:\n  " + "\n  ".join(diffs), file=sys.stderr)
+    return None
 
 
 def _restore(state: dict, model: MotionNet, opt, sched, scaler) -> None:
@@ -281,7 +312,8 @@ def _set_rng_state(state: dict) -> None:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def _new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, stats: dict) -> dict:
+def _new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str],
+               stats: dict) -> dict:
     return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -289,20 +321,24 @@ def _new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, stat
         "train_params": tp.model_dump(),
         "split": split.as_dict(),
         "window": window,
+        "data": data,  # video -> sha256 of its trajectory store (train and val videos)
         "stats": stats,  # training-set displacement mean (K, 2) and RMS, tracking px
         "epoch": 0,  # finished epochs
         "history": [],  # per-epoch metrics
     }
 
 
-def _open_live(live_dir: str | Path | None, resume: bool, step: int, params: dict):
+def _open_live(live_dir: str | Path | None, params: dict, history: list[dict]):
+    """A fresh dvclive log holding the epochs of ``history`` (a resumed run's earlier epochs),
+    so the log is complete whether or not the folder survived (DVC deletes it before a run)."""
     if live_dir is None:
         return None
     from dvclive import Live  # imported here: only training logs
 
-    live = Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
-    live.step = step  # continue after the checkpoint's last epoch whatever the log holds
+    live = Live(dir=str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None)
     live.log_params(params)
+    for record in history:
+        _log_epoch(live, record)
     return live
 
 
@@ -330,31 +366,36 @@ def train(
     out: str | Path,
     live_dir: str | Path | None = None,
     resume: bool = False,
+    work_dir: str | Path | None = None,
 ) -> dict:
-    """Train on the trajectory stores ``trajectories/<video>``, checkpointing to ``out`` every epoch.
+    """Train on the trajectory stores ``trajectories/<video>``; returns the final checkpoint state.
 
-    With ``resume`` and an existing ``out``, continue after its last finished epoch (the params
-    must match). Returns the final checkpoint state (a dict as saved).
+    Without ``work_dir``: a checkpoint goes to ``out`` every epoch, and ``resume`` continues from
+    an existing ``out`` (params and data must match). With ``work_dir``: every epoch's checkpoint
+    goes to ``work_dir/checkpoint.pt``, a run finding one there resumes it when it can, and
+    ``out`` is written at the end (see the module docstring).
     """
     mp, tp, out = model_params, train_params, Path(out)
     device = resolve_device(tp.device)
     split, train_ds, val_ds = prepare_data(trajectories, videos, mp, tp)
+    data = {v: store_sha256(Path(trajectories) / v) for v in (*split.train, *split.val)}
     torch.manual_seed(tp.seed)
     model = build_model(mp, train_ds.window).to(device)
     total_steps = tp.epochs * steps_per_epoch(len(train_ds), tp.batch_size)
     opt, sched = make_optimizer(model, tp, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=tp.amp and device == "cuda")
-    resumed = resume and out.is_file()
-    if resumed:
-        state = load_checkpoint(out)
-        check_resumable(state, out, mp, tp, split, train_ds.window)
+    ckpt_path = Path(work_dir) / "checkpoint.pt" if work_dir is not None else out
+    state = None
+    if ckpt_path.is_file() and (resume or work_dir is not None):
+        state = _resume_state(ckpt_path, work_dir is None, mp, tp, split, train_ds.window, data)
+    if state is not None:
         _restore(state, model, opt, sched, scaler)
-        print(f"resuming from {out} after epoch {state['epoch']}", file=sys.stderr)
+        print(f"resuming from {ckpt_path} after epoch {state['epoch']}", file=sys.stderr)
     else:
-        state = _new_state(mp, tp, split, train_ds.window, displacement_stats(train_ds))
+        state = _new_state(mp, tp, split, train_ds.window, data, displacement_stats(train_ds))
         model.disp_scale.fill_(max(float(state["stats"]["rms"]), 1e-3))
     run_params = {"model": mp.model_dump(), "train": tp.model_dump(), "split": split.as_dict()}
-    live = _open_live(live_dir, resumed, state["epoch"], run_params)
+    live = _open_live(live_dir, run_params, state["history"])
 
     val_loader = make_loader(val_ds, tp.batch_size, shuffle_seed=None, workers=tp.workers)
     for epoch in range(state["epoch"], tp.epochs):
@@ -364,7 +405,7 @@ def train(
         try:
             train_stats = train_one_epoch(model, loader, opt, sched, scaler, tp, device, epoch=epoch, frozen=frozen)
         except TrainingError as err:
-            kept = (f"{out} keeps the last good checkpoint (epoch {state['epoch']})" if state["epoch"]
+            kept = (f"{ckpt_path} keeps the last good checkpoint (epoch {state['epoch']})" if state["epoch"]
                     else "no checkpoint was written")
             raise TrainingError(f"{err}: training stopped; {kept}. Try a lower train.lr or check the trajectories.") from None
         record = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in train_stats.items()}}
@@ -380,9 +421,12 @@ def train(
             scaler=scaler.state_dict(),
             rng=_rng_state(),
         )
-        save_checkpoint(out, state)
+        save_checkpoint(ckpt_path, state)
         _log_epoch(live, record)
         tqdm.write(_describe(record), file=sys.stderr)
+    if ckpt_path != out:
+        save_checkpoint(out, state)
+        ckpt_path.unlink(missing_ok=True)  # finished: nothing left to resume
     if live is not None:
         live.end()
     return state

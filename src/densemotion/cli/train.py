@@ -1,11 +1,13 @@
 """``densemotion train``: train the motion network on the trajectory stores of ``data.videos``.
 
     densemotion train --trajectories data/trajectories --out models/motion.pt \\
-        --live-dir metrics/train [--resume] [--params params.yaml]
+        --live-dir metrics/train [--work-dir data/work/train | --resume] [--params params.yaml]
 
-Videos are split by name (``train.val_videos``, ``train.test_videos``, ``train.split_seed``);
-``--out`` receives a complete checkpoint after every epoch (the evaluate stage reads it), and
-``--resume`` continues from it when it exists (same params required). dvclive logs per-epoch
+Videos are split by name (``train.val_videos``, ``train.test_videos``, ``train.split_seed``).
+A complete checkpoint is written after every epoch: to ``--work-dir``/checkpoint.pt when given
+(``dvc repro`` does: DVC deletes ``--out`` before the stage runs), where a rerun after a kill
+finds it and resumes if params, split and data are unchanged, and ``--out`` at the end; else to
+``--out``, which ``--resume`` continues from (same params required). dvclive logs per-epoch
 metrics and the params to ``--live-dir``.
 """
 
@@ -23,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint file written after every epoch (.pt)")
     p.add_argument("--live-dir", help="dvclive folder for per-epoch metrics and plots (default: no logging)")
     p.add_argument("--resume", action="store_true", help="continue from --out when it exists")
+    p.add_argument("--work-dir", help="folder for the checkpoint of the run in progress; a rerun resumes from it")
     add_params_argument(p)
     return p
 
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out,
         live_dir=args.live_dir,
         resume=args.resume,
+        work_dir=args.work_dir,
     )
     last = state["history"][-1] if state["history"] else {}
     print(f"{args.out}: {params.model.name} after {state['epoch']} epochs; "

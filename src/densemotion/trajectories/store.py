@@ -17,6 +17,7 @@ temporary name and renamed when complete (:func:`write_store`, :class:`ChunkedSt
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densemotion.atomic import atomic_path
+from densemotion.atomic import atomic_path, sha256_file
 from densemotion.tracking import grid
 
 SCHEMA_VERSION = 1
@@ -101,6 +102,13 @@ def write_store(
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
         _write_meta(tmp, meta)
     return meta
+
+
+def store_sha256(path: str | Path) -> str:
+    """Hex SHA-256 over a store's file names and bytes: which data a model was trained on."""
+    folder = Path(path)
+    listing = "".join(f"{f.name}\0{sha256_file(f)}\n" for f in sorted(folder.iterdir()) if f.is_file())
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 class TrajectoryStore:
