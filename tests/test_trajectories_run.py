@@ -1,4 +1,5 @@
 import hashlib
+import shutil
 
 import numpy as np
 import pytest
@@ -245,6 +246,10 @@ def test_tracker_accuracy_against_ground_truth(tmp_path):
     for key in ("within_1", "within_2", "within_4", "within_8", "within_16", "epe_mean"):
         assert key in overall and key in overall["last_frame"]
     # the score can fail: trajectories replaced by "no motion" score far worse on moving points
+    # a store left from an earlier data.videos is not scored, although it has ground truth
+    shutil.copytree(tmp_path / "traj" / "clipa", tmp_path / "traj" / "stale")
+    shutil.copy(tmp_path / "truth" / "clipa.npz", tmp_path / "truth" / "stale.npz")
+    assert set(_accuracy(tmp_path)["videos"]) == {"clipa"}
     disp = tmp_path / "traj" / "clipa" / "disp.npy"
     np.save(disp, np.zeros_like(np.load(disp)))
     broken = _accuracy(tmp_path)["overall"]["moving"]

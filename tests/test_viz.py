@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 
@@ -83,8 +85,13 @@ def test_visualize_cli_writes_png_and_gif(tmp_path, capsys):
         assert gif.n_frames == 4
     assert main([str(tmp_path / "clip"), "--window", "5", "--out-dir", str(tmp_path / "out")]) == 1
     assert "no window 5 (the store has 2 windows)" in capsys.readouterr().err
-    # a folder of stores stands for its first stores by name
-    assert main([str(tmp_path), "--max-videos", "1", "--window", "1", "--out-dir", str(tmp_path / "o2")]) == 0
-    assert len(list((tmp_path / "o2").glob("clip_w001_*"))) == 3
-    assert main([str(tmp_path / "out"), "--window", "0", "--out-dir", str(tmp_path / "o3")]) == 1
-    assert "neither a trajectory store" in capsys.readouterr().err
+    # a folder of stores stands for the stores of data.videos, not a store left from an earlier list
+    shutil.copytree(tmp_path / "clip", tmp_path / "stale")
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  videos: {clip: x.mp4, other: y.mp4}\n")
+    args = ["--max-videos", "1", "--window", "1", "--params", str(params)]
+    assert main([str(tmp_path), *args, "--out-dir", str(tmp_path / "o2")]) == 0
+    assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == [
+        f"clip_w001_{s}" for s in ("flow.png", "tracks.gif", "tracks.png")]
+    assert main([str(tmp_path / "out"), *args, "--out-dir", str(tmp_path / "o3")]) == 1
+    assert "out/clip" in capsys.readouterr().err

@@ -3,7 +3,7 @@
     densemotion tracker-accuracy --trajectories data/trajectories --frames data/frames \\
         --truth data/sample/truth --out metrics/tracker.json [--params params.yaml]
 
-Every store ``TRAJECTORIES/<video>/`` that has a truth file ``TRUTH/<video>.npz`` is scored
+The store ``TRAJECTORIES/<video>/`` of every video of ``data.videos`` that has a truth file ``TRUTH/<video>.npz`` is scored
 (videos without truth, e.g. real footage, are listed as unscored). Reports, per video and pooled
 over all: end-point error (mean, median) on truly visible points over frames 1..S-1 of every
 window, TAP-Vid's fractions within 1, 2, 4, 8, 16 px and their mean (delta_avg), visibility
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     traj_dir, frames_dir, truth_dir = Path(args.trajectories), Path(args.frames), Path(args.truth)
     if not traj_dir.is_dir():
         raise StageError(f"{traj_dir}: no such folder of trajectory stores")
-    stores = sorted(d for d in traj_dir.iterdir() if (d / "meta.json").is_file())
+    # the videos of data.videos only: stores left from an earlier list are not scored
+    stores = [traj_dir / v for v in sorted(params.data.videos)]
     videos, pooled, unscored = {}, Errors(), []
     for store_dir in stores:
         truth_file = truth_dir / f"{store_dir.name}.npz"

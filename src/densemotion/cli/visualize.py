@@ -3,8 +3,9 @@
     densemotion visualize TRAJ_DIR [TRAJ_DIR ...] --window K [K ...] --out-dir DIR
         [--frames FRAMES.zip | --frames-dir DIR] [--max-videos N] [--max-tracks N] [--tail T]
 
-A TRAJ_DIR that is a folder of stores (``data/trajectories``) stands for its first
-``--max-videos`` stores by name, so a DVC stage keeps working whatever videos are configured.
+A TRAJ_DIR that is a folder of stores (``data/trajectories``) stands for the stores of the
+first ``--max-videos`` videos of ``data.videos`` by name (``--params``), so a DVC stage keeps
+working whatever videos are configured, and never draws a store left from an earlier list.
 
 For each store and window K it writes, into DIR:
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densemotion.cli.common import StageError, clean_errors, stage_parser
+from densemotion.cli.common import StageError, add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.frames.store import FrameArchive
 from densemotion.tracking.grid import resize_frames
 from densemotion.trajectories.store import TrajectoryStore
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="from a folder of stores, draw only the first N (by name)")
     p.add_argument("--max-tracks", type=int, default=600, help="about this many paths are drawn")
     p.add_argument("--tail", type=int, default=4, help="frames of fading tail in the GIF")
+    add_params_argument(p)
     return p
 
 
@@ -65,24 +67,22 @@ def _archive_for(args: argparse.Namespace, store_dir: Path) -> FrameArchive | No
     return None
 
 
-def _store_dirs(paths: list[str], max_videos: int | None) -> list[Path]:
-    """Expand folders of stores into their stores (first ``max_videos`` by name)."""
+def _store_dirs(args: argparse.Namespace) -> list[Path]:
+    """Expand folders of stores into the stores of data.videos (first ``--max-videos`` by name)."""
     out: list[Path] = []
-    for path in map(Path, paths):
+    for path in map(Path, args.stores):
         if (path / "meta.json").is_file() or not path.is_dir():
             out.append(path)  # a store (or a missing path: TrajectoryStore names it)
             continue
-        stores = sorted(d for d in path.iterdir() if (d / "meta.json").is_file())
-        if not stores:
-            raise StageError(f"{path}: neither a trajectory store nor a folder holding any")
-        out.extend(stores[:max_videos])
+        videos = sorted(params_from(args).data.videos)[: args.max_videos]
+        out.extend(path / v for v in videos)  # a missing one: TrajectoryStore names it
     return out
 
 
 @clean_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    stores = _store_dirs(args.stores, args.max_videos)
+    stores = _store_dirs(args)
     if args.frames and len(stores) > 1:
         raise StageError("--frames goes with one store; use --frames-dir for several")
     out_dir = Path(args.out_dir)
