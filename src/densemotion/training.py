@@ -258,21 +258,23 @@ def resume_differences(ckpt: dict, mp: ModelParams, tp: TrainParams, split: Spli
         diffs.append(f"video split: checkpoint {ckpt.get('split')}, now {split.as_dict()}")
     if ckpt.get("window") != window:
         diffs.append(f"trajectory window: checkpoint {ckpt.get('window')}, stores {window}")
-    changed = sorted(v for v in set(ckpt.get("data", {})) | set(data) if ckpt.get("data", {}).get(v) != data.get(v))
+    old_data = ckpt.get("data", {})
+    changed = sorted(v for v in old_data.keys() | data.keys() if old_data.get(v) != data.get(v))
     if changed:
         diffs.append(f"trajectory stores changed since the checkpoint: {', '.join(changed)}")
     return diffs
 
 
-def _resume_state(path: Path, strict: bool, *args) -> dict | None:
-    """The checkpoint at ``path`` if it can be resumed (``args``: see :func:`resume_differences`).
+def _resume_state(path: Path, strict: bool, mp: ModelParams, tp: TrainParams, split: Split, window: int,
+                  data: dict[str, str]) -> dict | None:
+    """The checkpoint at ``path`` if it can be resumed with these settings and data.
 
     strict (an explicit --resume): a mismatch is an error. Otherwise (a work-dir checkpoint left
     by a killed run) a checkpoint that cannot be resumed is set aside with a message.
     """
     try:
         state = load_checkpoint(path)
-        diffs = resume_differences(state, *args)
+        diffs = resume_differences(state, mp, tp, split, window, data)
     except TrainingError as err:
         if strict:
             raise

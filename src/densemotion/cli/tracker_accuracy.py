@@ -3,8 +3,8 @@
     densemotion tracker-accuracy --trajectories data/trajectories --frames data/frames \\
         --truth data/sample/truth --out metrics/tracker.json [--params params.yaml]
 
-The store ``TRAJECTORIES/<video>/`` of every video of ``data.videos`` that has a truth file ``TRUTH/<video>.npz`` is scored
-(videos without truth, e.g. real footage, are listed as unscored). Reports, per video and pooled
+The store ``TRAJECTORIES/<video>/`` of every video of ``data.videos`` that has a truth file
+``TRUTH/<video>.npz`` is scored (videos without truth, e.g. real footage, are listed as unscored). Reports, per video and pooled
 over all: end-point error (mean, median) on truly visible points over frames 1..S-1 of every
 window, TAP-Vid's fractions within 1, 2, 4, 8, 16 px and their mean (delta_avg), visibility
 accuracy, the same restricted to moving points and to the last frame of the window, and the
