@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -74,3 +74,9 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def listing_sha256(entries: Iterable[tuple[str, str]]) -> str:
+    """Hex SHA-256 over (name, hex SHA-256 of its bytes) pairs in the given order: one digest for
+    a set of files, the same whether they sit in a folder or a zip."""
+    return hashlib.sha256("".join(f"{name}\0{digest}\n" for name, digest in entries).encode()).hexdigest()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from densemotion import video
-from densemotion.atomic import sha256_file
+from densemotion.atomic import listing_sha256, sha256_file
 from densemotion.frames.store import image_size
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -126,11 +126,8 @@ class _ImageSequence:
         return f"{self.where}/{self.names[index]}"
 
     def _listing_digest(self) -> str:
-        """sha256 over (name, sha256 of bytes) of every image: the same for a folder and its zip."""
-        h = hashlib.sha256()
-        for name in self.names:
-            h.update(name.encode() + b"\0" + hashlib.sha256(self._read(name)).hexdigest().encode() + b"\n")
-        return h.hexdigest()
+        """The digest of every image's name and bytes: the same for a folder and its zip."""
+        return listing_sha256((name, hashlib.sha256(self._read(name)).hexdigest()) for name in self.names)
 
 
 class FolderSource(_ImageSequence):

@@ -17,7 +17,6 @@ temporary name and renamed when complete (:func:`write_store`, :class:`ChunkedSt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densemotion.atomic import atomic_path, sha256_file
+from densemotion.atomic import atomic_path, listing_sha256, sha256_file
 from densemotion.tracking import grid
 
 SCHEMA_VERSION = 1
@@ -106,9 +105,7 @@ def write_store(
 
 def store_sha256(path: str | Path) -> str:
     """Hex SHA-256 over a store's file names and bytes: which data a model was trained on."""
-    folder = Path(path)
-    listing = "".join(f"{f.name}\0{sha256_file(f)}\n" for f in sorted(folder.iterdir()) if f.is_file())
-    return hashlib.sha256(listing.encode()).hexdigest()
+    return listing_sha256((f.name, sha256_file(f)) for f in sorted(Path(path).iterdir()) if f.is_file())
 
 
 class TrajectoryStore:
