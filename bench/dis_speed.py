@@ -49,7 +49,9 @@ def main() -> None:
     args = ap.parse_args()
     default_fs = DisParams().finest_scale
     print(f"dis tracker, preset {DisParams().preset}, {args.windows} windows of {WINDOW} frames per row")
-    print(f"{'size':>8} {'fs':>4} {'g':>2} {'points':>7} {'win/s':>7} {'points/s':>10} {'flow s':>7} {'rest s':>7} {'rest %':>6}")
+    print(
+        f"{'size':>8} {'fs':>4} {'g':>2} {'points':>7} {'win/s':>7} {'points/s':>10} {'flow s':>7} {'rest s':>7} {'rest %':>6}"
+    )
     for size in args.sizes.split(","):
         h, w = map(int, size.split("x"))
         frames, _ = render_clip(SampleParams(num_frames=WINDOW * args.windows, height=h, width=w), 0)
@@ -58,8 +60,10 @@ def main() -> None:
                 r = measure(frames, g, fs, args.windows)
                 share = 100 * r["rest"] / r["total"]
                 fs_name = "pre" if fs is None else str(fs)
-                print(f"{size:>8} {fs_name:>4} {g:>2} {r['points']:>7} {r['windows_s']:>7.2f} {r['points_s']:>10.0f} "
-                      f"{r['flow']:>7.2f} {r['rest']:>7.2f} {share:>5.1f}%")
+                print(
+                    f"{size:>8} {fs_name:>4} {g:>2} {r['points']:>7} {r['windows_s']:>7.2f} {r['points_s']:>10.0f} "
+                    f"{r['flow']:>7.2f} {r['rest']:>7.2f} {share:>5.1f}%"
+                )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def make_clips(folder: Path, clips: int, frames: int, size: tuple[int, int]) -> 
         rng = np.random.default_rng(c)
         base = rng.integers(0, 256, (h // 8 + 4, (w + 2 * frames) // 8 + 4, 3), dtype=np.uint8)
         tex = cv2.resize(base, (base.shape[1] * 8, base.shape[0] * 8), interpolation=cv2.INTER_CUBIC)
-        seq = (tex[:h, 2 * t: 2 * t + w] for t in range(frames))  # a camera pan, 2 px/frame
+        seq = (tex[:h, 2 * t : 2 * t + w] for t in range(frames))  # a camera pan, 2 px/frame
         path = folder / f"clip{c}.mp4"
         encode_video(path, seq, 25.0, crf=18)
         paths.append(path)
@@ -64,8 +64,9 @@ def run_ffmpeg(ffmpeg: str, clips: list[Path], out: Path, q: int) -> tuple[float
     for clip in clips:
         d = out / clip.stem
         d.mkdir(parents=True)
-        subprocess.run([ffmpeg, "-v", "error", "-i", str(clip), "-qmin", "1", "-q:v", str(q),
-                        str(d / "%06d.jpg")], check=True)
+        subprocess.run(
+            [ffmpeg, "-v", "error", "-i", str(clip), "-qmin", "1", "-q:v", str(q), str(d / "%06d.jpg")], check=True
+        )
     elapsed = time.perf_counter() - t
     return elapsed, sum(p.stat().st_size for p in out.rglob("*.jpg"))
 
@@ -118,15 +119,21 @@ def main() -> None:
             theirs.append(t_ff)
         t_ours, t_ff = min(ours), min(theirs)
         print(f"clips: {args.clips} x {args.frames} frames at {args.size[0]}x{args.size[1]}, {args.workers} workers")
-        print(f"densemotion frames : {n / t_ours:8.1f} frames/s  ({t_ours:.2f} s, JPEG q95, "
-              f"{jpeg_bytes / n / 1024:.1f} KiB/frame)")
-        print(f"ffmpeg -q:v {args.q}      : {n / t_ff:8.1f} frames/s  ({t_ff:.2f} s, {ff_bytes / n / 1024:.1f} KiB/frame)")
+        print(
+            f"densemotion frames : {n / t_ours:8.1f} frames/s  ({t_ours:.2f} s, JPEG q95, "
+            f"{jpeg_bytes / n / 1024:.1f} KiB/frame)"
+        )
+        print(
+            f"ffmpeg -q:v {args.q}      : {n / t_ff:8.1f} frames/s  ({t_ff:.2f} s, {ff_bytes / n / 1024:.1f} KiB/frame)"
+        )
         q_ours, q_theirs = psnr_against_source(clips, root / "ours", root / "ffmpeg")
         print(f"quality (PSNR vs decoded source): ours {q_ours:.2f} dB, ffmpeg {q_theirs:.2f} dB")
         print(f"throughput ratio (ours / ffmpeg): {t_ff / t_ours:.2f}x  (goal >= 1.0)")
         overhead = archive_bytes / jpeg_bytes - 1
-        print(f"storage: {archive_bytes / n:.0f} B/frame in zips vs {jpeg_bytes / n:.0f} B/frame as loose JPEGs: "
-              f"overhead {100 * overhead:.2f}% (goal < 1%)")
+        print(
+            f"storage: {archive_bytes / n:.0f} B/frame in zips vs {jpeg_bytes / n:.0f} B/frame as loose JPEGs: "
+            f"overhead {100 * overhead:.2f}% (goal < 1%)"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -28,19 +28,41 @@ WINDOW = 8
 
 def make_store(path: Path, windows: int, hg: int, wg: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    meta = {"video": path.name, "tracker": "dis", "tracker_params": {}, "window": WINDOW, "window_stride": WINDOW,
-            "grid_stride": 4, "margin": 0, "tracking_size": [hg * 4, wg * 4], "frame_size": [hg * 4, wg * 4],
-            "grid_shape": [hg, wg], "frames_sha256": "", "past_end": "skip"}
+    meta = {
+        "video": path.name,
+        "tracker": "dis",
+        "tracker_params": {},
+        "window": WINDOW,
+        "window_stride": WINDOW,
+        "grid_stride": 4,
+        "margin": 0,
+        "tracking_size": [hg * 4, wg * 4],
+        "frame_size": [hg * 4, wg * 4],
+        "grid_shape": [hg, wg],
+        "frames_sha256": "",
+        "past_end": "skip",
+    }
     disp = rng.normal(0, 3, (windows, WINDOW, hg, wg, 2)).astype(np.float16)
     disp[:, 0] = 0
-    write_store(path, frames0=rng.integers(0, 256, (windows, hg, wg, 3), dtype=np.uint8), disp=disp,
-                vis=rng.integers(0, 256, (windows, WINDOW, hg, wg), dtype=np.uint8),
-                starts=np.arange(windows, dtype=np.int64) * WINDOW, meta=meta)
+    write_store(
+        path,
+        frames0=rng.integers(0, 256, (windows, hg, wg, 3), dtype=np.uint8),
+        disp=disp,
+        vis=rng.integers(0, 256, (windows, WINDOW, hg, wg), dtype=np.uint8),
+        starts=np.arange(windows, dtype=np.int64) * WINDOW,
+        meta=meta,
+    )
 
 
 def samples_per_second(dataset: MotionDataset, workers: int, epochs: int = 2) -> float:
-    loader = DataLoader(dataset, batch_size=16, shuffle=True, num_workers=workers,
-                        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        dataset,
+        batch_size=16,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )
     for _ in loader:  # warm-up epoch: worker start-up, page cache
         pass
     t0 = time.perf_counter()

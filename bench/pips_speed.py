@@ -125,7 +125,9 @@ def _setup(job: dict):
     with torch.inference_mode():
         fm = engine.net.encode(torch.from_numpy(frames[:2]).permute(0, 3, 1, 2).float().to(job["device"]))
         engine.net.refine(VolumeLookup(fm.repeat(4, 1, 1, 1)), torch.full((4, 2), 5.0, device=job["device"]), iters=1)
-        engine.net.refine(SampledLookup(FeaturePyramid(fm), [0, 1] * 4), torch.full((4, 2), 5.0, device=job["device"]), 1)
+        engine.net.refine(
+            SampledLookup(FeaturePyramid(fm), [0, 1] * 4), torch.full((4, 2), 5.0, device=job["device"]), 1
+        )
     return torch, frames, engine
 
 
@@ -156,8 +158,14 @@ def child_dense(job: dict) -> dict:
                 refine.append(time.perf_counter() - t)
         t2 = t1 + min(refine)
         tracks[:, :timed], vis[:, :timed] = tr.numpy(), torch.sigmoid(lg).numpy()
-    return {"points": n, "timed_points": timed, "encode_s": t1 - t0, "refine_s": (t2 - t1) * n / timed,
-            "peak_mb": mem.peak, "refine_peak_mb": refine_mem.peak}
+    return {
+        "points": n,
+        "timed_points": timed,
+        "encode_s": t1 - t0,
+        "refine_s": (t2 - t1) * n / timed,
+        "peak_mb": mem.peak,
+        "refine_peak_mb": refine_mem.peak,
+    }
 
 
 def child_naive(job: dict) -> dict:
@@ -180,8 +188,13 @@ def child_naive(job: dict) -> dict:
             refine.append(time.perf_counter() - t)
             del out.score_maps[:]
         t2 = t1 + min(refine)
-    return {"points": len(queries), "timed_points": len(queries), "encode_s": t1 - t0, "refine_s": t2 - t1,
-            "peak_mb": mem.peak}
+    return {
+        "points": len(queries),
+        "timed_points": len(queries),
+        "encode_s": t1 - t0,
+        "refine_s": t2 - t1,
+        "peak_mb": mem.peak,
+    }
 
 
 def child_bf16(job: dict) -> dict:
@@ -199,9 +212,15 @@ def child_bf16(job: dict) -> dict:
         out[name] = [t.float().cpu().numpy() for t in res.trajs]
         out[name + "_s"] = time.perf_counter() - t0
     err = [np.abs(a - b).max(axis=-1) for a, b in zip(out["fp32"], out["bf16"])]  # (S, N) per iteration
-    return {"points": len(queries), "first_iter_max_px": float(err[0].max()), "first_iter_median_px": float(np.median(err[0])),
-            "last_iter_max_px": float(err[-1].max()), "last_iter_median_px": float(np.median(err[-1])),
-            "fp32_s": out["fp32_s"], "bf16_s": out["bf16_s"]}
+    return {
+        "points": len(queries),
+        "first_iter_max_px": float(err[0].max()),
+        "first_iter_median_px": float(np.median(err[0])),
+        "last_iter_max_px": float(err[-1].max()),
+        "last_iter_median_px": float(np.median(err[-1])),
+        "fp32_s": out["fp32_s"],
+        "bf16_s": out["bf16_s"],
+    }
 
 
 def run_child(kind: str, job: dict) -> dict:
@@ -214,8 +233,10 @@ def run_child(kind: str, job: dict) -> dict:
 def _row(label: str, r: dict, note: str = "") -> str:
     total = r["encode_s"] + r["refine_s"]
     pfs = r["points"] * WINDOW / total
-    return (f"{label:<28} {r['points']:>7} pts  enc {r['encode_s']:6.1f} s  refine {r['refine_s']:8.1f} s  "
-            f"{pfs:9.0f} pts*frames/s  {r['points'] / total:7.1f} pts/s  peak {r['peak_mb']:7.0f} MB  {note}")
+    return (
+        f"{label:<28} {r['points']:>7} pts  enc {r['encode_s']:6.1f} s  refine {r['refine_s']:8.1f} s  "
+        f"{pfs:9.0f} pts*frames/s  {r['points'] / total:7.1f} pts/s  peak {r['peak_mb']:7.0f} MB  {note}"
+    )
 
 
 def main() -> None:
@@ -231,13 +252,21 @@ def main() -> None:
     ap.add_argument("--bf16-points", type=int, default=32, help="points for the bf16 error (0: skip)")
     args = ap.parse_args()
     size = _parse_shape(args.size)
-    base = {"size": size, "device": args.device, "chunk": args.chunk_size, "timed_chunks": args.timed_chunks,
-            "threads": args.threads, "repeat": args.repeat}
+    base = {
+        "size": size,
+        "device": args.device,
+        "chunk": args.chunk_size,
+        "timed_chunks": args.timed_chunks,
+        "threads": args.threads,
+        "repeat": args.repeat,
+    }
     import torch
 
     threads = args.threads or torch.get_num_threads()
-    print(f"PIPs one window of {WINDOW} frames at {size[0]}x{size[1]}, stride 4, 6 iterations, {args.device} "
-          f"({threads} threads), chunk {args.chunk_size}, refinement time: best of {args.repeat}")
+    print(
+        f"PIPs one window of {WINDOW} frames at {size[0]}x{size[1]}, stride 4, 6 iterations, {args.device} "
+        f"({threads} threads), chunk {args.chunk_size}, refinement time: best of {args.repeat}"
+    )
 
     ng = _parse_shape(args.naive_grid)
     naive = run_child("naive", {**base, "grid": ng})
@@ -247,10 +276,12 @@ def main() -> None:
     if "error" in naive or "error" in dense_same:
         return
     naive_pt_s, naive_pt_mb = naive["refine_s"] / naive["points"], naive["peak_mb"] / naive["points"]
-    print(f"same {naive['points']} points: dense/naive points/s = "
-          f"{(naive['encode_s'] + naive['refine_s']) / (dense_same['encode_s'] + dense_same['refine_s']):.2f}x, "
-          f"refinement per point {naive_pt_s * 1e3:.1f} ms naive vs {dense_same['refine_s'] / dense_same['points'] * 1e3:.1f} ms dense, "
-          f"naive memory {naive_pt_mb:.2f} MB per point")
+    print(
+        f"same {naive['points']} points: dense/naive points/s = "
+        f"{(naive['encode_s'] + naive['refine_s']) / (dense_same['encode_s'] + dense_same['refine_s']):.2f}x, "
+        f"refinement per point {naive_pt_s * 1e3:.1f} ms naive vs {dense_same['refine_s'] / dense_same['points'] * 1e3:.1f} ms dense, "
+        f"naive memory {naive_pt_mb:.2f} MB per point"
+    )
 
     for g in [_parse_shape(t) for t in args.grids.split(",")]:
         r = run_child("dense", {**base, "grid": g})
@@ -262,8 +293,10 @@ def main() -> None:
         print(_row(f"dense {g[0]}x{g[1]}", r, note))
         n = r["points"]
         naive_s = naive["encode_s"] + naive_pt_s * n  # naive extrapolated to n points at once
-        print(f"{'':<28} vs naive extrapolated to {n} points (would need {naive_pt_mb * n / 1024:.1f} GB): "
-              f"{naive_s / (r['encode_s'] + r['refine_s']):.2f}x points/s")
+        print(
+            f"{'':<28} vs naive extrapolated to {n} points (would need {naive_pt_mb * n / 1024:.1f} GB): "
+            f"{naive_s / (r['encode_s'] + r['refine_s']):.2f}x points/s"
+        )
 
     if args.bf16_points > 0:
         side = max(1, int(round(args.bf16_points**0.5)))
@@ -271,10 +304,12 @@ def main() -> None:
         if "error" in r:
             print(f"bf16: failed: {r['error']}")
         else:
-            print(f"bf16 autocast vs fp32, {r['points']} points: first iteration max {r['first_iter_max_px']:.3f} px "
-                  f"(median {r['first_iter_median_px']:.4f}); last iteration max {r['last_iter_max_px']:.2f} px "
-                  f"(median {r['last_iter_median_px']:.3f}); time fp32 {r['fp32_s']:.1f} s, bf16 {r['bf16_s']:.1f} s "
-                  "(synthetic weights amplify differences ~10x per iteration)")
+            print(
+                f"bf16 autocast vs fp32, {r['points']} points: first iteration max {r['first_iter_max_px']:.3f} px "
+                f"(median {r['first_iter_median_px']:.4f}); last iteration max {r['last_iter_max_px']:.2f} px "
+                f"(median {r['last_iter_median_px']:.3f}); time fp32 {r['fp32_s']:.1f} s, bf16 {r['bf16_s']:.1f} s "
+                "(synthetic weights amplify differences ~10x per iteration)"
+            )
 
 
 if __name__ == "__main__":

@@ -37,12 +37,28 @@ def make_stores(root: Path, videos: int, windows: int, hg: int, wg: int) -> list
         rng = np.random.default_rng(v)
         disp = rng.normal(0, 3, (windows, WINDOW, hg, wg, 2)).astype(np.float16)
         disp[:, 0] = 0
-        meta = {"video": f"v{v}", "tracker": "synthetic", "tracker_params": {}, "window": WINDOW,
-                "window_stride": WINDOW, "grid_stride": 4, "margin": 0, "tracking_size": [hg * 4, wg * 4],
-                "frame_size": [hg * 4, wg * 4], "grid_shape": [hg, wg], "frames_sha256": "", "past_end": "skip"}
-        write_store(root / f"v{v}", frames0=rng.integers(0, 256, (windows, hg, wg, 3), dtype=np.uint8), disp=disp,
-                    vis=rng.integers(0, 256, (windows, WINDOW, hg, wg), dtype=np.uint8),
-                    starts=np.arange(windows, dtype=np.int64) * WINDOW, meta=meta)
+        meta = {
+            "video": f"v{v}",
+            "tracker": "synthetic",
+            "tracker_params": {},
+            "window": WINDOW,
+            "window_stride": WINDOW,
+            "grid_stride": 4,
+            "margin": 0,
+            "tracking_size": [hg * 4, wg * 4],
+            "frame_size": [hg * 4, wg * 4],
+            "grid_shape": [hg, wg],
+            "frames_sha256": "",
+            "past_end": "skip",
+        }
+        write_store(
+            root / f"v{v}",
+            frames0=rng.integers(0, 256, (windows, hg, wg, 3), dtype=np.uint8),
+            disp=disp,
+            vis=rng.integers(0, 256, (windows, WINDOW, hg, wg), dtype=np.uint8),
+            starts=np.arange(windows, dtype=np.int64) * WINDOW,
+            meta=meta,
+        )
         names.append(f"v{v}")
     return names
 
@@ -87,8 +103,12 @@ def measure(name: str, dataset: MotionDataset, args: argparse.Namespace) -> dict
                 step_time += t2 - t0
             done += 1
     samples = args.steps * args.batch_size
-    return {"model": name, "samples_per_s": samples / step_time, "step_s": step_time / args.steps,
-            "loader_share": loader_time / step_time}
+    return {
+        "model": name,
+        "samples_per_s": samples / step_time,
+        "step_s": step_time / args.steps,
+        "loader_share": loader_time / step_time,
+    }
 
 
 def main() -> None:
@@ -107,8 +127,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     names = list(MODEL_NAMES) if args.models == "all" else args.models.split(",")
     hg, wg = (int(x) for x in args.grid.split("x"))
-    print(f"grid {hg}x{wg}, net input {hg * args.input_scale}x{wg * args.input_scale}, batch {args.batch_size}, "
-          f"device {args.device}{' amp' if args.amp else ''}, {args.threads} threads, {args.workers} workers")
+    print(
+        f"grid {hg}x{wg}, net input {hg * args.input_scale}x{wg * args.input_scale}, batch {args.batch_size}, "
+        f"device {args.device}{' amp' if args.amp else ''}, {args.threads} threads, {args.workers} workers"
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         videos = make_stores(Path(tmp), videos=6, windows=6, hg=hg, wg=wg)

@@ -58,14 +58,29 @@ def main() -> None:
             disp16 = disp32.astype(np.float16)
             worst = max(worst, float(np.abs(disp16.astype(np.float64) - disp32).max()))
             max_disp = max(max_disp, float(np.abs(disp32).max()))
-            meta = {"video": f"c{c}", "tracker": "dis", "tracker_params": {}, "window": t, "window_stride": t,
-                    "grid_stride": args.grid_stride, "margin": 0, "tracking_size": list(frames.shape[1:3]),
-                    "frame_size": list(frames.shape[1:3]), "grid_shape": [hg, wg], "frames_sha256": "",
-                    "past_end": "skip"}
+            meta = {
+                "video": f"c{c}",
+                "tracker": "dis",
+                "tracker_params": {},
+                "window": t,
+                "window_stride": t,
+                "grid_stride": args.grid_stride,
+                "margin": 0,
+                "tracking_size": list(frames.shape[1:3]),
+                "frame_size": list(frames.shape[1:3]),
+                "grid_shape": [hg, wg],
+                "frames_sha256": "",
+                "past_end": "skip",
+            }
             store = Path(tmp) / f"c{c}"
-            write_store(store, frames0=f0, disp=disp16.reshape(nw, t, hg, wg, 2),
-                        vis=np.rint(vis * 255).astype(np.uint8).reshape(nw, t, hg, wg),
-                        starts=np.arange(nw, dtype=np.int64) * t, meta=meta)
+            write_store(
+                store,
+                frames0=f0,
+                disp=disp16.reshape(nw, t, hg, wg, 2),
+                vis=np.rint(vis * 255).astype(np.uint8).reshape(nw, t, hg, wg),
+                starts=np.arange(nw, dtype=np.int64) * t,
+                meta=meta,
+            )
             ours += folder_bytes(store)
             baseline = Path(tmp) / f"b{c}"
             baseline.mkdir()
@@ -76,16 +91,25 @@ def main() -> None:
             base += folder_bytes(baseline)
             windows += nw
             points = n
-    print(f"sample: {args.clips} clips {sp.height}x{sp.width}, {windows} windows of {WINDOW} frames, "
-          f"grid stride {args.grid_stride} ({points} points)")
+    print(
+        f"sample: {args.clips} clips {sp.height}x{sp.width}, {windows} windows of {WINDOW} frames, "
+        f"grid stride {args.grid_stride} ({points} points)"
+    )
     print(f"schema-1 store:                      {ours / windows:10.0f} bytes/window")
-    print(f"absolute float32 coords + float32 vis: {base / windows:8.0f} bytes/window  "
-          f"-> store is {base / ours:.2f}x smaller (goal >= 4x)")
+    print(
+        f"absolute float32 coords + float32 vis: {base / windows:8.0f} bytes/window  "
+        f"-> store is {base / ours:.2f}x smaller (goal >= 4x)"
+    )
     per_pt = {"float16 disp": 2 * 2 * WINDOW, "uint8 vis": WINDOW, "frame0": 3}
-    print("  per point and window, store: " + ", ".join(f"{k} {v} B" for k, v in per_pt.items())
-          + f"; baseline: float32 xy {4 * 2 * WINDOW} B, float32 vis {4 * WINDOW} B, frame0 3 B")
-    print(f"largest float16 rounding error on the sample: {worst:.5f} px "
-          f"(largest |displacement| {max_disp:.2f} px; bound 0.05 px up to 64 px)")
+    print(
+        "  per point and window, store: "
+        + ", ".join(f"{k} {v} B" for k, v in per_pt.items())
+        + f"; baseline: float32 xy {4 * 2 * WINDOW} B, float32 vis {4 * WINDOW} B, frame0 3 B"
+    )
+    print(
+        f"largest float16 rounding error on the sample: {worst:.5f} px "
+        f"(largest |displacement| {max_disp:.2f} px; bound 0.05 px up to 64 px)"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,15 @@ def make_video(tmp_path):
     """make_video(name, n=12, h=64, w=96, fps=24) -> path of a real H.264 MP4 made here."""
     from densemotion.video import encode_video
 
-    def _make(name: str = "clip.mp4", n: int = 12, h: int = 64, w: int = 96, fps: float = 24.0,
-              seed: int = 0, folder: Path | None = None) -> Path:
+    def _make(
+        name: str = "clip.mp4",
+        n: int = 12,
+        h: int = 64,
+        w: int = 96,
+        fps: float = 24.0,
+        seed: int = 0,
+        folder: Path | None = None,
+    ) -> Path:
         path = (folder or tmp_path) / name
         encode_video(path, moving_frames(n, h, w, seed), fps, crf=18)
         return path

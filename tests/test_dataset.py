@@ -46,21 +46,43 @@ def synthetic_windows(nw: int, hg: int, wg: int, t: int, seed: int) -> dict[str,
     hidden[:, 0] = False
     vis[hidden] = rng.integers(0, 120, int(hidden.sum()))
     disp[hidden] = GARBAGE
-    return {"frames0": frames0, "disp": disp.astype(np.float16), "vis": vis,
-            "starts": np.arange(nw, dtype=np.int64) * t}
+    return {
+        "frames0": frames0,
+        "disp": disp.astype(np.float16),
+        "vis": vis,
+        "starts": np.arange(nw, dtype=np.int64) * t,
+    }
 
 
-def write_motion_store(root, video: str, *, nw: int = 6, hg: int = 12, wg: int = 16, t: int = 4,
-                       g: int = 4, frame_factor: float = 2.0, seed: int = 0):
+def write_motion_store(
+    root,
+    video: str,
+    *,
+    nw: int = 6,
+    hg: int = 12,
+    wg: int = 16,
+    t: int = 4,
+    g: int = 4,
+    frame_factor: float = 2.0,
+    seed: int = 0,
+):
     """A schema-1 store of synthetic windows at ``root/video``; frames are ``frame_factor`` x the
     tracking size (so EPE at frame scale is ``frame_factor`` x tracking px)."""
     arrays = synthetic_windows(nw, hg, wg, t, seed)
     track = [hg * g, wg * g]
     meta = {
-        "video": video, "tracker": "synthetic", "tracker_params": {}, "window": t, "window_stride": t,
-        "grid_stride": g, "margin": 0, "tracking_size": track,
+        "video": video,
+        "tracker": "synthetic",
+        "tracker_params": {},
+        "window": t,
+        "window_stride": t,
+        "grid_stride": g,
+        "margin": 0,
+        "tracking_size": track,
         "frame_size": [int(track[0] * frame_factor), int(track[1] * frame_factor)],
-        "grid_shape": [hg, wg], "frames_sha256": "0" * 64, "past_end": "skip",
+        "grid_shape": [hg, wg],
+        "frames_sha256": "0" * 64,
+        "past_end": "skip",
     }
     write_store(root / video, meta=meta, **arrays)
     return root / video

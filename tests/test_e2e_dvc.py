@@ -25,8 +25,13 @@ BIN = Path(sys.executable).parent  # the venv whose python/dvc the stages must u
 
 # the smallest pipeline that still exercises every stage; merged into params.yaml
 TINY = {
-    "sample": {"clips": ["sample00", "sample01", "sample02"], "num_frames": 16, "height": 64, "width": 96,
-               "sprites": 3},
+    "sample": {
+        "clips": ["sample00", "sample01", "sample02"],
+        "num_frames": 16,
+        "height": 64,
+        "width": 96,
+        "sprites": 3,
+    },
     "data": {"videos": {f"sample0{i}": f"data/sample/videos/sample0{i}.mp4" for i in range(3)}},
     "train": {"epochs": 1, "batch_size": 4},
     "model": {"input_scale": 2},
@@ -62,8 +67,9 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def _copy_tree(dest: Path) -> None:
     """The repository as a fresh clone would have it (tracked and new files, no DVC outputs)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for rel in files:
         src = REPO / rel
         if src.is_file() and not rel.startswith(("data/", "models/", "metrics/", "dvc_plots/")):
@@ -188,8 +194,14 @@ def test_killed_training_resumes_under_dvc_repro(repo):
     params["train"]["epochs"] = 30
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     work = repo / "data" / "work" / "train" / "checkpoint.pt"
-    proc = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["dvc", "repro", "train"],
+        cwd=repo,
+        env=_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 300
         while not work.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -200,8 +212,9 @@ def test_killed_training_resumes_under_dvc_repro(repo):
     assert work.exists(), "no epoch finished"
     assert not (repo / "models" / "motion.pt").exists()  # DVC removed it; no half-trained model in its place
     out = run(repo, "dvc", "repro", "train")
-    assert re.search(r"resuming from data/work/train/checkpoint\.pt after epoch \d+", out.stdout + out.stderr), \
+    assert re.search(r"resuming from data/work/train/checkpoint\.pt after epoch \d+", out.stdout + out.stderr), (
         out.stdout + out.stderr
+    )
     assert not work.exists()
     import torch
 
@@ -210,8 +223,18 @@ def test_killed_training_resumes_under_dvc_repro(repo):
 
 
 def test_model_experiment_compares_with_baseline(repo):
-    run(repo, "dvc", "exp", "run", "-n", "deeplab", "-S", "model.name=deeplabv3_mobilenet_v3_large",
-        "-S", "train.epochs=2")
+    run(
+        repo,
+        "dvc",
+        "exp",
+        "run",
+        "-n",
+        "deeplab",
+        "-S",
+        "model.name=deeplabv3_mobilenet_v3_large",
+        "-S",
+        "train.epochs=2",
+    )
     shown = json.dumps(json.loads(run(repo, "dvc", "exp", "show", "--json").stdout))
     assert "deeplab" in shown and "deeplabv3_mobilenet_v3_large" in shown
     diff = run(repo, "dvc", "metrics", "diff", "HEAD", "deeplab", "--json").stdout
@@ -224,8 +247,20 @@ def test_pips_experiment_runs_the_whole_pipeline_with_a_test_made_checkpoint(rep
     from densemotion.tracking.pips.checkpoint import save_fixture_checkpoint
 
     save_fixture_checkpoint(repo / "models" / "pips" / "model-000200000.pth")  # published file format
-    out = run(repo, "dvc", "exp", "run", "-n", "pips", "-S", "trajectories.tracker=pips",
-              "-S", "trajectories.grid_stride=16", "-S", "trajectories.pips.iters=2")
+    out = run(
+        repo,
+        "dvc",
+        "exp",
+        "run",
+        "-n",
+        "pips",
+        "-S",
+        "trajectories.tracker=pips",
+        "-S",
+        "trajectories.grid_stride=16",
+        "-S",
+        "trajectories.pips.iters=2",
+    )
     stages = ran_stages(out.stdout)
     assert {"trajectories@sample00", "tracker_accuracy", "train", "evaluate"} <= set(stages), stages
     shown = json.dumps(json.loads(run(repo, "dvc", "exp", "show", "--json").stdout))

@@ -19,13 +19,13 @@ from densemotion.tracking.grid import grid_points
 from densemotion.trajectories.store import TrajectoryStore, write_store
 
 
-
 def _checkpoint(test: list[str], window: int, mean=(0.5, -0.25), target="endpoint", epoch=0) -> dict:
     steps = 1 if target == "endpoint" else window - 1
     return {
         "split": {"train": ["x"], "val": [], "test": test},
         "model_params": ModelParams(input_scale=1, target=target).model_dump(),
-        "window": window, "epoch": epoch,
+        "window": window,
+        "epoch": epoch,
         "stats": {"mean": [list(mean)] * steps, "rms": 1.0},
     }
 
@@ -38,8 +38,14 @@ def test_errors_are_at_frame_scale_with_baselines_on_the_same_points(tmp_path):
     write_motion_store(tmp_path, "a", seed=0, frame_factor=2.0)
     write_motion_store(tmp_path, "b", seed=1, frame_factor=3.0)
     ckpt = _checkpoint(["a", "b"], window=4)
-    summary = evaluate(model=_untrained(4), checkpoint=ckpt, trajectories=tmp_path, out_dir=tmp_path / "out",
-                       params=EvaluateParams(pictures=0), device="cpu")
+    summary = evaluate(
+        model=_untrained(4),
+        checkpoint=ckpt,
+        trajectories=tmp_path,
+        out_dir=tmp_path / "out",
+        params=EvaluateParams(pictures=0),
+        device="cpu",
+    )
     zero, mean = [], []
     for seed, factor in ((0, 2.0), (1, 3.0)):
         raw = synthetic_windows(6, 12, 16, 4, seed)
@@ -59,8 +65,14 @@ def test_errors_are_at_frame_scale_with_baselines_on_the_same_points(tmp_path):
 def test_output_files(tmp_path):
     write_motion_store(tmp_path, "a", seed=0, nw=5, t=3)
     params = EvaluateParams(pictures=3, picture_scale=2, hist_bins=10, hist_max_px=8.0)
-    evaluate(model=_untrained(3, "trajectory"), checkpoint=_checkpoint(["a"], 3, target="trajectory"),
-             trajectories=tmp_path, out_dir=tmp_path / "out", params=params, device="cpu")
+    evaluate(
+        model=_untrained(3, "trajectory"),
+        checkpoint=_checkpoint(["a"], 3, target="trajectory"),
+        trajectories=tmp_path,
+        out_dir=tmp_path / "out",
+        params=params,
+        device="cpu",
+    )
     out = tmp_path / "out"
     summary = json.loads((out / "summary.json").read_text())
     assert {"model_epe_all_steps", "zero_epe_all_steps", "mean_epe_all_steps"} <= set(summary["vs_tracker"])
@@ -94,32 +106,65 @@ def _truth_store(tmp_path, clip_every: int = 1):
     for s in archive_starts:
         clip_frames = [(s + k) * clip_every for k in range(t)]
         tracks, visible = truth.tracks(clip_frames[0], clip_frames[-1] - clip_frames[0] + 1, query)
-        tracks, visible = tracks[[f - clip_frames[0] for f in clip_frames]], visible[[f - clip_frames[0] for f in clip_frames]]
+        tracks, visible = (
+            tracks[[f - clip_frames[0] for f in clip_frames]],
+            visible[[f - clip_frames[0] for f in clip_frames]],
+        )
         disp.append(((tracks - tracks[0]) / 2).reshape(t, *shape, 2))
         vis.append((visible * 255).astype(np.uint8).reshape(t, *shape))
         small = cv2.resize(frames[clip_frames[0]], track[::-1], interpolation=cv2.INTER_AREA)
         frames0.append(cv2.resize(small, shape[::-1], interpolation=cv2.INTER_AREA))
-    meta = {"video": "clip", "tracker": "truth", "tracker_params": {}, "window": t, "window_stride": t,
-            "grid_stride": g, "margin": 0, "tracking_size": list(track), "frame_size": [48, 64],
-            "grid_shape": list(shape), "frames_sha256": "0" * 64, "past_end": "skip"}
-    write_store(tmp_path / "traj" / "clip", frames0=np.stack(frames0), disp=np.stack(disp).astype(np.float16),
-                vis=np.stack(vis), starts=np.array(archive_starts, np.int64), meta=meta)
+    meta = {
+        "video": "clip",
+        "tracker": "truth",
+        "tracker_params": {},
+        "window": t,
+        "window_stride": t,
+        "grid_stride": g,
+        "margin": 0,
+        "tracking_size": list(track),
+        "frame_size": [48, 64],
+        "grid_shape": list(shape),
+        "frames_sha256": "0" * 64,
+        "past_end": "skip",
+    }
+    write_store(
+        tmp_path / "traj" / "clip",
+        frames0=np.stack(frames0),
+        disp=np.stack(disp).astype(np.float16),
+        vis=np.stack(vis),
+        starts=np.array(archive_starts, np.int64),
+        meta=meta,
+    )
     return truth
 
 
 def test_ground_truth_scores_use_clip_pixels_and_frames(tmp_path):
     _truth_store(tmp_path)
-    summary = evaluate(model=_untrained(4), checkpoint=_checkpoint(["clip"], 4), trajectories=tmp_path / "traj",
-                       out_dir=tmp_path / "out", params=EvaluateParams(pictures=1), device="cpu",
-                       truth_dir=tmp_path / "truth")
+    summary = evaluate(
+        model=_untrained(4),
+        checkpoint=_checkpoint(["clip"], 4),
+        trajectories=tmp_path / "traj",
+        out_dir=tmp_path / "out",
+        params=EvaluateParams(pictures=1),
+        device="cpu",
+        truth_dir=tmp_path / "truth",
+    )
     truth = summary["vs_truth"]
     assert truth["videos"] == 1 and truth["points"] > 100
     assert truth["tracker_epe"] < 0.02  # the 'tracker' is the truth (float16 rounding only)
     assert truth["zero_epe"] > 1.0  # sprites do move
     assert truth["zero_epe"] == pytest.approx(summary["vs_tracker"]["zero_epe"], rel=0.02)
     rows = list(csv.DictReader((tmp_path / "out" / "per_video.csv").open()))
-    assert [r["method"] for r in rows] == ["model vs tracker", "zero vs tracker", "mean vs tracker", "model vs truth",
-                                           "tracker vs truth", "zero vs truth", "mean vs truth"]
+    assert [r["method"] for r in rows] == [
+        "model vs tracker",
+        "zero vs tracker",
+        "mean vs tracker",
+        "model vs truth",
+        "tracker vs truth",
+        "zero vs truth",
+        "mean vs truth",
+    ]
 
 
 def test_truth_follows_source_indices_of_subsampled_frames(tmp_path):
@@ -137,11 +182,23 @@ def test_truth_follows_source_indices_of_subsampled_frames(tmp_path):
 def test_mismatched_window_and_empty_split_are_refused(tmp_path):
     write_motion_store(tmp_path, "a", t=4)
     with pytest.raises(EvaluationError, match="4-frame windows, but the model was trained on 8-frame"):
-        evaluate(model=_untrained(8), checkpoint=_checkpoint(["a"], 8), trajectories=tmp_path,
-                 out_dir=tmp_path / "out", params=EvaluateParams(), device="cpu")
+        evaluate(
+            model=_untrained(8),
+            checkpoint=_checkpoint(["a"], 8),
+            trajectories=tmp_path,
+            out_dir=tmp_path / "out",
+            params=EvaluateParams(),
+            device="cpu",
+        )
     with pytest.raises(EvaluationError, match="test split is empty"):
-        evaluate(model=_untrained(4), checkpoint=_checkpoint([], 4), trajectories=tmp_path,
-                 out_dir=tmp_path / "out", params=EvaluateParams(), device="cpu")
+        evaluate(
+            model=_untrained(4),
+            checkpoint=_checkpoint([], 4),
+            trajectories=tmp_path,
+            out_dir=tmp_path / "out",
+            params=EvaluateParams(),
+            device="cpu",
+        )
 
 
 def test_evaluate_cli(tmp_path, capsys):
@@ -152,12 +209,27 @@ def test_evaluate_cli(tmp_path, capsys):
     videos = ["v0", "v1", "v2"]
     for i, v in enumerate(videos):
         write_motion_store(tmp_path / "traj", v, seed=i, hg=8, wg=12, nw=4, t=3)
-    train(trajectories=tmp_path / "traj", videos=videos, model_params=ModelParams(input_scale=1),
-          train_params=TrainParams(device="cpu", epochs=1, batch_size=2), out=tmp_path / "m.pt")
+    train(
+        trajectories=tmp_path / "traj",
+        videos=videos,
+        model_params=ModelParams(input_scale=1),
+        train_params=TrainParams(device="cpu", epochs=1, batch_size=2),
+        out=tmp_path / "m.pt",
+    )
     params = tmp_path / "params.yaml"
     params.write_text("data:\n  videos:\n    v0: x.mp4\nevaluate:\n  device: cpu\n  pictures: 2\n")
-    args = ["--model", str(tmp_path / "m.pt"), "--trajectories", str(tmp_path / "traj"),
-            "--out-dir", str(tmp_path / "metrics"), "--truth", str(tmp_path / "no-truth"), "--params", str(params)]
+    args = [
+        "--model",
+        str(tmp_path / "m.pt"),
+        "--trajectories",
+        str(tmp_path / "traj"),
+        "--out-dir",
+        str(tmp_path / "metrics"),
+        "--truth",
+        str(tmp_path / "no-truth"),
+        "--params",
+        str(params),
+    ]
     assert main(args) == 0
     assert "model_to_zero" in capsys.readouterr().out
     assert json.loads((tmp_path / "metrics" / "summary.json").read_text())["epochs"] == 1

@@ -81,19 +81,24 @@ def test_folder_and_zip_sources(tmp_path, make_video):
     folder_b.mkdir()
     for i in range(10):
         (folder_b / f"{i:05d}.jpg").write_bytes(archive.read_bytes(i))
-    assert extract(str(folder_b), tmp_path / "b2.zip", FramesParams(), progress=False)["source_sha256"] \
+    assert (
+        extract(str(folder_b), tmp_path / "b2.zip", FramesParams(), progress=False)["source_sha256"]
         == meta["source_sha256"]
+    )
     # the whole zip is not one video: refused instead of mixing the videos' frames
     with pytest.raises(SourceError, match="several videos"):
         extract(str(big), tmp_path / "mixed.zip", FramesParams(), progress=False)
     assert not (tmp_path / "mixed.zip").exists()
 
 
-@pytest.mark.parametrize("name, content, error", [
-    ("empty.mp4", b"", VideoError),                                 # zero-byte file
-    ("notes.txt", b"this is not a video at all\n" * 50, SourceError),  # FFmpeg would "decode" it
-    ("garbage.mp4", bytes(range(256)) * 40, VideoError),            # a video suffix, no video
-])
+@pytest.mark.parametrize(
+    "name, content, error",
+    [
+        ("empty.mp4", b"", VideoError),  # zero-byte file
+        ("notes.txt", b"this is not a video at all\n" * 50, SourceError),  # FFmpeg would "decode" it
+        ("garbage.mp4", bytes(range(256)) * 40, VideoError),  # a video suffix, no video
+    ],
+)
 def test_empty_and_non_video_files(tmp_path, name, content, error):
     path = tmp_path / name
     path.write_bytes(content)

@@ -19,7 +19,6 @@ from densemotion.model import (
 from densemotion.params import ModelParams
 
 
-
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_builds_and_runs_forward_and_backward(name):
     torch.manual_seed(0)
@@ -31,7 +30,11 @@ def test_every_model_builds_and_runs_forward_and_backward(name):
     assert ("aux" in out) == aux
     assert torch.count_nonzero(out["out"]) == 0  # zero-initialised head: starts as zero motion
     target = torch.randn_like(out["out"])
-    loss = (out["out"] - target).abs().mean() + (out["aux"] - target).abs().mean() if aux else (out["out"] - target).abs().mean()
+    loss = (
+        (out["out"] - target).abs().mean() + (out["aux"] - target).abs().mean()
+        if aux
+        else (out["out"] - target).abs().mean()
+    )
     loss.backward()
     head = [p for n, p in model.named_parameters() if "classifier" in n and p.grad is not None]
     assert head and all(torch.isfinite(p.grad).all() for p in head)
@@ -106,7 +109,9 @@ def test_coco_weights_with_an_auxiliary_head(torch_home):
     for aux in (True, False):
         model = build_model(ModelParams(name="deeplabv3_mobilenet_v3_large", pretrained="coco", aux_loss=aux), window=8)
         ours = model.net.state_dict()
-        assert torch.equal(ours["classifier.0.project.0.weight"], reference.state_dict()["classifier.0.project.0.weight"])
+        assert torch.equal(
+            ours["classifier.0.project.0.weight"], reference.state_dict()["classifier.0.project.0.weight"]
+        )
         assert ("aux_classifier.0.weight" in ours) == aux
         if aux:
             assert torch.equal(ours["aux_classifier.0.weight"], reference.state_dict()["aux_classifier.0.weight"])
@@ -120,7 +125,9 @@ def test_imagenet_backbone_weights_from_weights_path(tmp_path, torch_home):
     _save(backbone.state_dict(), file)
     model = build_model(ModelParams(pretrained="imagenet", weights_path=str(file)), window=8)
     assert torch.equal(model.backbone.state_dict()["0.0.weight"], backbone.state_dict()["features.0.0.weight"])
-    assert torch.equal(model.backbone.state_dict()["16.1.running_var"], backbone.state_dict()["features.16.1.running_var"])
+    assert torch.equal(
+        model.backbone.state_dict()["16.1.running_var"], backbone.state_dict()["features.16.1.running_var"]
+    )
 
 
 def test_imagenet_resnet_backbone_from_the_hub_cache(torch_home):
@@ -128,7 +135,9 @@ def test_imagenet_resnet_backbone_from_the_hub_cache(torch_home):
     backbone = resnet50(weights=None)
     _save(backbone.state_dict(), hub_checkpoint_path(SPECS["fcn_resnet50"].imagenet))
     model = build_model(ModelParams(name="fcn_resnet50", pretrained="imagenet"), window=8)
-    assert torch.equal(model.backbone.state_dict()["layer4.2.conv3.weight"], backbone.state_dict()["layer4.2.conv3.weight"])
+    assert torch.equal(
+        model.backbone.state_dict()["layer4.2.conv3.weight"], backbone.state_dict()["layer4.2.conv3.weight"]
+    )
 
 
 def test_missing_weights_say_how_to_fetch_them(torch_home):

@@ -19,13 +19,16 @@ def test_repo_params_load():
     assert set(p.data.videos) == set(p.sample.clips)
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    ("frames", "max_sise", 160, r"frames\.max_sise: unknown key"),
-    ("frames", "jpeg_quality", "95", r"frames\.jpeg_quality: .*got '95'"),
-    ("frames", "jpeg_quality", 101, r"frames\.jpeg_quality"),
-    ("trajectories", "window", 8.5, r"trajectories\.window"),
-    ("nonsense", None, None, r"nonsense: unknown key"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("frames", "max_sise", 160, r"frames\.max_sise: unknown key"),
+        ("frames", "jpeg_quality", "95", r"frames\.jpeg_quality: .*got '95'"),
+        ("frames", "jpeg_quality", 101, r"frames\.jpeg_quality"),
+        ("trajectories", "window", 8.5, r"trajectories\.window"),
+        ("nonsense", None, None, r"nonsense: unknown key"),
+    ],
+)
 def test_bad_params_name_the_key(section, key, value, message):
     raw = _repo_params()
     if key is None:

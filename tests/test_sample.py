@@ -38,8 +38,9 @@ def grid(h: int, w: int, step: int) -> np.ndarray:
 def sample_bilinear(frame: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """(N, 3) float colours of an (H, W, 3) frame at float xy (OpenCV, independent of the renderer)."""
     pts = xy.astype(np.float32)
-    return cv2.remap(frame.astype(np.float32), pts[:, 0][None], pts[:, 1][None], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)[0]
+    return cv2.remap(
+        frame.astype(np.float32), pts[:, 0][None], pts[:, 1][None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )[0]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def default_clip():
 
 
 # ---------------------------------------------------------------- determinism and files
+
 
 def test_render_is_deterministic_and_seeded():
     f1, t1 = render_clip(small(), 1)
@@ -124,6 +126,7 @@ def test_load_truth_rejects_bad_files(tmp_path):
 
 # ---------------------------------------------------------------- tracks semantics
 
+
 def _two_layer_truth() -> SampleTruth:
     """12x10 frames, 6 frames; layer 1 = pixels with u = x + 1.5 t >= 6 (moving left 1.5 px/frame)."""
     n, h, w = 6, 10, 12
@@ -132,9 +135,10 @@ def _two_layer_truth() -> SampleTruth:
     tex_from_frame[:, :, 0, 0] = tex_from_frame[:, :, 1, 1] = 1.0
     for t in range(n):
         tex_from_frame[t, 1, 0, 2] = 1.5 * t
-        layers[t, :, max(int(np.ceil(6 - 1.5 * t)), 0):] = 1
-    return SampleTruth(tex_from_frame=tex_from_frame, layers=layers, fps=24.0,
-                       layer_family=np.array([-1, 0]), family_names=("f",))
+        layers[t, :, max(int(np.ceil(6 - 1.5 * t)), 0) :] = 1
+    return SampleTruth(
+        tex_from_frame=tex_from_frame, layers=layers, fps=24.0, layer_family=np.array([-1, 0]), family_names=("f",)
+    )
 
 
 def test_tracks_follow_layer_and_round_half_up():
@@ -174,6 +178,7 @@ def test_tracks_chain_consistently(default_clip):
 
 
 # ---------------------------------------------------------------- truth matches the pictures
+
 
 def _colour_errors(frames: np.ndarray, truth: SampleTruth, start: int, moved: bool) -> np.ndarray:
     """Max-channel colour difference between frame start and later frames at visible sprite points."""
@@ -215,6 +220,7 @@ def test_default_clip_has_occlusions(default_clip):
 
 # ---------------------------------------------------------------- appearance sets motion
 
+
 def _motion(truth: SampleTruth, k: int) -> tuple[np.ndarray, float, float]:
     """Layer k's per-frame translation (2,), rotation (rad) and log-scale step."""
     f = truth.frame_from_tex[:, k]  # (T, 2, 3)
@@ -244,7 +250,7 @@ def test_motion_depends_only_on_family():
         np.testing.assert_allclose(v0, FAMILIES[fam].velocity, atol=1e-9)
         assert 0.5 <= np.linalg.norm(v0) <= 2.0
         velocities.append(v0)
-    gaps = [np.linalg.norm(a - b) for i, a in enumerate(velocities) for b in velocities[i + 1:]]
+    gaps = [np.linalg.norm(a - b) for i, a in enumerate(velocities) for b in velocities[i + 1 :]]
     assert min(gaps) > 0.5  # families are told apart by their motion
 
 
@@ -262,10 +268,11 @@ def test_families_look_different():
         assert bg.std(0).min() > 8  # the background is textured, not flat
     means = [np.mean(c, axis=0) for c in colours.values()]
     assert len(means) >= 3
-    assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1:]) > 40
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1 :]) > 40
 
 
 # ---------------------------------------------------------------- params and CLI
+
 
 def _write_params(path, **sample) -> None:
     path.write_text(yaml.safe_dump({"data": {"videos": {"x": "data/raw/x.mp4"}}, "sample": sample}))
@@ -285,8 +292,18 @@ def test_cli_writes_video_and_truth(tmp_path, capsys):
 def test_cli_rejects_unknown_clip(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     _write_params(params, **SMALL)
-    rc = sample_main(["--name", "zz", "--video", str(tmp_path / "v.mp4"), "--truth",
-                      str(tmp_path / "t.npz"), "--params", str(params)])
+    rc = sample_main(
+        [
+            "--name",
+            "zz",
+            "--video",
+            str(tmp_path / "v.mp4"),
+            "--truth",
+            str(tmp_path / "t.npz"),
+            "--params",
+            str(params),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "'zz' is not in sample.clips" in err and "densemotion sample: error" in err
     assert not (tmp_path / "v.mp4").exists() and not (tmp_path / "t.npz").exists()
@@ -296,8 +313,9 @@ def test_cli_rejects_unknown_clip(tmp_path, capsys):
 def test_odd_sizes_are_rejected(tmp_path, capsys, key):
     params = tmp_path / "params.yaml"
     _write_params(params, **{**SMALL, key: 65})
-    rc = sample_main(["--name", "a", "--video", str(tmp_path / "v.mp4"), "--truth",
-                      str(tmp_path / "t.npz"), "--params", str(params)])
+    rc = sample_main(
+        ["--name", "a", "--video", str(tmp_path / "v.mp4"), "--truth", str(tmp_path / "t.npz"), "--params", str(params)]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and f"sample.{key}" in err and "must be even" in err
 

@@ -15,7 +15,6 @@ from densemotion.params import ModelParams, TrainParams
 from densemotion.training import TrainingError, load_checkpoint, model_from_checkpoint, train
 
 
-
 def _videos(root, n=3, **kwargs) -> list[str]:
     names = [f"vid{i}" for i in range(n)]
     for i, name in enumerate(names):
@@ -28,8 +27,12 @@ TINY = dict(hg=8, wg=12, nw=4, t=3)
 
 def _run(tmp_path, videos, *, out="m.pt", mp=None, tp=None, **kwargs):
     return train(
-        trajectories=tmp_path / "traj", videos=videos, model_params=mp or ModelParams(input_scale=1),
-        train_params=tp or TrainParams(device="cpu", epochs=2, batch_size=2), out=tmp_path / out, **kwargs,
+        trajectories=tmp_path / "traj",
+        videos=videos,
+        model_params=mp or ModelParams(input_scale=1),
+        train_params=tp or TrainParams(device="cpu", epochs=2, batch_size=2),
+        out=tmp_path / out,
+        **kwargs,
     )
 
 
@@ -43,8 +46,14 @@ def test_trained_model_beats_zero_motion_on_held_out_video(tmp_path):
     state = _run(tmp_path, videos, mp=ModelParams(input_scale=4), tp=tp)
     assert state["history"][-1]["val/epe"] < 0.8 * state["history"][-1]["val/zero_epe"]
     model = model_from_checkpoint(state)
-    summary = evaluate(model=model, checkpoint=state, trajectories=tmp_path / "traj", out_dir=tmp_path / "eval",
-                       params=EvaluateParams(pictures=0), device="cpu")
+    summary = evaluate(
+        model=model,
+        checkpoint=state,
+        trajectories=tmp_path / "traj",
+        out_dir=tmp_path / "eval",
+        params=EvaluateParams(pictures=0),
+        device="cpu",
+    )
     errors = summary["vs_tracker"]
     assert summary["test_videos"] == state["split"]["test"] and len(summary["test_videos"]) == 1
     assert errors["model_epe"] < 0.7 * errors["zero_epe"], errors
@@ -139,8 +148,20 @@ def test_checkpoint_is_complete_and_loads_weights_only(tmp_path):
     videos = _videos(tmp_path / "traj", **TINY)
     state = _run(tmp_path, videos, live_dir=tmp_path / "live")
     raw = torch.load(tmp_path / "m.pt", weights_only=True)
-    for key in ("model", "optimizer", "scheduler", "scaler", "epoch", "rng", "model_params", "train_params",
-                "split", "stats", "window", "history"):
+    for key in (
+        "model",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "epoch",
+        "rng",
+        "model_params",
+        "train_params",
+        "split",
+        "stats",
+        "window",
+        "history",
+    ):
         assert key in raw, key
     assert raw["epoch"] == 2 and raw["window"] == 3 and len(raw["history"]) == 2
     assert sorted(sum(raw["split"].values(), [])) == videos
@@ -170,7 +191,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
     monkeypatch.setattr(training, "masked_loss", poisoned)
     tp = TrainParams(device="cpu", epochs=3, batch_size=2, val_videos=0, test_videos=1)
-    with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, batch 1.*keeps the last good checkpoint \(epoch 1\)"):
+    with pytest.raises(
+        TrainingError, match=r"loss became nan at epoch 2, batch 1.*keeps the last good checkpoint \(epoch 1\)"
+    ):
         _run(tmp_path, videos, tp=tp)
     assert load_checkpoint(tmp_path / "m.pt")["epoch"] == 1
 
@@ -214,11 +237,20 @@ def test_train_cli(tmp_path, capsys):
     videos = _videos(tmp_path / "traj", **TINY)
     params = tmp_path / "params.yaml"
     params.write_text(
-        "data:\n  videos:\n" + "".join(f"    {v}: raw/{v}.mp4\n" for v in videos)
+        "data:\n  videos:\n"
+        + "".join(f"    {v}: raw/{v}.mp4\n" for v in videos)
         + "model:\n  input_scale: 1\ntrain:\n  device: cpu\n  epochs: 1\n  batch_size: 2\n"
     )
-    args = ["--trajectories", str(tmp_path / "traj"), "--out", str(tmp_path / "models" / "m.pt"),
-            "--live-dir", str(tmp_path / "live"), "--params", str(params)]
+    args = [
+        "--trajectories",
+        str(tmp_path / "traj"),
+        "--out",
+        str(tmp_path / "models" / "m.pt"),
+        "--live-dir",
+        str(tmp_path / "live"),
+        "--params",
+        str(params),
+    ]
     assert main(args) == 0
     assert "after 1 epochs" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "models" / "m.pt")["epoch"] == 1
@@ -249,7 +281,8 @@ def test_frozen_backbone_epochs_train_only_the_heads(tmp_path):
     state = _run(tmp_path, videos, mp=mp, tp=tp)
     backbone = [k for k in initial if k.startswith("net.backbone.")]
     assert all(torch.equal(state["model"][k], initial[k]) for k in backbone)  # weights and BN statistics
-    assert not torch.equal(state["model"]["net.classifier.high_classifier.weight"],
-                           initial["net.classifier.high_classifier.weight"])
+    assert not torch.equal(
+        state["model"]["net.classifier.high_classifier.weight"], initial["net.classifier.high_classifier.weight"]
+    )
     state = _run(tmp_path, videos, mp=mp, tp=TrainParams(device="cpu", epochs=1, batch_size=2), out="free.pt")
     assert not all(torch.equal(state["model"][k], initial[k]) for k in backbone)

@@ -21,8 +21,13 @@ class MemoryFrames:
 
     def __init__(self, frames: np.ndarray, video: str = "clip"):
         self.frames = frames
-        self.meta = {"video": video, "height": frames.shape[1], "width": frames.shape[2],
-                     "frame_count": len(frames), "source_indices": list(range(len(frames)))}
+        self.meta = {
+            "video": video,
+            "height": frames.shape[1],
+            "width": frames.shape[2],
+            "frame_count": len(frames),
+            "source_indices": list(range(len(frames))),
+        }
         self.sha256 = hashlib.sha256(frames.tobytes()).hexdigest()
 
     def __len__(self):
@@ -113,8 +118,13 @@ def test_chunks_from_other_params_or_frames_are_not_reused(clip, tmp_path):
     frames, _ = clip
     params = _params()
     with pytest.raises(KeyboardInterrupt):
-        track_video(MemoryFrames(frames), tmp_path / "o", params, tmp_path / "w",
-                    tracker=FailingTracker(_dis(params), fail_after=2))
+        track_video(
+            MemoryFrames(frames),
+            tmp_path / "o",
+            params,
+            tmp_path / "w",
+            tracker=FailingTracker(_dis(params), fail_after=2),
+        )
     changed = _params(dis={"fb_threshold": 2.0})
     counter = FailingTracker(_dis(changed))
     track_video(MemoryFrames(frames), tmp_path / "o", changed, tmp_path / "w", tracker=counter)
@@ -122,8 +132,13 @@ def test_chunks_from_other_params_or_frames_are_not_reused(clip, tmp_path):
     other_frames = frames.copy()
     other_frames[0, 0, 0] ^= 1
     with pytest.raises(KeyboardInterrupt):
-        track_video(MemoryFrames(other_frames), tmp_path / "o2", params, tmp_path / "w2",
-                    tracker=FailingTracker(_dis(params), fail_after=2))
+        track_video(
+            MemoryFrames(other_frames),
+            tmp_path / "o2",
+            params,
+            tmp_path / "w2",
+            tracker=FailingTracker(_dis(params), fail_after=2),
+        )
     counter = FailingTracker(_dis(params))
     track_video(MemoryFrames(frames), tmp_path / "o2", params, tmp_path / "w2", tracker=counter)
     assert counter.calls == 5
@@ -155,17 +170,31 @@ def _write_archive(path, frames, video="clip"):
     for f in frames:
         writer.add(encode_jpeg(f, 95))
     h, w = frames.shape[1:3]
-    writer.close({"video": video, "source": "test", "source_sha256": "0" * 64, "fps": 24.0,
-                  "width": w, "height": h, "source_width": w, "source_height": h, "source_fps": 24.0,
-                  "source_indices": list(range(len(frames))), "jpeg_quality": 95})
+    writer.close(
+        {
+            "video": video,
+            "source": "test",
+            "source_sha256": "0" * 64,
+            "fps": 24.0,
+            "width": w,
+            "height": h,
+            "source_width": w,
+            "source_height": h,
+            "source_fps": 24.0,
+            "source_indices": list(range(len(frames))),
+            "jpeg_quality": 95,
+        }
+    )
 
 
 def _write_params(path, **traj):
     import yaml
 
-    body = {"data": {"videos": {"clip": "x.mp4"}},
-            "frames": {"min_frames": 4},
-            "trajectories": {"device": "cpu", "window": 4, "grid_stride": 8, "chunk_windows": 2, **traj}}
+    body = {
+        "data": {"videos": {"clip": "x.mp4"}},
+        "frames": {"min_frames": 4},
+        "trajectories": {"device": "cpu", "window": 4, "grid_stride": 8, "chunk_windows": 2, **traj},
+    }
     path.write_text(yaml.safe_dump(body))
 
 
@@ -173,8 +202,16 @@ def test_cli_on_a_frames_archive(clip, tmp_path, capsys):
     frames, _ = clip
     _write_archive(tmp_path / "clip.zip", frames[:9])
     _write_params(tmp_path / "params.yaml")
-    rc = cli.main([str(tmp_path / "clip.zip"), str(tmp_path / "traj" / "clip"),
-                   "--work-dir", str(tmp_path / "work" / "clip"), "--params", str(tmp_path / "params.yaml")])
+    rc = cli.main(
+        [
+            str(tmp_path / "clip.zip"),
+            str(tmp_path / "traj" / "clip"),
+            "--work-dir",
+            str(tmp_path / "work" / "clip"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ]
+    )
     assert rc == 0
     store = TrajectoryStore(tmp_path / "traj" / "clip")
     assert len(store) == 2 and store.meta["frames_sha256"] == FrameArchive(tmp_path / "clip.zip").sha256
@@ -199,7 +236,9 @@ def test_cli_window_longer_than_video(clip, tmp_path, capsys):
     frames, _ = clip
     _write_archive(tmp_path / "clip.zip", frames[:5])
     _write_params(tmp_path / "params.yaml", window=8)
-    (tmp_path / "params.yaml").write_text((tmp_path / "params.yaml").read_text().replace("min_frames: 4", "min_frames: 8"))
+    (tmp_path / "params.yaml").write_text(
+        (tmp_path / "params.yaml").read_text().replace("min_frames: 4", "min_frames: 8")
+    )
     rc = cli.main([str(tmp_path / "clip.zip"), str(tmp_path / "out"), "--params", str(tmp_path / "params.yaml")])
     assert rc == 1 and "video 'clip': the video has 5 frames" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -213,8 +252,12 @@ def _pipeline(tmp_path, frames_fps=None, resolution=None):
 
     sp = SampleParams(seed=2, clips=["clipa"], num_frames=17, height=64, width=112, sprites=3)
     generate_clip(sp, "clipa", tmp_path / "videos" / "clipa.mp4", tmp_path / "truth" / "clipa.npz")
-    extract(str(tmp_path / "videos" / "clipa.mp4"), tmp_path / "frames" / "clipa.zip",
-            FramesParams(fps=frames_fps, min_frames=4), progress=False)
+    extract(
+        str(tmp_path / "videos" / "clipa.mp4"),
+        tmp_path / "frames" / "clipa.zip",
+        FramesParams(fps=frames_fps, min_frames=4),
+        progress=False,
+    )
     params = _params(grid_stride=4, margin=0, resolution=resolution)
     with FrameArchive(tmp_path / "frames" / "clipa.zip") as archive:
         track_video(archive, tmp_path / "traj" / "clipa", params, tmp_path / "work")
@@ -225,11 +268,23 @@ def _accuracy(tmp_path):
 
     from densemotion.cli import tracker_accuracy
 
-    (tmp_path / "params.yaml").write_text("data:\n  videos: {clipa: x}\nframes: {min_frames: 4}\n"
-                                          "trajectories: {window: 4}\n")
-    rc = tracker_accuracy.main(["--trajectories", str(tmp_path / "traj"), "--frames", str(tmp_path / "frames"),
-                                "--truth", str(tmp_path / "truth"), "--out", str(tmp_path / "m.json"),
-                                "--params", str(tmp_path / "params.yaml")])
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  videos: {clipa: x}\nframes: {min_frames: 4}\ntrajectories: {window: 4}\n"
+    )
+    rc = tracker_accuracy.main(
+        [
+            "--trajectories",
+            str(tmp_path / "traj"),
+            "--frames",
+            str(tmp_path / "frames"),
+            "--truth",
+            str(tmp_path / "truth"),
+            "--out",
+            str(tmp_path / "m.json"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ]
+    )
     assert rc == 0
     return json.loads((tmp_path / "m.json").read_text())
 
@@ -253,7 +308,9 @@ def test_tracker_accuracy_against_ground_truth(tmp_path):
     disp = tmp_path / "traj" / "clipa" / "disp.npy"
     np.save(disp, np.zeros_like(np.load(disp)))
     broken = _accuracy(tmp_path)["overall"]["moving"]
-    assert broken["epe_mean"] > 2 * overall["moving"]["epe_mean"] and broken["delta_avg"] < overall["moving"]["delta_avg"]
+    assert (
+        broken["epe_mean"] > 2 * overall["moving"]["epe_mean"] and broken["delta_avg"] < overall["moving"]["delta_avg"]
+    )
 
 
 def test_tracker_accuracy_maps_subsampled_frames_and_tracking_size(tmp_path):
@@ -277,8 +334,18 @@ def test_killed_cli_resumes_to_identical_bytes(tmp_path):
     _write_params(tmp_path / "params.yaml", grid_stride=1, chunk_windows=1)
 
     def command(out, work):
-        return [sys.executable, "-m", "densemotion", "trajectories", str(tmp_path / "clip.zip"), str(out),
-                "--work-dir", str(work), "--params", str(tmp_path / "params.yaml")]
+        return [
+            sys.executable,
+            "-m",
+            "densemotion",
+            "trajectories",
+            str(tmp_path / "clip.zip"),
+            str(out),
+            "--work-dir",
+            str(work),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ]
 
     subprocess.run(command(tmp_path / "clean", tmp_path / "wc"), check=True, capture_output=True)
     proc = subprocess.Popen(command(tmp_path / "out", tmp_path / "work"), stderr=subprocess.DEVNULL)

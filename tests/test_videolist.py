@@ -54,8 +54,11 @@ def test_names_of_zip_videos_win_over_loose_files(tmp_path, make_video):
     make_video("x.mp4", folder=tmp_path)  # the same name as a video inside the zip
     _drive_zip(tmp_path / "drive.zip")
     videos, _ = scan_videos(tmp_path)
-    assert videos == {"x": str(tmp_path / "drive.zip"), "x_2": str(tmp_path / "x.mp4"),
-                      "y": str(tmp_path / "drive.zip")}
+    assert videos == {
+        "x": str(tmp_path / "drive.zip"),
+        "x_2": str(tmp_path / "x.mp4"),
+        "y": str(tmp_path / "drive.zip"),
+    }
     _drive_zip(tmp_path / "drive2.zip", videos=("y", "w"))
     with pytest.raises(ValueError, match="two zips hold a video named 'y'"):
         scan_videos(tmp_path)

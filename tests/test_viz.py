@@ -44,12 +44,22 @@ def _store(tmp_path):
     disp[:, :, :, :5, 0] = np.arange(t)[None, :, None, None] * 2.0  # left half moves right 2 px/frame
     vis = np.full((nw, t, hg, wg), 255, np.uint8)
     vis[:, 3, 0, 0] = 0
-    meta = {"video": "clip", "tracker": "dis", "tracker_params": {}, "window": t, "window_stride": t,
-            "grid_stride": g, "margin": 0, "tracking_size": [hg * g, wg * g], "frame_size": [hg * g, wg * g],
-            "grid_shape": [hg, wg], "frames_sha256": "0" * 64, "past_end": "skip"}
+    meta = {
+        "video": "clip",
+        "tracker": "dis",
+        "tracker_params": {},
+        "window": t,
+        "window_stride": t,
+        "grid_stride": g,
+        "margin": 0,
+        "tracking_size": [hg * g, wg * g],
+        "frame_size": [hg * g, wg * g],
+        "grid_shape": [hg, wg],
+        "frames_sha256": "0" * 64,
+        "past_end": "skip",
+    }
     frames0 = np.full((nw, hg, wg, 3), 90, np.uint8)
-    write_store(tmp_path / "clip", frames0=frames0, disp=disp, vis=vis,
-                starts=np.array([0, 4], np.int64), meta=meta)
+    write_store(tmp_path / "clip", frames0=frames0, disp=disp, vis=vis, starts=np.array([0, 4], np.int64), meta=meta)
     return TrajectoryStore(tmp_path / "clip")
 
 
@@ -92,6 +102,7 @@ def test_visualize_cli_writes_png_and_gif(tmp_path, capsys):
     args = ["--max-videos", "1", "--window", "1", "--params", str(params)]
     assert main([str(tmp_path), *args, "--out-dir", str(tmp_path / "o2")]) == 0
     assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == [
-        f"clip_w001_{s}" for s in ("flow.png", "tracks.gif", "tracks.png")]
+        f"clip_w001_{s}" for s in ("flow.png", "tracks.gif", "tracks.png")
+    ]
     assert main([str(tmp_path / "out"), *args, "--out-dir", str(tmp_path / "o3")]) == 1
     assert "out/clip" in capsys.readouterr().err

@@ -54,7 +54,9 @@ class VideoErrors:
 
 
 @torch.no_grad()
-def predict_windows(model: MotionNet, store: TrajectoryStore, device: str, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+def predict_windows(
+    model: MotionNet, store: TrajectoryStore, device: str, batch_size: int
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first window index, predictions (B, K, Hg, Wg, 2) tracking px) batch by batch."""
     model.eval()
     for w0 in range(0, len(store), batch_size):
@@ -79,7 +81,12 @@ def check_store(store: TrajectoryStore, window: int) -> None:
 
 
 def video_errors(
-    model: MotionNet, store: TrajectoryStore, mean_disp: np.ndarray, target: str, device: str, batch_size: int,
+    model: MotionNet,
+    store: TrajectoryStore,
+    mean_disp: np.ndarray,
+    target: str,
+    device: str,
+    batch_size: int,
     truth_fn=None,
 ) -> VideoErrors:
     """Errors of the model and the baselines on one video (see the module docstring).
@@ -99,7 +106,11 @@ def video_errors(
         true = np.asarray(store.disp[w0 : w0 + b][:, steps], np.float32)  # (B, K, Hg, Wg, 2)
         vis = np.asarray(store.vis[w0 : w0 + b][:, steps]) >= VISIBLE_MIN  # (B, K, Hg, Wg)
         vis &= np.isfinite(true).all(axis=-1)
-        guesses = {"model": pred, "zero": np.zeros_like(pred), "mean": np.broadcast_to(mean_disp[:, None, None], pred.shape)}
+        guesses = {
+            "model": pred,
+            "zero": np.zeros_like(pred),
+            "mean": np.broadcast_to(mean_disp[:, None, None], pred.shape),
+        }
         for method, guess in guesses.items():
             err = _epe(guess, true, scale)  # (B, K, Hg, Wg)
             found[method].append(err[:, -1][vis[:, -1]])
@@ -117,8 +128,9 @@ def video_errors(
     return result
 
 
-def _truth_errors(store: TrajectoryStore, w: int, pred_end: np.ndarray, mean_end: np.ndarray, scale: np.ndarray,
-                  truth_fn) -> dict[str, np.ndarray]:
+def _truth_errors(
+    store: TrajectoryStore, w: int, pred_end: np.ndarray, mean_end: np.ndarray, scale: np.ndarray, truth_fn
+) -> dict[str, np.ndarray]:
     """Errors against ground truth of window ``w``'s truly visible points, per method (frame px).
 
     pred_end (Hg, Wg, 2) model's endpoint prediction; mean_end (2,); tracking px. A point the
@@ -127,8 +139,12 @@ def _truth_errors(store: TrajectoryStore, w: int, pred_end: np.ndarray, mean_end
     true_end, seen = truth_fn(w)  # (N, 2), (N,)
     window = int(store.meta["window"])
     tracked = np.nan_to_num(np.asarray(store.disp[w, window - 1], np.float32).reshape(-1, 2), posinf=0, neginf=0)
-    guesses = {"model": pred_end.reshape(-1, 2), "tracker": tracked, "zero": np.zeros_like(tracked),
-               "mean": np.broadcast_to(mean_end, tracked.shape)}
+    guesses = {
+        "model": pred_end.reshape(-1, 2),
+        "tracker": tracked,
+        "zero": np.zeros_like(tracked),
+        "mean": np.broadcast_to(mean_end, tracked.shape),
+    }
     return {method: _epe(guess, true_end, scale)[seen] for method, guess in guesses.items()}
 
 
@@ -189,9 +205,9 @@ def summarize(videos: list[VideoErrors], target: str, extra: dict) -> dict:
     summary: dict = {"vs_tracker": _stats(pooled), "videos": len(videos), "windows": sum(v.windows for v in videos)}
     if target == "trajectory":
         total = sum(v.tracker["model"].size for v in videos) or 1
-        summary["vs_tracker"].update({
-            f"{m}_epe_all_steps": sum(v.steps[m] * v.tracker["model"].size for v in videos) / total for m in METHODS
-        })
+        summary["vs_tracker"].update(
+            {f"{m}_epe_all_steps": sum(v.steps[m] * v.tracker["model"].size for v in videos) / total for m in METHODS}
+        )
     with_truth = [v for v in videos if v.truth]
     if with_truth:
         summary["vs_truth"] = _stats({m: np.concatenate([v.truth[m] for v in with_truth]) for m in TRUTH_METHODS})
@@ -225,13 +241,19 @@ def write_plots(out_dir: Path, rows: list[dict], centres: np.ndarray, fractions:
     """CSV data for DVC plots, and the same as PNG charts."""
     truth_cols = [f"truth_{m}_epe" for m in TRUTH_METHODS] if all("truth_model_epe" in r for r in rows) else []
     cols = [f"{m}_epe" for m in METHODS] + truth_cols
-    labels = {c: f"{c.removeprefix('truth_').removesuffix('_epe')} vs {'truth' if c.startswith('truth_') else 'tracker'}"
-              for c in cols}
+    labels = {
+        c: f"{c.removeprefix('truth_').removesuffix('_epe')} vs {'truth' if c.startswith('truth_') else 'tracker'}"
+        for c in cols
+    }
     # long format, one bar per (video, method): DVC's bar templates plot one column against one label
-    _write_csv(out_dir / "per_video.csv", ["bar", "video", "method", "epe_px"],
-               [[f"{r['video']}: {labels[c]}", r["video"], labels[c], r[c]] for r in rows for c in cols])
     _write_csv(
-        out_dir / "epe_hist.csv", ["epe_px", *METHODS],
+        out_dir / "per_video.csv",
+        ["bar", "video", "method", "epe_px"],
+        [[f"{r['video']}: {labels[c]}", r["video"], labels[c], r[c]] for r in rows for c in cols],
+    )
+    _write_csv(
+        out_dir / "epe_hist.csv",
+        ["epe_px", *METHODS],
         [[float(c), *(float(fractions[m][i]) for m in METHODS)] for i, c in enumerate(centres)],
     )
     import matplotlib
@@ -266,7 +288,9 @@ def _save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def picture(frame0: np.ndarray, tracked: np.ndarray, visible: np.ndarray, predicted: np.ndarray, scale: int) -> np.ndarray:
+def picture(
+    frame0: np.ndarray, tracked: np.ndarray, visible: np.ndarray, predicted: np.ndarray, scale: int
+) -> np.ndarray:
     """One (H, W, 3) uint8 picture: frame | tracker motion | predicted motion | colour wheel.
 
     frame0 (Hg, Wg, 3) uint8; tracked, predicted (Hg, Wg, 2) px; visible (Hg, Wg) bool. Both
@@ -290,7 +314,13 @@ def picture(frame0: np.ndarray, tracked: np.ndarray, visible: np.ndarray, predic
 
 
 def write_pictures(
-    out_dir: Path, model: MotionNet, stores: dict[str, TrajectoryStore], target: str, count: int, scale: int, device: str
+    out_dir: Path,
+    model: MotionNet,
+    stores: dict[str, TrajectoryStore],
+    target: str,
+    count: int,
+    scale: int,
+    device: str,
 ) -> list[str]:
     """``count`` pictures of windows spread evenly over the test videos; returns their names."""
     from densemotion.viz import save_png

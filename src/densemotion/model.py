@@ -54,24 +54,39 @@ class _Spec:
 
 SPECS: dict[str, _Spec] = {
     "fcn_resnet50": _Spec(
-        seg.fcn_resnet50, seg.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
-        ResNet50_Weights.IMAGENET1K_V1, "resnet", True,
+        seg.fcn_resnet50,
+        seg.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+        ResNet50_Weights.IMAGENET1K_V1,
+        "resnet",
+        True,
     ),
     "fcn_resnet101": _Spec(
-        seg.fcn_resnet101, seg.FCN_ResNet101_Weights.COCO_WITH_VOC_LABELS_V1,
-        ResNet101_Weights.IMAGENET1K_V1, "resnet", True,
+        seg.fcn_resnet101,
+        seg.FCN_ResNet101_Weights.COCO_WITH_VOC_LABELS_V1,
+        ResNet101_Weights.IMAGENET1K_V1,
+        "resnet",
+        True,
     ),
     "deeplabv3_resnet50": _Spec(
-        seg.deeplabv3_resnet50, seg.DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
-        ResNet50_Weights.IMAGENET1K_V1, "resnet", True,
+        seg.deeplabv3_resnet50,
+        seg.DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+        ResNet50_Weights.IMAGENET1K_V1,
+        "resnet",
+        True,
     ),
     "deeplabv3_mobilenet_v3_large": _Spec(
-        seg.deeplabv3_mobilenet_v3_large, seg.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
-        MobileNet_V3_Large_Weights.IMAGENET1K_V1, "mobilenet", True,
+        seg.deeplabv3_mobilenet_v3_large,
+        seg.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+        "mobilenet",
+        True,
     ),
     "lraspp_mobilenet_v3_large": _Spec(
-        seg.lraspp_mobilenet_v3_large, seg.LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
-        MobileNet_V3_Large_Weights.IMAGENET1K_V1, "mobilenet", False,
+        seg.lraspp_mobilenet_v3_large,
+        seg.LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+        "mobilenet",
+        False,
     ),
 }
 MODEL_NAMES = tuple(SPECS)

@@ -69,22 +69,20 @@ class Family:
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family("stripes", "stripes", ((90, 10, 10), (230, 60, 30), (255, 220, 60)), "roundrect",
-           (1.6, 0.25), 0.8, 0.0),
-    Family("checker", "checker", ((10, 20, 90), (60, 120, 230), (235, 245, 255)), "roundrect",
-           (-1.3, 0.5), -0.6, 0.004),
-    Family("blobs", "blobs", ((10, 70, 20), (70, 190, 40), (220, 255, 140)), "ellipse",
-           (0.3, -1.0), 1.2, -0.003),
-    Family("dots", "dots", ((40, 0, 50), (200, 40, 200), (120, 240, 240)), "disc",
-           (0.9, 0.9), -1.0, 0.0),
+    Family("stripes", "stripes", ((90, 10, 10), (230, 60, 30), (255, 220, 60)), "roundrect", (1.6, 0.25), 0.8, 0.0),
+    Family(
+        "checker", "checker", ((10, 20, 90), (60, 120, 230), (235, 245, 255)), "roundrect", (-1.3, 0.5), -0.6, 0.004
+    ),
+    Family("blobs", "blobs", ((10, 70, 20), (70, 190, 40), (220, 255, 140)), "ellipse", (0.3, -1.0), 1.2, -0.003),
+    Family("dots", "dots", ((40, 0, 50), (200, 40, 200), (120, 240, 240)), "disc", (0.9, 0.9), -1.0, 0.0),
 )
 _BACKGROUND_PALETTE = ((70, 64, 58), (128, 118, 104), (190, 180, 165))  # muted stone greys
 
 
 # ---------------------------------------------------------------- textures (float32, 0..255)
 
-def _band_noise(rng: np.random.Generator, h: int, w: int, periods: tuple[float, float],
-                modes: int = 24) -> np.ndarray:
+
+def _band_noise(rng: np.random.Generator, h: int, w: int, periods: tuple[float, float], modes: int = 24) -> np.ndarray:
     """(h, w) smooth random field, zero mean, unit std: a sum of random plane waves."""
     period = rng.uniform(*periods, size=modes)
     angle = rng.uniform(0, np.pi, size=modes)
@@ -143,6 +141,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- sprites
 
+
 @dataclass(frozen=True)
 class _Sprite:
     family: int  # index into FAMILIES
@@ -183,8 +182,10 @@ def _make_sprite(rng: np.random.Generator, params: SampleParams) -> _Sprite:
     t = np.arange(params.num_frames, dtype=np.float64)
     travel = np.asarray(fam.velocity) * (params.num_frames - 1)
     margin = 0.6 * max(a, b)
-    c0 = [_start_coordinate(rng, travel[0], params.width, margin),
-          _start_coordinate(rng, travel[1], params.height, margin)]
+    c0 = [
+        _start_coordinate(rng, travel[0], params.width, margin),
+        _start_coordinate(rng, travel[1], params.height, margin),
+    ]
     theta = np.deg2rad(rng.uniform(0, 360) + fam.rotation * t)  # (T,)
     scale = np.exp(fam.scale_rate * (t - (params.num_frames - 1) / 2))  # 1 at mid-clip
     frame_from_tex = np.empty((params.num_frames, 2, 3))
@@ -279,11 +280,20 @@ def render_clip(params: SampleParams, index: int) -> tuple[np.ndarray, SampleTru
 
 # ---------------------------------------------------------------- ground truth
 
+
 class SampleTruth:
     """Exact ground truth of one clip: per-frame layer ownership and per-layer affines."""
 
-    def __init__(self, *, tex_from_frame: np.ndarray, layers: np.ndarray, fps: float,
-                 layer_family: np.ndarray, family_names: tuple[str, ...], clip: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        tex_from_frame: np.ndarray,
+        layers: np.ndarray,
+        fps: float,
+        layer_family: np.ndarray,
+        family_names: tuple[str, ...],
+        clip: str = "",
+    ) -> None:
         self.tex_from_frame = np.asarray(tex_from_frame, np.float64)  # (T, K+1, 2, 3)
         self.layers = np.asarray(layers, np.uint8)  # (T, H, W)
         self.fps = float(fps)
@@ -292,8 +302,10 @@ class SampleTruth:
         self.clip = clip
         shape = self.tex_from_frame.shape
         if len(shape) != 4 or shape[2:] != (2, 3) or self.layers.ndim != 3 or self.layers.shape[0] != shape[0]:
-            raise SampleTruthError(f"inconsistent shapes: tex_from_frame {shape} (want (T, K+1, 2, 3)), "
-                                   f"layers {self.layers.shape} (want (T, H, W))")
+            raise SampleTruthError(
+                f"inconsistent shapes: tex_from_frame {shape} (want (T, K+1, 2, 3)), "
+                f"layers {self.layers.shape} (want (T, H, W))"
+            )
         k1 = shape[1]
         if self.layer_family.shape != (k1,) or int(self.layers.max(initial=0)) >= k1:
             raise SampleTruthError(f"layers refer to more than the {k1} layers described")
@@ -324,17 +336,18 @@ class SampleTruth:
         """
         query = np.asarray(query_xy, np.float64).reshape(-1, 2)  # (N, 2)
         if not (0 <= start and length >= 1 and start + length <= self.num_frames):
-            raise ValueError(f"frames {start}..{start + length - 1} are outside the clip's "
-                             f"{self.num_frames} frames (start >= 0, length >= 1)")
+            raise ValueError(
+                f"frames {start}..{start + length - 1} are outside the clip's "
+                f"{self.num_frames} frames (start >= 0, length >= 1)"
+            )
         ix, iy, inside = self._pixel(query)
         if not inside.all():
             bad = query[~inside][0]
-            raise ValueError(f"query point ({bad[0]}, {bad[1]}) lies outside the "
-                             f"{self.width}x{self.height} frame")
+            raise ValueError(f"query point ({bad[0]}, {bad[1]}) lies outside the {self.width}x{self.height} frame")
         layer = self.layers[start, iy, ix].astype(np.int64)  # (N,)
         a = self.tex_from_frame[start, layer]  # (N, 2, 3)
         uv = np.einsum("nij,nj->ni", a[..., :2], query) + a[..., 2]  # (N, 2)
-        f = self.frame_from_tex[start:start + length][:, layer]  # (L, N, 2, 3)
+        f = self.frame_from_tex[start : start + length][:, layer]  # (L, N, 2, 3)
         tracks = np.einsum("lnij,nj->lni", f[..., :2], uv) + f[..., 2]  # (L, N, 2)
         tracks[0] = query
         ix, iy, inside = self._pixel(tracks)  # (L, N) each
@@ -347,8 +360,7 @@ class SampleTruth:
         px = np.floor(xy + 0.5)
         finite = np.isfinite(px).all(axis=-1)
         px = np.where(np.isfinite(px), px, -1).astype(np.int64)
-        inside = finite & (px[..., 0] >= 0) & (px[..., 0] < self.width) \
-            & (px[..., 1] >= 0) & (px[..., 1] < self.height)
+        inside = finite & (px[..., 0] >= 0) & (px[..., 0] < self.width) & (px[..., 1] >= 0) & (px[..., 1] < self.height)
         ix = np.clip(px[..., 0], 0, self.width - 1)
         iy = np.clip(px[..., 1], 0, self.height - 1)
         return ix, iy, inside
@@ -389,17 +401,21 @@ def load_truth(path: str | Path) -> SampleTruth:
     except (TypeError, ValueError):
         version = None
     if version != SCHEMA_VERSION:
-        raise SampleTruthError(f"{path}: schema_version {version}, expected {SCHEMA_VERSION}; "
-                               "regenerate it with `densemotion sample`")
-    needed = {"clip", "num_frames", "size", "fps", "tex_from_frame", "layers", "layer_family",
-              "family_names"}
+        raise SampleTruthError(
+            f"{path}: schema_version {version}, expected {SCHEMA_VERSION}; regenerate it with `densemotion sample`"
+        )
+    needed = {"clip", "num_frames", "size", "fps", "tex_from_frame", "layers", "layer_family", "family_names"}
     if missing := sorted(needed - data.keys()):
         raise SampleTruthError(f"{path}: missing arrays {missing}")
     try:
-        truth = SampleTruth(tex_from_frame=data["tex_from_frame"], layers=data["layers"],
-                            fps=float(data["fps"]), layer_family=data["layer_family"],
-                            family_names=tuple(str(s) for s in data["family_names"]),
-                            clip=str(data["clip"]))
+        truth = SampleTruth(
+            tex_from_frame=data["tex_from_frame"],
+            layers=data["layers"],
+            fps=float(data["fps"]),
+            layer_family=data["layer_family"],
+            family_names=tuple(str(s) for s in data["family_names"]),
+            clip=str(data["clip"]),
+        )
     except SampleTruthError as err:
         raise SampleTruthError(f"{path}: {err}") from None
     if [truth.num_frames, truth.height, truth.width] != [int(data["num_frames"]), *data["size"].tolist()]:
@@ -407,8 +423,7 @@ def load_truth(path: str | Path) -> SampleTruth:
     return truth
 
 
-def generate_clip(params: SampleParams, name: str, video_path: str | Path,
-                  truth_path: str | Path) -> SampleTruth:
+def generate_clip(params: SampleParams, name: str, video_path: str | Path, truth_path: str | Path) -> SampleTruth:
     """Render clip ``name`` of ``params.clips``, encode it as H.264 MP4 and save its truth."""
     if name not in params.clips:
         raise ValueError(f"clip {name!r} is not in sample.clips {params.clips}")

@@ -90,7 +90,10 @@ def prepare_data(
     """Split the videos and build the training (flipped) and validation datasets."""
     open_stores(root, videos)  # every video readable, one window length and grid shape
     split = split_videos(
-        videos, val=train_params.val_videos, test=train_params.test_videos, seed=train_params.split_seed,
+        videos,
+        val=train_params.val_videos,
+        test=train_params.test_videos,
+        seed=train_params.split_seed,
         group=train_params.split_group,
     )
     target = model_params.target
@@ -224,7 +227,9 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path}: not a densemotion motion-model checkpoint (written by `densemotion train`)")
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise TrainingError(f"{path}: checkpoint version {ckpt.get('version')}, this densemotion reads {CHECKPOINT_VERSION}")
+        raise TrainingError(
+            f"{path}: checkpoint version {ckpt.get('version')}, this densemotion reads {CHECKPOINT_VERSION}"
+        )
     return ckpt
 
 
@@ -241,7 +246,10 @@ def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> Motion
 
 def _param_differences(ckpt: dict, mp: ModelParams, tp: TrainParams) -> list[str]:
     diffs = []
-    for section, old, new in (("model", ckpt["model_params"], mp.model_dump()), ("train", ckpt["train_params"], tp.model_dump())):
+    for section, old, new in (
+        ("model", ckpt["model_params"], mp.model_dump()),
+        ("train", ckpt["train_params"], tp.model_dump()),
+    ):
         for key in sorted(set(old) | set(new)):
             if section == "train" and key in _RESUMABLE_CHANGES:
                 continue
@@ -250,8 +258,9 @@ def _param_differences(ckpt: dict, mp: ModelParams, tp: TrainParams) -> list[str
     return diffs
 
 
-def resume_differences(ckpt: dict, mp: ModelParams, tp: TrainParams, split: Split, window: int,
-                       data: dict[str, str]) -> list[str]:
+def resume_differences(
+    ckpt: dict, mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str]
+) -> list[str]:
     """Why a checkpoint cannot be resumed with these settings and data ([] when it can)."""
     diffs = _param_differences(ckpt, mp, tp)
     if ckpt.get("split") != split.as_dict():
@@ -265,8 +274,9 @@ def resume_differences(ckpt: dict, mp: ModelParams, tp: TrainParams, split: Spli
     return diffs
 
 
-def _resume_state(path: Path, strict: bool, mp: ModelParams, tp: TrainParams, split: Split, window: int,
-                  data: dict[str, str]) -> dict | None:
+def _resume_state(
+    path: Path, strict: bool, mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str]
+) -> dict | None:
     """The checkpoint at ``path`` if it can be resumed with these settings and data.
 
     strict (an explicit --resume): a mismatch is an error. Otherwise (a work-dir checkpoint left
@@ -283,7 +293,8 @@ def _resume_state(path: Path, strict: bool, mp: ModelParams, tp: TrainParams, sp
         return state
     if strict:
         raise TrainingError(
-            f"cannot resume from {path}: it was trained with other settings:\n  " + "\n  ".join(diffs)
+            f"cannot resume from {path}: it was trained with other settings:\n  "
+            + "\n  ".join(diffs)
             + "\n(drop --resume to start over, or restore those settings)"
         )
     print(f"not resuming from {path}, starting over:\n  " + "\n  ".join(diffs), file=sys.stderr)
@@ -314,8 +325,7 @@ def _set_rng_state(state: dict) -> None:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def _new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str],
-               stats: dict) -> dict:
+def _new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str], stats: dict) -> dict:
     return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -407,9 +417,14 @@ def train(
         try:
             train_stats = train_one_epoch(model, loader, opt, sched, scaler, tp, device, epoch=epoch, frozen=frozen)
         except TrainingError as err:
-            kept = (f"{ckpt_path} keeps the last good checkpoint (epoch {state['epoch']})" if state["epoch"]
-                    else "no checkpoint was written")
-            raise TrainingError(f"{err}: training stopped; {kept}. Try a lower train.lr or check the trajectories.") from None
+            kept = (
+                f"{ckpt_path} keeps the last good checkpoint (epoch {state['epoch']})"
+                if state["epoch"]
+                else "no checkpoint was written"
+            )
+            raise TrainingError(
+                f"{err}: training stopped; {kept}. Try a lower train.lr or check the trajectories."
+            ) from None
         record = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in train_stats.items()}}
         if len(val_ds):
             record.update({f"val/{k}": v for k, v in validate(model, val_loader, device, tp.loss).items()})

@@ -55,8 +55,11 @@ class Yuv420:
         def area(p: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             return cv2.resize(p, size, interpolation=cv2.INTER_AREA)
 
-        return Yuv420(area(self.y, (width, height)), area(self.u, (width // 2, height // 2)),
-                      area(self.v, (width // 2, height // 2)))
+        return Yuv420(
+            area(self.y, (width, height)),
+            area(self.u, (width // 2, height // 2)),
+            area(self.v, (width // 2, height // 2)),
+        )
 
 
 # limited ("TV", 16-235 / 16-240) to full ("JPEG", 0-255) range lookup tables

@@ -59,7 +59,7 @@ def zip_videos(path: Path) -> dict[str, str]:
     while all(len(s) > head + tail + 1 and s[-1 - tail] == split[0][-1 - tail] for s in split):
         tail += 1
     taken: set[str] = set()
-    return {_unique(stage_name("_".join(s[head:len(s) - tail])), taken): p for s, p in zip(split, parents)}
+    return {_unique(stage_name("_".join(s[head : len(s) - tail])), taken): p for s, p in zip(split, parents)}
 
 
 def resolve_source(spec: str, name: str) -> str:
@@ -78,9 +78,11 @@ def resolve_source(spec: str, name: str) -> str:
     if name in videos:
         return f"{spec}{ZIP_SEPARATOR}{videos[name]}"
     listed = ", ".join(list(videos)[:6]) + (", ..." if len(videos) > 6 else "")
-    raise SourceError(f"{spec} holds the frames of {len(videos)} videos and none is named {name!r} "
-                      f"(its videos: {listed}); name the data.videos entry after one of them "
-                      f"(`densemotion use-videos` does), or give {spec}{ZIP_SEPARATOR}FOLDER")
+    raise SourceError(
+        f"{spec} holds the frames of {len(videos)} videos and none is named {name!r} "
+        f"(its videos: {listed}); name the data.videos entry after one of them "
+        f"(`densemotion use-videos` does), or give {spec}{ZIP_SEPARATOR}FOLDER"
+    )
 
 
 def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
@@ -107,8 +109,9 @@ def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
                 continue
             for name in inner:
                 if name in pinned:
-                    raise ValueError(f"{folder}: two zips hold a video named {name!r} "
-                                     f"({pinned[name]} and {entry}); keep one of them")
+                    raise ValueError(
+                        f"{folder}: two zips hold a video named {name!r} ({pinned[name]} and {entry}); keep one of them"
+                    )
                 pinned[name] = str(entry)
         elif entry.is_file() and suffix in VIDEO_EXTENSIONS:
             loose.append((entry.stem, str(entry)))
@@ -134,8 +137,7 @@ def _yaml() -> YAML:
     y.indent(mapping=2, sequence=4, offset=2)
     y.width = 4096
     # write None as "null", as the file has it (ruamel would leave the value empty)
-    y.representer.add_representer(
-        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+    y.representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     return y
 
 

@@ -132,8 +132,9 @@ def draw_trajectories(
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
-def flow_picture(frame0: np.ndarray, disp: np.ndarray, vis: np.ndarray, origin: tuple[int, int],
-                 cell: int, scale: int = 1) -> np.ndarray:
+def flow_picture(
+    frame0: np.ndarray, disp: np.ndarray, vis: np.ndarray, origin: tuple[int, int], cell: int, scale: int = 1
+) -> np.ndarray:
     """Frame 0 beside the colour-wheel image of the end-point displacement, with a legend.
 
     frame0 (H, W, 3); disp (Hg, Wg, 2) and vis (Hg, Wg) of the grid whose cells are ``cell`` px
@@ -151,8 +152,9 @@ def flow_picture(frame0: np.ndarray, disp: np.ndarray, vis: np.ndarray, origin: 
     left, right = _upscale(frame0, scale), _upscale(flow, scale, nearest=True)
     legend = color_wheel(max(16, min(64, right.shape[0] // 4)))
     right[2 : 2 + legend.shape[0], 2 : 2 + legend.shape[1]] = legend
-    cv2.putText(right, f"{max_mag:.1f} px", (4, legend.shape[0] + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        right, f"{max_mag:.1f} px", (4, legend.shape[0] + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA
+    )
     gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([left, gap, right], axis=1)
 
@@ -165,8 +167,9 @@ def _thin_grid(shape: tuple[int, int], max_tracks: int) -> np.ndarray:
     return (ii * wg + jj).ravel()
 
 
-def window_pictures(store, k: int, frames: np.ndarray | None = None, max_tracks: int = 600,
-                    tail: int = 4) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def window_pictures(
+    store, k: int, frames: np.ndarray | None = None, max_tracks: int = 600, tail: int = 4
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Pictures of window ``k`` of a trajectory store -> (still, animation frames, flow picture).
 
     ``frames`` (T, H, W, 3) at the store's tracking size; None draws over the stored frame 0

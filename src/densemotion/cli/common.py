@@ -16,8 +16,9 @@ class StageError(Exception):
 
 def stage_parser(command: str, doc: str | None) -> argparse.ArgumentParser:
     """The parser of ``densemotion COMMAND``, its module docstring shown as written in --help."""
-    return argparse.ArgumentParser(prog=f"densemotion {command}", description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparse.ArgumentParser(
+        prog=f"densemotion {command}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def add_params_argument(parser: argparse.ArgumentParser) -> None:
@@ -41,4 +42,3 @@ def clean_errors(func: Callable[..., int]) -> Callable[..., int]:
             return 1
 
     return wrapper
-

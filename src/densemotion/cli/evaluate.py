@@ -39,8 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = load_checkpoint(args.model)
     model = model_from_checkpoint(ckpt, args.model).to(device)
     summary = evaluate(
-        model=model, checkpoint=ckpt, trajectories=args.trajectories, out_dir=args.out_dir,
-        params=params.evaluate, device=device, truth_dir=args.truth, frames_dir=args.frames,
+        model=model,
+        checkpoint=ckpt,
+        trajectories=args.trajectories,
+        out_dir=args.out_dir,
+        params=params.evaluate,
+        device=device,
+        truth_dir=args.truth,
+        frames_dir=args.frames,
     )
     print(json.dumps({k: summary[k] for k in ("vs_tracker", "vs_truth") if k in summary}, indent=2))
     return 0

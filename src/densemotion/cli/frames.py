@@ -43,20 +43,27 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args)
     if args.all:
-        jobs = [(resolve_source(src, name), str(Path(args.all) / f"{name}.zip"), name)
-                for name, src in params.data.videos.items()]
+        jobs = [
+            (resolve_source(src, name), str(Path(args.all) / f"{name}.zip"), name)
+            for name, src in params.data.videos.items()
+        ]
         with ProcessPoolExecutor(max(1, args.jobs)) as pool:
-            futures = [pool.submit(extract, src, dest, params.frames, name=name,
-                                   image_fps=params.frames.image_fps, progress=False)
-                       for src, dest, name in jobs]
+            futures = [
+                pool.submit(
+                    extract, src, dest, params.frames, name=name, image_fps=params.frames.image_fps, progress=False
+                )
+                for src, dest, name in jobs
+            ]
             for fut in tqdm(futures, desc="videos", unit="video", disable=None):
                 fut.result()
         return 0
     if not (args.source and args.dest):
         raise ValueError("give SOURCE and DEST, or --all OUT_DIR")
     name = args.name or Path(args.dest).stem
-    meta = extract(resolve_source(args.source, name), args.dest, params.frames, name=name,
-                   image_fps=params.frames.image_fps)
-    print(f"{args.dest}: {meta['frame_count']} frames {meta['width']}x{meta['height']} "
-          f"at {meta['fps'] or 'unknown'} fps")
+    meta = extract(
+        resolve_source(args.source, name), args.dest, params.frames, name=name, image_fps=params.frames.image_fps
+    )
+    print(
+        f"{args.dest}: {meta['frame_count']} frames {meta['width']}x{meta['height']} at {meta['fps'] or 'unknown'} fps"
+    )
     return 0

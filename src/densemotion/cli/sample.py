@@ -25,9 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args).sample
     if args.name not in params.clips:
-        raise StageError(f"clip {args.name!r} is not in sample.clips ({', '.join(params.clips)}) "
-                         f"of {args.params}")
+        raise StageError(f"clip {args.name!r} is not in sample.clips ({', '.join(params.clips)}) of {args.params}")
     truth = generate_clip(params, args.name, args.video, args.truth)
-    print(f"{args.name}: {truth.num_frames} frames {truth.width}x{truth.height}, "
-          f"{truth.num_layers - 1} sprites -> {args.video}, {args.truth}")
+    print(
+        f"{args.name}: {truth.num_frames} frames {truth.width}x{truth.height}, "
+        f"{truth.num_layers - 1} sprites -> {args.video}, {args.truth}"
+    )
     return 0

@@ -82,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out, _finite(result))
     overall = result["overall"]
     if overall:
-        print(f"{args.out}: {len(videos)} videos; median EPE {overall['epe_median']:.3f} px "
-              f"(moving points {overall['moving']['epe_median']:.3f} px), delta_avg {overall['delta_avg']:.3f}, "
-              f"visibility accuracy {overall['visibility_accuracy']:.3f}")
+        print(
+            f"{args.out}: {len(videos)} videos; median EPE {overall['epe_median']:.3f} px "
+            f"(moving points {overall['moving']['epe_median']:.3f} px), delta_avg {overall['delta_avg']:.3f}, "
+            f"visibility accuracy {overall['visibility_accuracy']:.3f}"
+        )
     else:
         print(f"{args.out}: no video has ground truth in {truth_dir}; nothing scored")
     return 0

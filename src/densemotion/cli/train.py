@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         work_dir=args.work_dir,
     )
     last = state["history"][-1] if state["history"] else {}
-    print(f"{args.out}: {params.model.name} after {state['epoch']} epochs; "
-          + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch"))
+    print(
+        f"{args.out}: {params.model.name} after {state['epoch']} epochs; "
+        + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch")
+    )
     return 0

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         archive.close()
     hg, wg = meta["grid_shape"]
-    print(f"{args.out_dir}: {meta['num_windows']} windows of {meta['window']} frames, "
-          f"{hg}x{wg} grid, tracker {meta['tracker']}"
-          + (f", skipped {len(meta['skipped_starts'])} past the end" if meta["skipped_starts"] else ""))
+    print(
+        f"{args.out_dir}: {meta['num_windows']} windows of {meta['window']} frames, "
+        f"{hg}x{wg} grid, tracker {meta['tracker']}"
+        + (f", skipped {len(meta['skipped_starts'])} past the end" if meta["skipped_starts"] else "")
+    )
     return 0

@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("give a FOLDER of videos, or --sample")
     set_videos(params_path, videos)
     if skipped:
-        print(f"skipped {len(skipped)} entries that are not videos, frame folders or zips: "
-              + ", ".join(skipped[:10]) + (", ..." if len(skipped) > 10 else ""))
+        print(
+            f"skipped {len(skipped)} entries that are not videos, frame folders or zips: "
+            + ", ".join(skipped[:10])
+            + (", ..." if len(skipped) > 10 else "")
+        )
     print(f"{params_path}: data.videos now lists {len(videos)} videos; run `dvc repro` (or `dvc exp run`)")
     return 0

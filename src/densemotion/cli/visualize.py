@@ -36,14 +36,21 @@ from densemotion.viz import save_gif, save_png, window_pictures
 def _parser() -> argparse.ArgumentParser:
     p = stage_parser("visualize", __doc__)
     p.add_argument("stores", nargs="+", metavar="TRAJ_DIR", help="trajectory store folder(s)")
-    p.add_argument("--window", type=int, nargs="+", required=True, metavar="K",
-                   help="window index(es) to draw (negative counts from the end)")
+    p.add_argument(
+        "--window",
+        type=int,
+        nargs="+",
+        required=True,
+        metavar="K",
+        help="window index(es) to draw (negative counts from the end)",
+    )
     p.add_argument("--out-dir", required=True, help="folder for the PNG and GIF files")
     frames = p.add_mutually_exclusive_group()
     frames.add_argument("--frames", help="frames archive of the (single) store")
     frames.add_argument("--frames-dir", help="folder of frames archives <video>.zip")
-    p.add_argument("--max-videos", type=int, default=None,
-                   help="from a folder of stores, draw only the first N (by name)")
+    p.add_argument(
+        "--max-videos", type=int, default=None, help="from a folder of stores, draw only the first N (by name)"
+    )
     p.add_argument("--max-tracks", type=int, default=600, help="about this many paths are drawn")
     p.add_argument("--tail", type=int, default=4, help="frames of fading tail in the GIF")
     add_params_argument(p)

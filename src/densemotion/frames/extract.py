@@ -127,4 +127,3 @@ def extract(
         writer.close(meta)
     with FrameArchive(dest) as archive:  # read back what was written: count and meta must agree
         return archive.meta
-

@@ -24,8 +24,21 @@ from densemotion.atomic import listing_sha256, sha256_file
 from densemotion.frames.store import image_size
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
-                    ".ogv", ".3gp", ".ts")
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".ogv",
+    ".3gp",
+    ".ts",
+)
 ZIP_SEPARATOR = "::"
 
 
@@ -47,8 +60,13 @@ class SourceInfo:
 
 def zip_image_names(names: list[str]) -> list[str]:
     """The members of a zip that are images, leaving out macOS metadata (``__MACOSX/``, ``._*``)."""
-    return [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("__MACOSX/")
-            and not n.rpartition("/")[2].startswith(".")]
+    return [
+        n
+        for n in names
+        if n.lower().endswith(IMAGE_EXTENSIONS)
+        and not n.startswith("__MACOSX/")
+        and not n.rpartition("/")[2].startswith(".")
+    ]
 
 
 def _natural_key(name: str) -> list:
@@ -157,7 +175,7 @@ class ZipSource(_ImageSequence):
             raise SourceError(f"{path}: not a readable zip ({err})") from None
         prefix = f"{self.inner}/" if self.inner else ""
         images = zip_image_names(self._zip.namelist())
-        names = [n[len(prefix):] for n in images if n.startswith(prefix) and "/" not in n[len(prefix):]]
+        names = [n[len(prefix) :] for n in images if n.startswith(prefix) and "/" not in n[len(prefix) :]]
         if not names and not self.inner:  # a zip of one video: take its one folder of images
             names = images
             folders = sorted({n.rpartition("/")[0] for n in names})
@@ -200,7 +218,5 @@ def open_source(spec: str | Path, image_fps: float | None = None) -> FrameSource
         raise SourceError(f"{path}: a single image is not a video (point at its folder instead)")
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
         # FFmpeg "decodes" even a text file (as ANSI art), so the suffix decides
-        raise SourceError(
-            f"{path}: not a video ({', '.join(VIDEO_EXTENSIONS)}), a frame folder or a zip of frames"
-        )
+        raise SourceError(f"{path}: not a video ({', '.join(VIDEO_EXTENSIONS)}), a frame folder or a zip of frames")
     return VideoSource(path)

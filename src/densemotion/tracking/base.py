@@ -63,8 +63,7 @@ def make_tracker(params: TrajectoriesParams) -> Tracker:
     module_name = _TRACKERS.get(params.tracker)
     if module_name is None:
         raise TrackerError(
-            f"trajectories.tracker: unknown tracker {params.tracker!r}; "
-            f"available: {', '.join(available_trackers())}"
+            f"trajectories.tracker: unknown tracker {params.tracker!r}; available: {', '.join(available_trackers())}"
         )
     module = importlib.import_module(module_name)
     return module.make(params, params.device)

@@ -130,8 +130,15 @@ def _read_windows(source: FrameSource, starts: np.ndarray, window: int) -> Itera
         i = j
 
 
-def track_chunk(source: FrameSource, tracker: Tracker, plan: Plan, starts: np.ndarray, params: TrajectoriesParams,
-                queries: np.ndarray, bar: tqdm | None = None) -> dict[str, np.ndarray]:
+def track_chunk(
+    source: FrameSource,
+    tracker: Tracker,
+    plan: Plan,
+    starts: np.ndarray,
+    params: TrajectoriesParams,
+    queries: np.ndarray,
+    bar: tqdm | None = None,
+) -> dict[str, np.ndarray]:
     """Track the windows starting at ``starts`` -> the store's arrays for them (schema dtypes)."""
     hg, wg = plan.grid_shape
     n, s_len = len(starts), plan.window
@@ -145,7 +152,9 @@ def track_chunk(source: FrameSource, tracker: Tracker, plan: Plan, starts: np.nd
         frames = grid.resize_frames(frames, plan.tracking_size)
         tracks, vis = tracker.track(frames, queries)  # (S, N, 2), (S, N)
         if not np.isfinite(tracks).all():
-            raise TrackerError(f"video {plan.video!r}: tracker {tracker.name!r} gave non-finite tracks in window {start}")
+            raise TrackerError(
+                f"video {plan.video!r}: tracker {tracker.name!r} gave non-finite tracks in window {start}"
+            )
         disp = (tracks - queries[None]).reshape(s_len, hg, wg, 2)
         disp[0] = 0.0
         out["disp"][k] = disp.astype(np.float16)
@@ -180,8 +189,9 @@ def track_video(
                 raise TrackerError(f"video {plan.video!r}: {err}") from None
         queries = grid.grid_points(plan.grid_shape, params.grid_stride, params.margin)
         done_windows = sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo))
-        with tqdm(total=len(plan.starts), initial=done_windows, desc=f"track {plan.video}", unit="win",
-                  disable=None) as bar:
+        with tqdm(
+            total=len(plan.starts), initial=done_windows, desc=f"track {plan.video}", unit="win", disable=None
+        ) as bar:
             for i in todo:
                 arrays = track_chunk(source, tracker, plan, chunks[i], params, queries, bar)
                 writer.write_chunk(i, **arrays)

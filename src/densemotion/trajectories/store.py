@@ -65,8 +65,7 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, where: str) -> None
         arr = arrays[name]
         if arr.dtype != _DTYPES[name] or arr.shape != shape:
             raise TrajectoryStoreError(
-                f"{where}: {name} is {arr.dtype}{list(arr.shape)}, expected "
-                f"{np.dtype(_DTYPES[name])}{list(shape)}"
+                f"{where}: {name} is {arr.dtype}{list(arr.shape)}, expected {np.dtype(_DTYPES[name])}{list(shape)}"
             )
 
 

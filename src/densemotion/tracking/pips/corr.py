@@ -52,9 +52,7 @@ def sample_border(fmap_hwc: Tensor, xy: Tensor) -> Tensor:
     w01 = ((x - x0) * (y1 - y)).unsqueeze(1)
     w10 = ((x1 - x) * (y - y0)).unsqueeze(1)
     w11 = ((x - x0) * (y - y0)).unsqueeze(1)
-    return (
-        w00 * fmap_hwc[yi0, xi0] + w01 * fmap_hwc[yi0, xi1] + w10 * fmap_hwc[yi1, xi0] + w11 * fmap_hwc[yi1, xi1]
-    )
+    return w00 * fmap_hwc[yi0, xi0] + w01 * fmap_hwc[yi0, xi1] + w10 * fmap_hwc[yi1, xi0] + w11 * fmap_hwc[yi1, xi1]
 
 
 class CorrLookup:
@@ -167,9 +165,13 @@ class SampledLookup(CorrLookup):
             # each block row is 8 neighbouring locations, i.e. 8 * C contiguous numbers of the table
             rows = table.as_strided((table.shape[0] - _BLOCK + 1, _BLOCK * C), (C, 1))
             f = feats.reshape(S * N, C, 1)
-            dots = torch.stack(  # one block row at a time: transient memory S * N * 8 * C
-                [torch.bmm(rows[(corner + r * Wp).view(-1)].view(S * N, _BLOCK, C), f) for r in range(_BLOCK)], dim=1
-            ).view(S, N, _BLOCK, _BLOCK) / CORR_DIVISOR  # (S, N, 8 y, 8 x)
+            dots = (
+                torch.stack(  # one block row at a time: transient memory S * N * 8 * C
+                    [torch.bmm(rows[(corner + r * Wp).view(-1)].view(S * N, _BLOCK, C), f) for r in range(_BLOCK)],
+                    dim=1,
+                ).view(S, N, _BLOCK, _BLOCK)
+                / CORR_DIVISOR
+            )  # (S, N, 8 y, 8 x)
             fx, fy = frac[:, :, 0], frac[:, :, 1]
             upper = dots[..., :-1, :-1] * (1 - fx) + dots[..., :-1, 1:] * fx  # (S, N, 7 y, 7 x)
             lower = dots[..., 1:, :-1] * (1 - fx) + dots[..., 1:, 1:] * fx
