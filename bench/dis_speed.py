@@ -50,7 +50,8 @@ def main() -> None:
     default_fs = DisParams().finest_scale
     print(f"dis tracker, preset {DisParams().preset}, {args.windows} windows of {WINDOW} frames per row")
     print(
-        f"{'size':>8} {'fs':>4} {'g':>2} {'points':>7} {'win/s':>7} {'points/s':>10} {'flow s':>7} {'rest s':>7} {'rest %':>6}"
+        f"{'size':>8} {'fs':>4} {'g':>2} {'points':>7} {'win/s':>7} {'points/s':>10} "
+        f"{'flow s':>7} {'rest s':>7} {'rest %':>6}"
     )
     for size in args.sizes.split(","):
         h, w = map(int, size.split("x"))

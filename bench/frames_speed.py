@@ -109,7 +109,7 @@ def main() -> None:
         clips = make_clips(root, args.clips, args.frames, tuple(args.size))
         n = args.clips * args.frames
         ours, theirs = [], []
-        for r in range(args.repeat):  # interleaved, best of N for each
+        for _ in range(args.repeat):  # interleaved, best of N for each
             shutil.rmtree(root / "ours", ignore_errors=True)
             shutil.rmtree(root / "ffmpeg", ignore_errors=True)
             (root / "ours").mkdir()

@@ -62,13 +62,13 @@ class PeakMemory:
     CPU: resident set size polled every 2 ms by a thread. CUDA: peak allocated by torch.
     """
 
-    _active: list["PeakMemory"] = []
+    _active: list[PeakMemory] = []
 
     def __init__(self, device: str) -> None:
         self.cuda = device.startswith("cuda")
         self.peak = 0.0
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         import torch
 
         if self.cuda:
@@ -211,7 +211,7 @@ def child_bf16(job: dict) -> dict:
             res = engine.net.refine(SampledLookup(pyramid, list(range(WINDOW))), queries.to(job["device"]), iters=6)
         out[name] = [t.float().cpu().numpy() for t in res.trajs]
         out[name + "_s"] = time.perf_counter() - t0
-    err = [np.abs(a - b).max(axis=-1) for a, b in zip(out["fp32"], out["bf16"])]  # (S, N) per iteration
+    err = [np.abs(a - b).max(axis=-1) for a, b in zip(out["fp32"], out["bf16"], strict=True)]  # (S, N) per iteration
     return {
         "points": len(queries),
         "first_iter_max_px": float(err[0].max()),
@@ -279,7 +279,8 @@ def main() -> None:
     print(
         f"same {naive['points']} points: dense/naive points/s = "
         f"{(naive['encode_s'] + naive['refine_s']) / (dense_same['encode_s'] + dense_same['refine_s']):.2f}x, "
-        f"refinement per point {naive_pt_s * 1e3:.1f} ms naive vs {dense_same['refine_s'] / dense_same['points'] * 1e3:.1f} ms dense, "
+        f"refinement per point {naive_pt_s * 1e3:.1f} ms naive vs "
+        f"{dense_same['refine_s'] / dense_same['points'] * 1e3:.1f} ms dense, "
         f"naive memory {naive_pt_mb:.2f} MB per point"
     )
 

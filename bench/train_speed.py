@@ -25,8 +25,8 @@ import torch
 from densemotion.dataset import MotionDataset
 from densemotion.model import MODEL_NAMES, SPECS, build_model
 from densemotion.params import ModelParams, TrainParams
-from densemotion.trajectories.store import write_store
 from densemotion.training import autocast, make_loader, make_optimizer, masked_loss
+from densemotion.trajectories.store import write_store
 
 WINDOW = 8
 

@@ -11,11 +11,15 @@ from densemotion.atomic import DiskFullError, atomic_path, write_json
 
 def test_file_appears_only_when_complete(tmp_path):
     dest = tmp_path / "out" / "x.bin"
-    with pytest.raises(RuntimeError):
+
+    def killed_midway() -> None:
         with atomic_path(dest) as tmp:
             tmp.write_bytes(b"half")
             assert not dest.exists()
             raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        killed_midway()
     assert not dest.exists() and list((tmp_path / "out").iterdir()) == []
     with atomic_path(dest) as tmp:
         tmp.write_bytes(b"whole")

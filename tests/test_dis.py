@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
+from densemotion import metrics
 from densemotion.params import SampleParams, TrajectoriesParams
 from densemotion.sample import render_clip
 from densemotion.tracking import grid, make_tracker
 from densemotion.tracking.base import TrackerError
 from densemotion.tracking.dis import DisTracker, sample_bilinear
-from densemotion import metrics
 
 
 def test_sample_bilinear_is_exact_on_linear_fields_and_clamps():

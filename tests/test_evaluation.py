@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_dataset import synthetic_windows, write_motion_store
 
 from densemotion.evaluation import EvaluationError, evaluate, truth_lookup
 from densemotion.model import build_model
@@ -17,6 +16,8 @@ from densemotion.params import EvaluateParams, ModelParams, SampleParams
 from densemotion.sample import render_clip, save_truth
 from densemotion.tracking.grid import grid_points
 from densemotion.trajectories.store import TrajectoryStore, write_store
+
+from test_dataset import synthetic_windows, write_motion_store
 
 
 def _checkpoint(test: list[str], window: int, mean=(0.5, -0.25), target="endpoint", epoch=0) -> dict:

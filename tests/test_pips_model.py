@@ -56,7 +56,10 @@ def tiny_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
 
 def test_state_dict_is_the_published_key_set():
     fx = load_fixture(4)
-    published = {k: tuple(int(d) for d in s.split(",")) for k, s in zip(fx["state_dict_keys"], fx["state_dict_shapes"])}
+    published = {
+        k: tuple(int(d) for d in s.split(","))
+        for k, s in zip(fx["state_dict_keys"], fx["state_dict_shapes"], strict=True)
+    }
     with torch.device("meta"):
         net = PipsNet(stride=4)
     ours = {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -68,7 +71,7 @@ def test_state_dict_is_the_published_key_set():
 
 def test_float32_constants_of_the_published_code():
     # see SPEC: both stay float32 numbers in a float64 run
-    assert CORR_DIVISOR == float(np.float32(np.sqrt(128)))
+    assert float(np.float32(np.sqrt(128))) == CORR_DIVISOR
     t = time_values(8, torch.float64, "cpu")
     assert t[1].item() == 1.1428571939468384 and t[1].item() != 8 / 7
     assert t[0].item() == 0 and t[-1].item() == 8

@@ -96,7 +96,7 @@ def test_truth_round_trip(tmp_path):
     assert np.array_equal(back.layers, truth.layers)
     assert np.array_equal(back.tex_from_frame, truth.tex_from_frame)
     q = grid(64, 96, 7)
-    for a, b in zip(back.tracks(2, 5, q), truth.tracks(2, 5, q)):
+    for a, b in zip(back.tracks(2, 5, q), truth.tracks(2, 5, q), strict=True):
         assert np.array_equal(a, b)
 
 

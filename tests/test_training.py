@@ -7,12 +7,13 @@ import shutil
 
 import pytest
 import torch
-from test_dataset import write_motion_store
 
 import densemotion.training as training
 from densemotion.dataset import DatasetError
 from densemotion.params import ModelParams, TrainParams
 from densemotion.training import TrainingError, load_checkpoint, model_from_checkpoint, train
+
+from test_dataset import write_motion_store
 
 
 def _videos(root, n=3, **kwargs) -> list[str]:

@@ -106,6 +106,11 @@ def output_steps(target: str, window: int) -> int:
 class MotionNet(nn.Module):
     """Segmentation net -> per-pixel displacement, with input normalisation and rescaling."""
 
+    net: Any  # a torchvision segmentation model (torchvision ships no type information)
+    mean: torch.Tensor  # buffers, (1, 3, 1, 1)
+    std: torch.Tensor
+    disp_scale: torch.Tensor  # ()
+
     def __init__(self, net: nn.Module, *, steps: int, input_scale: int, has_aux: bool) -> None:
         super().__init__()
         self.net = net
@@ -140,11 +145,12 @@ class MotionNet(nn.Module):
 def _zero_conv(old: nn.Conv2d, out_channels: int) -> nn.Conv2d:
     conv = nn.Conv2d(old.in_channels, out_channels, kernel_size=1)
     nn.init.zeros_(conv.weight)
+    assert conv.bias is not None  # made with bias above
     nn.init.zeros_(conv.bias)
     return conv
 
 
-def _replace_heads(net: nn.Module, out_channels: int) -> None:
+def _replace_heads(net: Any, out_channels: int) -> None:
     """Swap the final classification convs for motion convs with ``out_channels`` outputs."""
     if isinstance(net, seg.LRASPP):
         head = net.classifier
@@ -250,7 +256,7 @@ def _load_coco(net: nn.Module, spec: _Spec, params: ModelParams) -> None:
     _load_strict(net, state, f"COCO weights for {params.name}")
 
 
-def _load_imagenet(net: nn.Module, spec: _Spec, params: ModelParams) -> None:
+def _load_imagenet(net: Any, spec: _Spec, params: ModelParams) -> None:
     state = _read_weights(params, spec.imagenet)
     if spec.backbone == "resnet":  # IntermediateLayerGetter keeps conv1 .. layer4; fc is dropped
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}

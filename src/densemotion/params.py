@@ -153,7 +153,7 @@ class ModelParams(_Section):
     input_scale: int = Field(4, ge=1, le=16)
 
     @model_validator(mode="after")
-    def _aux_exists(self) -> "ModelParams":
+    def _aux_exists(self) -> ModelParams:
         if self.aux_loss and self.name.startswith("lraspp"):
             raise ValueError(f"model.aux_loss: {self.name} has no auxiliary head (set it to false)")
         return self
@@ -211,7 +211,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Params":
+    def _consistent(self) -> Params:
         if self.frames.min_frames < self.trajectories.window:
             raise ValueError(
                 f"frames.min_frames ({self.frames.min_frames}) must be at least "

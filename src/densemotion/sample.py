@@ -335,7 +335,7 @@ class SampleTruth:
         Returns tracks (length, N, 2) float64 (tracks[0] == query_xy) and visible (length, N) bool.
         """
         query = np.asarray(query_xy, np.float64).reshape(-1, 2)  # (N, 2)
-        if not (0 <= start and length >= 1 and start + length <= self.num_frames):
+        if not (start >= 0 and length >= 1 and start + length <= self.num_frames):
             raise ValueError(
                 f"frames {start}..{start + length - 1} are outside the clip's "
                 f"{self.num_frames} frames (start >= 0, length >= 1)"

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
 from tqdm import tqdm
 
 from densemotion.atomic import atomic_path
@@ -109,6 +109,7 @@ def make_loader(dataset: MotionDataset, batch_size: int, *, shuffle_seed: int | 
 
     Training drops an incomplete last batch (a batch of one breaks batch norm on pooled features).
     """
+    sampler: Sampler
     if shuffle_seed is None:
         sampler = SequentialSampler(dataset)
     else:
@@ -124,6 +125,7 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
 def make_optimizer(model: MotionNet, tp: TrainParams, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW over all parameters and a scheduler stepped after every batch."""
     opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
+    sched: torch.optim.lr_scheduler.LRScheduler
     if tp.scheduler == "onecycle":  # warm-up over the first 30%, then cosine down to lr / 1e4
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tp.lr, total_steps=total_steps)
     elif tp.scheduler == "cosine":
@@ -310,7 +312,7 @@ def _restore(state: dict, model: MotionNet, opt, sched, scaler) -> None:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

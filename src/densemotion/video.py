@@ -48,7 +48,7 @@ class Yuv420:
         rgb = np.stack([y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u], axis=-1)
         return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
-    def resized(self, width: int, height: int) -> "Yuv420":
+    def resized(self, width: int, height: int) -> Yuv420:
         """Area-resized planes (width and height even)."""
         import cv2
 
@@ -161,28 +161,27 @@ def encode_video(
     """
     path = Path(path)
     count = 0
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            rate = Fraction(fps).limit_denominator(1001)
-            stream = container.add_stream(codec, rate=rate)
-            stream.pix_fmt = "yuv420p"
-            # single-threaded x264 keeps the bitstream identical from run to run
-            stream.options = {"crf": str(crf), "threads": "1", "preset": "medium"}
-            stream.thread_count = 1
-            for rgb in frames:
-                if count == 0:
-                    h, w = rgb.shape[:2]
-                    if h % 2 or w % 2:
-                        raise VideoError(f"{path}: frame size {w}x{h} must be even for yuv420p")
-                    stream.width, stream.height = w, h
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-                count += 1
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        rate = Fraction(fps).limit_denominator(1001)
+        stream = container.add_stream(codec, rate=rate)
+        stream.pix_fmt = "yuv420p"
+        # single-threaded x264 keeps the bitstream identical from run to run
+        stream.options = {"crf": str(crf), "threads": "1", "preset": "medium"}
+        stream.thread_count = 1
+        for rgb in frames:
             if count == 0:
-                raise VideoError(f"{path}: no frames to encode")
-            for packet in stream.encode(None):
+                h, w = rgb.shape[:2]
+                if h % 2 or w % 2:
+                    raise VideoError(f"{path}: frame size {w}x{h} must be even for yuv420p")
+                stream.width, stream.height = w, h
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            for packet in stream.encode(frame):
                 container.mux(packet)
+            count += 1
+        if count == 0:
+            raise VideoError(f"{path}: no frames to encode")
+        for packet in stream.encode(None):
+            container.mux(packet)
     return count
 
 

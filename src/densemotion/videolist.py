@@ -59,7 +59,9 @@ def zip_videos(path: Path) -> dict[str, str]:
     while all(len(s) > head + tail + 1 and s[-1 - tail] == split[0][-1 - tail] for s in split):
         tail += 1
     taken: set[str] = set()
-    return {_unique(stage_name("_".join(s[head : len(s) - tail])), taken): p for s, p in zip(split, parents)}
+    return {
+        _unique(stage_name("_".join(s[head : len(s) - tail])), taken): p for s, p in zip(split, parents, strict=True)
+    }
 
 
 def resolve_source(spec: str, name: str) -> str:

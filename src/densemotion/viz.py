@@ -120,7 +120,7 @@ def draw_trajectories(
     thickness = max(1, scale // 2)
     for u in range(max(1, t - tail + 1), t + 1):  # oldest segment first
         layer = canvas.copy()
-        for n in np.flatnonzero(seen[u] & seen[u - 1]):
+        for n in np.flatnonzero(seen[u] & seen[u - 1]).tolist():
             color = tuple(int(c) for c in colors[n])
             cv2.line(layer, tuple(fixed[u - 1, n]), tuple(fixed[u, n]), color, thickness, cv2.LINE_AA, shift=4)
         alpha = (tail - (t - u)) / tail  # 1 for the newest segment

@@ -4,11 +4,12 @@
         --truth data/sample/truth --out metrics/tracker.json [--params params.yaml]
 
 The store ``TRAJECTORIES/<video>/`` of every video of ``data.videos`` that has a truth file
-``TRUTH/<video>.npz`` is scored (videos without truth, e.g. real footage, are listed as unscored). Reports, per video and pooled
-over all: end-point error (mean, median) on truly visible points over frames 1..S-1 of every
-window, TAP-Vid's fractions within 1, 2, 4, 8, 16 px and their mean (delta_avg), visibility
-accuracy, the same restricted to moving points and to the last frame of the window, and the
-error of predicting no motion for context. Errors are in pixels of the clip's own size.
+``TRUTH/<video>.npz`` is scored (videos without truth, e.g. real footage, are listed as
+unscored). Reports, per video and pooled over all: end-point error (mean, median) on truly
+visible points over frames 1..S-1 of every window, TAP-Vid's fractions within 1, 2, 4, 8, 16 px
+and their mean (delta_avg), visibility accuracy, the same restricted to moving points and to
+the last frame of the window, and the error of predicting no motion for context. Errors are
+in pixels of the clip's own size.
 """
 
 from __future__ import annotations
@@ -72,15 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         errors = score_video(store_dir, frames_dir, truth_file)
         videos[store_dir.name] = errors.summary()
         pooled.extend(errors)
+    overall = pooled.summary()
     result = {
         "tracker": params.trajectories.tracker,
         "moving_px": MOVING_PX,
-        "overall": pooled.summary(),
+        "overall": overall,
         "videos": videos,
         "unscored": unscored,
     }
     write_json(args.out, _finite(result))
-    overall = result["overall"]
     if overall:
         print(
             f"{args.out}: {len(videos)} videos; median EPE {overall['epe_median']:.3f} px "

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from densemotion.cli.common import add_params_argument, clean_errors, stage_parser
-from densemotion.videolist import scan_videos, set_videos, sample_videos
+from densemotion.videolist import sample_videos, scan_videos, set_videos
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -23,7 +23,6 @@ import io
 import json
 import zipfile
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import cv2
@@ -153,7 +152,7 @@ class FrameArchive:
     def close(self) -> None:
         self._zip.close()
 
-    def __enter__(self) -> "FrameArchive":
+    def __enter__(self) -> FrameArchive:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -164,7 +163,7 @@ class FrameArchive:
         return {"path": self.path}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"])
+        FrameArchive.__init__(self, state["path"])
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
@@ -175,7 +174,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def encode_jpeg_planes(yuv: "Yuv420", quality: int) -> bytes:
+def encode_jpeg_planes(yuv: Yuv420, quality: int) -> bytes:
     """Full-range YUV 4:2:0 planes -> JPEG bytes with no colour conversion (libjpeg-turbo)."""
     import simplejpeg
 
@@ -195,5 +194,5 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
-    except Exception:  # noqa: BLE001 - any unreadable image is "unknown size"
+    except Exception:
         return None

@@ -58,7 +58,8 @@ def _remap(field: np.ndarray, points: np.ndarray) -> np.ndarray:
     for lo, hi, cols in ((0, full, _MAP_COLS), (full, n, n - full)):
         if hi > lo:
             grid_xy = points[lo:hi].reshape(-1, cols, 2)
-            out = cv2.remap(field, grid_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            # map2=None with a 2-channel map1 is OpenCV's documented form; its stubs omit it
+            out = cv2.remap(field, grid_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # type: ignore[call-overload]
             parts.append(out.reshape(hi - lo, -1))
     if not parts:
         return np.zeros((0, 1 if field.ndim == 2 else field.shape[2]), np.float32)
@@ -119,7 +120,7 @@ class DisTracker:
         self.fb_threshold = float(fb_threshold)
         self.fb_relative = float(fb_relative)
         self.photo_threshold = None if photo_threshold is None else float(photo_threshold)
-        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])  # type: ignore[attr-defined]  # not in the stubs
         if finest_scale is not None:
             self._dis.setFinestScale(int(finest_scale))
         self._cache: OrderedDict[tuple[bytes, bytes], tuple[tuple[np.ndarray, ...], ...]] = OrderedDict()

@@ -87,6 +87,6 @@ def score_store(store: TrajectoryStore, truth: SampleTruth, source_indices: list
         out.still.append(metrics.endpoint_error(np.broadcast_to(q_clip, true.shape), true).astype(np.float32).ravel())
         out.visible.append(visible.ravel())
         out.pred_visible.append(metrics.as_visible(store.vis[k, 1:]).reshape(window - 1, -1).ravel())
-        out.moving.append((out.still[-1] > MOVING_PX))
+        out.moving.append(out.still[-1] > MOVING_PX)
         out.last.append(last.ravel())
     return out

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from pydantic import BaseModel
 from tqdm import tqdm
 
 from densemotion.params import TrajectoriesParams
@@ -69,7 +70,7 @@ def make_plan(source: FrameSource, params: TrajectoriesParams) -> Plan:
     meta = source.meta
     video = str(meta.get("video", "?"))
     frame_size = (int(meta["height"]), int(meta["width"]))
-    tracking_size = tuple(params.resolution) if params.resolution is not None else frame_size
+    tracking_size = params.resolution if params.resolution is not None else frame_size
     stride = params.window_stride or params.window
     try:
         starts, skipped = grid.window_starts(len(source), params.window, stride)
@@ -81,8 +82,8 @@ def make_plan(source: FrameSource, params: TrajectoriesParams) -> Plan:
 
 def tracker_params(params: TrajectoriesParams) -> dict:
     """The tracker's own params section as plain JSON values ({} for a tracker without one)."""
-    section = getattr(params, params.tracker, None)
-    return section.model_dump(mode="json") if hasattr(section, "model_dump") else {}
+    section: object = getattr(params, params.tracker, None)
+    return section.model_dump(mode="json") if isinstance(section, BaseModel) else {}
 
 
 def store_meta(plan: Plan, params: TrajectoriesParams, frames_sha256: str) -> dict:
@@ -142,7 +143,7 @@ def track_chunk(
     """Track the windows starting at ``starts`` -> the store's arrays for them (schema dtypes)."""
     hg, wg = plan.grid_shape
     n, s_len = len(starts), plan.window
-    out = {
+    out: dict[str, np.ndarray] = {
         "frames0": np.empty((n, hg, wg, 3), np.uint8),
         "disp": np.empty((n, s_len, hg, wg, 2), np.float16),
         "vis": np.empty((n, s_len, hg, wg), np.uint8),

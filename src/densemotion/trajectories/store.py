@@ -17,6 +17,7 @@ temporary name and renamed when complete (:func:`write_store`, :class:`ChunkedSt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -262,6 +263,7 @@ class ChunkedStoreWriter:
             pos = 0
             for i, n in enumerate(counts):
                 chunk = self.read_chunk(i)
+                assert chunk is not None  # every chunk was read above
                 for name, out in outs.items():
                     out[pos : pos + n] = chunk[name]
                 pos += n
@@ -275,7 +277,5 @@ class ChunkedStoreWriter:
     def cleanup(self) -> None:
         """Remove this fingerprint's chunks, and the work folder when nothing else is in it."""
         shutil.rmtree(self.dir, ignore_errors=True)
-        try:
+        with contextlib.suppress(OSError):  # not empty: other work is kept
             self.root.rmdir()
-        except OSError:
-            pass

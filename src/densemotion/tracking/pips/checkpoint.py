@@ -145,6 +145,7 @@ def unpack_checkpoint(archive: str | Path, out_dir: str | Path, verify: bool = T
             if not member.isfile():
                 raise CheckpointError(f"{archive}: member {member.name} is not a regular file")
             source = tar.extractfile(member)
+            assert source is not None  # a regular file, checked above
             with atomic_path(dest) as tmp:
                 with open(tmp, "wb") as f:
                     shutil.copyfileobj(source, f, 1 << 20)

@@ -178,7 +178,7 @@ def check_inputs(frames: np.ndarray, queries: np.ndarray, stride: int) -> None:
     if L < 2:
         raise TrackerError(f"pips: need at least 2 frames to track, got {L}")
     least = min_frame_size(stride)
-    if H < least or W < least:
+    if least > H or least > W:
         raise TrackerError(
             f"pips: frames of {W}x{H} are too small for stride {stride}: both sides must be at least "
             f"{least} px (the coarsest correlation level must be at least 2x2); "

@@ -11,7 +11,9 @@ Coordinates inside the refinement are in feature-map units (pixels / stride).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +91,7 @@ class _PreNormResidual(nn.Module):
         return x + self.fn(self.norm(x))
 
 
-def _feed_forward(dense: type[nn.Module], dim: int, hidden: int) -> nn.Sequential:
+def _feed_forward(dense: Callable[[int, int], nn.Module], dim: int, hidden: int) -> nn.Sequential:
     # indices 0 and 3 carry weights (keys fn.0, fn.3); 2 and 4 were dropout (p=0) when trained
     return nn.Sequential(dense(dim, hidden), nn.GELU(), nn.Identity(), dense(hidden, dim), nn.Identity())
 
@@ -132,7 +134,7 @@ class DeltaBlock(nn.Module):
         (4S, S) @ (S, N * D), instead of N tiny 1x1 convolutions; same numbers as the modules.
         """
         S, N = x.shape[:2]
-        seq = self.to_delta
+        seq: Any = self.to_delta  # indexed by position: typed as Module by torch
         x = seq[0](x)  # (S, N, D)
         for block in seq[1 : 1 + MIXER_DEPTH]:
             tokens, channels = block[0], block[1]
@@ -142,7 +144,7 @@ class DeltaBlock(nn.Module):
         return seq[3 + MIXER_DEPTH](x).view(N, S, LATENT + 2).transpose(0, 1)
 
 
-def _mix_tokens(ff: nn.Sequential, y: Tensor) -> Tensor:
+def _mix_tokens(ff: Any, y: Tensor) -> Tensor:
     """The token feed-forward (1x1 Conv1d S -> 4S, GELU, 4S -> S) applied to y (S, N, D)."""
     S, N, D = y.shape
     conv1, conv2 = ff[0], ff[3]
