@@ -24,6 +24,33 @@ def moving_frames(n: int = 12, h: int = 64, w: int = 96, seed: int = 0) -> np.nd
     return np.stack([big[:, n - t : n - t + w] for t in range(n)])
 
 
+def sample_params_dict() -> dict:
+    """params.yaml for the built-in sample, built from the schema's defaults.
+
+    Tests start from this, never from the repository's params.yaml: a fork whose params point at
+    its own videos (or at PIPs, a tracking resolution, a split regex) must pass the same suite.
+    """
+    from densemotion.params import DataParams, Params, SampleParams
+
+    videos = {clip: f"data/sample/videos/{clip}.mp4" for clip in SampleParams().clips}
+    return Params(data=DataParams(videos=videos)).model_dump(mode="json")
+
+
+def write_params(path: Path, raw: dict | None = None) -> Path:
+    """Write ``raw`` (default: the sample's params) as a commented params.yaml; returns ``path``."""
+    import yaml
+
+    text = yaml.safe_dump(sample_params_dict() if raw is None else raw, sort_keys=False)
+    path.write_text("# densemotion parameters (written by the tests)\n" + text)
+    return path
+
+
+@pytest.fixture
+def sample_params() -> dict:
+    """A fresh mutable copy of the sample's params (see :func:`sample_params_dict`)."""
+    return sample_params_dict()
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """One intra-op thread per test process: pytest runs 2 processes on the 2-core CI machine,

@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, moving_frames
+from conftest import REPO, moving_frames, sample_params_dict, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 BIN = Path(sys.executable).parent  # the venv whose python/dvc the stages must use
 
-# the smallest pipeline that still exercises every stage; merged into params.yaml
+# the smallest pipeline that still exercises every stage; merged into the sample's params (never
+# into the repository's own params.yaml, which a fork points at its own videos)
 TINY = {
     "sample": {
         "clips": ["sample00", "sample01", "sample02"],
@@ -83,8 +84,7 @@ def built_repo(tmp_path_factory) -> Path:
     repo = root / "repo"
     repo.mkdir()
     _copy_tree(repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
+    write_params(repo / "params.yaml", _merge(sample_params_dict(), TINY))
     (repo / "dvc.lock").unlink(missing_ok=True)
     run(repo, "git", "init", "-q", "-b", "main")
     run(repo, "dvc", "remote", "add", "--local", "-f", "-d", "testremote", str(root / "remote"))

@@ -171,22 +171,18 @@ def test_odd_output_size_and_colour_fidelity(make_video, tmp_path):
     assert np.abs((a - truth).mean(axis=(0, 1))).max() < 1.5 and np.abs((a - truth).mean(-1)).mean() < 8
 
 
-def test_cli_all_videos_in_parallel_matches_one_by_one(tmp_path, make_video):
-    import yaml
-
+def test_cli_all_videos_in_parallel_matches_one_by_one(tmp_path, make_video, sample_params):
     from densemotion.cli import frames as frames_cli
 
-    from conftest import REPO
+    from conftest import write_params
 
     videos = {f"v{i}": str(make_video(f"v{i}.mp4", n=10, seed=i)) for i in range(3)}
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["videos"] = videos
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    p = str(tmp_path / "params.yaml")
+    sample_params["data"]["videos"] = videos
+    p = str(write_params(tmp_path / "params.yaml", sample_params))
     assert frames_cli.main(["--all", str(tmp_path / "par"), "--jobs", "2", "--params", p]) == 0
     for name, src in videos.items():
         assert frames_cli.main([src, str(tmp_path / "seq" / f"{name}.zip"), "--params", p]) == 0
         assert (tmp_path / "par" / f"{name}.zip").read_bytes() == (tmp_path / "seq" / f"{name}.zip").read_bytes()
     # a bad param file is one clear line, not a traceback
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**params, "frames": {"jpeg_quality": "high"}}))
+    write_params(tmp_path / "bad.yaml", {**sample_params, "frames": {"jpeg_quality": "high"}})
     assert frames_cli.main([src, str(tmp_path / "x.zip"), "--params", str(tmp_path / "bad.yaml")]) == 1

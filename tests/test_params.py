@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from densemotion.params import ParamsError, load_params, parse_params
 
-from conftest import REPO
+from conftest import REPO, sample_params_dict, write_params
 
 
 def _repo_params() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+    return sample_params_dict()
 
 
-def test_repo_params_load():
-    p = load_params(REPO / "params.yaml")
-    assert set(p.data.videos) == set(p.sample.clips)
+def test_repository_params_are_valid():
+    """Whatever videos and settings this repository (or a fork of it) is set to, they load."""
+    load_params(REPO / "params.yaml")
+
+
+def test_sample_defaults_list_the_sample_clips(tmp_path):
+    p = load_params(write_params(tmp_path / "params.yaml"))
+    assert set(p.data.videos) == set(p.sample.clips) and len(p.data.videos) == 6
+    assert p.trajectories.tracker == "dis"
 
 
 @pytest.mark.parametrize(

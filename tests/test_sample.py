@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
@@ -324,10 +322,3 @@ def test_odd_sizes_are_rejected(tmp_path, capsys, key):
 def test_bad_clip_lists_are_rejected(clips):
     with pytest.raises(ParamsError, match="sample.clips"):
         parse_params({"data": {"videos": {"x": "y"}}, "sample": {"clips": clips}})
-
-
-@pytest.mark.slow
-def test_default_clip_is_fast(tmp_path):
-    start = time.perf_counter()
-    generate_clip(SampleParams(), "sample00", tmp_path / "v.mp4", tmp_path / "t.npz")
-    assert time.perf_counter() - start < 3.0

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from densemotion.tracking import grid
 from densemotion.trajectories.store import (
     ChunkedStoreWriter,
     TrajectoryStore,
@@ -63,11 +64,41 @@ def test_grid_points_from_meta():
     assert pts[0, 0].tolist() == [1.5, 1.5] and pts[2, 3].tolist() == [7.5, 5.5]
 
 
-def test_float16_rounding_under_005_px_up_to_64_px():
-    d = np.linspace(-64, 64, 200_001)
-    err = np.abs(d.astype(np.float16).astype(np.float64) - d)
-    assert err.max() < 0.05
-    assert err.max() <= 1 / 64 + 1e-12  # float16 spacing is 1/32 px in [32, 64)
+class _KnownTracks:
+    """A tracker whose tracks are known exactly: every point moves by its own (dx, dy) * t / (L - 1),
+    displacements spread over [-64, 64] px, far from the grid origin (absolute x up to ~600 px)."""
+
+    name = "known"
+
+    def __init__(self, n: int, seed: int = 0):
+        self.end = np.random.default_rng(seed).uniform(-64, 64, (n, 2))
+
+    def track(self, frames, queries):
+        t = np.arange(len(frames))[:, None, None] / (len(frames) - 1)
+        tracks = queries.astype(np.float64)[None] + t * self.end[None]  # (L, N, 2)
+        return tracks.astype(np.float32), np.ones(tracks.shape[:2], np.float32)
+
+
+def test_written_store_reads_back_displacements_within_a_64th_px_up_to_64_px(tmp_path):
+    """Through our own writer (track_video's float16 conversion) and reader (TrajectoryStore.window)."""
+    from test_trajectories_run import MemoryFrames
+
+    from densemotion.params import TrajectoriesParams
+    from densemotion.trajectories.run import track_video
+
+    frames = np.zeros((9, 40, 640, 3), np.uint8)  # wide: absolute x would lose precision in float16
+    params = TrajectoriesParams(device="cpu", window=5, window_stride=4, grid_stride=4, chunk_windows=1)
+    queries = grid.grid_points(grid.grid_shape((40, 640), 4, 0), 4, 0)
+    tracker = _KnownTracks(len(queries))
+    track_video(MemoryFrames(frames), tmp_path / "clip", params, tmp_path / "work", tracker=tracker)
+    store = TrajectoryStore(tmp_path / "clip")
+    assert len(store) == 2
+    want = tracker.track(frames[:5], queries)[0].astype(np.float64) - queries  # (S, N, 2) px
+    for k in range(len(store)):
+        got = store.window(k)["disp"].reshape(5, -1, 2)
+        err = np.abs(got - want)
+        assert err.max() <= 1 / 64, err.max()  # float16 spacing is 1/32 px in [32, 64)
+        assert np.count_nonzero(err) > 0.5 * err.size  # rounded, as documented, not stored exactly
 
 
 def test_wrong_dtype_is_refused(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import zipfile
 
 import pytest
@@ -14,7 +13,7 @@ from densemotion.frames.store import FrameArchive, encode_jpeg
 from densemotion.params import load_params
 from densemotion.videolist import resolve_source, scan_videos, set_videos
 
-from conftest import REPO, moving_frames
+from conftest import moving_frames, write_params
 
 
 def _drive_zip(path, videos=("x", "y"), frames=1, data=b"\xff\xd8\xff"):
@@ -65,8 +64,7 @@ def test_names_of_zip_videos_win_over_loose_files(tmp_path, make_video):
 
 
 def test_use_videos_then_frames_of_one_video_of_a_big_zip(tmp_path, capsys):
-    params = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", params)
+    params = write_params(tmp_path / "params.yaml")
     raw = tmp_path / "raw"
     raw.mkdir()
     jpegs = [encode_jpeg(f, 90) for f in moving_frames(8, 32, 48)]
@@ -87,11 +85,10 @@ def test_use_videos_then_frames_of_one_video_of_a_big_zip(tmp_path, capsys):
 
 
 def test_set_videos_keeps_comments_and_validates(tmp_path):
-    params = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", params)
+    params = write_params(tmp_path / "params.yaml")
     set_videos(params, {"real1": "data/raw/r/real1.mp4"})
     text = params.read_text()
-    assert "# densemotion parameters" in text and "jpeg_quality: 95" in text
+    assert "# densemotion parameters (written by the tests)" in text and "jpeg_quality: 95" in text
     assert load_params(params).data.videos == {"real1": "data/raw/r/real1.mp4"}
     with pytest.raises(ValueError, match="empty"):
         set_videos(params, {})

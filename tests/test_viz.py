@@ -36,6 +36,28 @@ def test_color_wheel_legend():
     assert w.shape == (33, 33, 3) and w[16, 16].tolist() == [255, 255, 255]
 
 
+def test_drawn_track_lies_on_its_path_with_older_segments_fainter():
+    from densemotion.viz import draw_trajectories
+
+    frame = np.zeros((12, 24, 3), np.uint8)
+    tracks = np.array([[[2, 5]], [[6, 5]], [[10, 5]], [[14, 5]]], np.float32)  # (T, 1, 2): 4 px/frame to the right
+    vis = np.ones((4, 1), np.float32)
+    colour = np.array([[200, 0, 0]], np.uint8)
+    img = draw_trajectories(frame, tracks, vis, 3, colour, tail=3, scale=4)
+    assert img.shape == (48, 96, 3) and (img[..., 1:] == 0).all()  # drawn in the given colour only
+    # at 4x, x -> 4x + 1.5: segments centred at x = 17.5, 33.5, 49.5 on row 21.5, alpha 1/3, 2/3, 1
+    for x, level in ((17, 66), (33, 133), (49, 200)):
+        assert img[21:24, x, 0].tolist() == [level] * 3, x
+    assert img[:16, :, 0].max() == 0 and img[28:, :, 0].max() == 0  # nothing off the path
+    assert img[21:23, 3:8, 0].max() == 0  # nothing before the first position (x = 9.5)
+    assert (img[19:25, 55:61, 0] == 200).all()  # a filled dot where the point is now (57.5, 21.5)
+
+    vis[3] = 0  # lost in the last frame: no segment into it, an open circle where it was last put
+    img = draw_trajectories(frame, tracks, vis, 3, colour, tail=3, scale=4)
+    assert img[21:24, 49, 0].max() == 0 and img[21:24, 33, 0].tolist() == [133] * 3
+    assert img[20:24, 55:61, 0].max() == 0 and img[18, 56:61, 0].tolist() == [200] * 5
+
+
 def _store(tmp_path):
     from densemotion.trajectories.store import TrajectoryStore, write_store
 
@@ -43,7 +65,7 @@ def _store(tmp_path):
     disp = np.zeros((nw, t, hg, wg, 2), np.float16)
     disp[:, :, :, :5, 0] = np.arange(t)[None, :, None, None] * 2.0  # left half moves right 2 px/frame
     vis = np.full((nw, t, hg, wg), 255, np.uint8)
-    vis[:, 3, 0, 0] = 0
+    vis[:, 3, 5, 3] = 0  # hidden at the end
     meta = {
         "video": "clip",
         "tracker": "dis",
@@ -76,10 +98,18 @@ def test_window_pictures_draw_moving_points_in_their_direction(tmp_path):
     assert ((left[..., 0] - left[..., 2]) > 60).sum() > 50
     assert ((right[..., 0] - right[..., 2]) > 60).sum() == 0
     assert not np.array_equal(animation[0], animation[3])
-    # flow picture: frame on the left, colour wheel image on the right (red where moving)
+    # flow picture: frame on the left, colour wheel image on the right: every grid cell of the
+    # moving half is pure red (+x at full magnitude), of the still half white; the point hidden at
+    # the end (5, 3) is red half-way to grey
     assert flow.shape[1] == 2 * still.shape[1] + 4
-    pixel = flow[flow.shape[0] // 2, still.shape[1] + 4 + scale * 8]
-    assert pixel[0] > 200 and pixel[1] < 80
+    right = flow[:, still.shape[1] + 4 :]
+    cell = 4 * scale  # grid_stride 4 at the picture's scale
+    centres = {(i, j): right[i * cell + cell // 2, j * cell + cell // 2].tolist() for i in range(6) for j in range(10)}
+    for (i, j), rgb in centres.items():
+        if (i, j) == (5, 3):
+            assert rgb == [191, 64, 64]
+        elif i >= 2 or j >= 2:  # clear of the legend drawn in the top-left corner
+            assert rgb == ([255, 0, 0] if j < 5 else [255, 255, 255]), (i, j, rgb)
 
 
 def test_visualize_cli_writes_png_and_gif(tmp_path, capsys):
