@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # densemotion's two entry points on a fresh machine (see README):
 #   bash scripts/dev.sh pipeline   set up .venv, then run the whole DVC pipeline on the sample
-#   bash scripts/dev.sh test       set up .venv, then run the test suite (what CI runs)
+#   bash scripts/dev.sh test       set up .venv, then every check CI runs: ruff (lint and format),
+#                                  mypy, and the whole test suite with coverage (extra args go to pytest)
+# and for development:
+#   bash scripts/dev.sh quick      the checks and the quick tests (-m "not slow"), in about a minute
 #   bash scripts/dev.sh setup      only create/refresh .venv
 # Needs only python3 (>= 3.10) with venv; everything else is installed into .venv.
 set -euo pipefail
@@ -32,16 +35,36 @@ pipeline() {
   echo "==> done; pictures and plots: metrics/ (dvc plots show writes dvc_plots/index.html)"
 }
 
+checks() {
+  echo "==> ruff check (lint)"
+  "$VENV/bin/ruff" check src tests bench
+  echo "==> ruff format --check"
+  "$VENV/bin/ruff" format --check src tests bench
+  echo "==> mypy src"
+  "$VENV/bin/mypy"
+  "$VENV/bin/pre-commit" validate-config .pre-commit-config.yaml
+}
+
 tests() {
   setup
   export PATH="$PWD/$VENV/bin:$PATH"
-  echo "==> pytest"
-  python -m pytest -n 2 --dist loadfile -q "$@"
+  checks
+  echo "==> pytest (all tests, with coverage; slowest 15 listed)"
+  python -m pytest -n 2 --dist loadfile -q --cov --cov-report=term --durations=15 "$@"
+}
+
+quick() {
+  setup
+  export PATH="$PWD/$VENV/bin:$PATH"
+  checks
+  echo "==> pytest -m 'not slow'"
+  python -m pytest -n 2 --dist loadfile -q -m "not slow" "$@"
 }
 
 case "${1:-}" in
   setup) setup ;;
   pipeline) pipeline ;;
   test) shift; tests "$@" ;;
-  *) echo "usage: bash scripts/dev.sh {pipeline|test|setup}" >&2; exit 2 ;;
+  quick) shift; quick "$@" ;;
+  *) echo "usage: bash scripts/dev.sh {pipeline|test|quick|setup}" >&2; exit 2 ;;
 esac

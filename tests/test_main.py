@@ -1,0 +1,32 @@
+"""``densemotion <command>``: every command is reachable, unknown ones are refused with the list."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from densemotion.__main__ import COMMANDS, main
+
+
+def test_usage_lists_every_command(capsys):
+    assert main([]) == 0 and main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_command_module_has_a_main(name):
+    assert callable(importlib.import_module(f"densemotion.cli.{COMMANDS[name][0]}").main)
+
+
+def test_unknown_command_is_refused(capsys):
+    assert main(["frame"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'frame'" in err and "frames" in err
+
+
+def test_a_command_runs_with_its_arguments(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["frames", "--help"])
+    assert exit_.value.code == 0 and "--params" in capsys.readouterr().out
