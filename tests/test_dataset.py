@@ -12,11 +12,10 @@ from densemotion.dataset import (
     DatasetError,
     MotionDataset,
     displacement_stats,
-    frame_scale,
     open_stores,
-    predicted_steps,
     split_videos,
 )
+from densemotion.metrics import frame_scale
 from densemotion.trajectories.store import write_store
 
 # colour class -> endpoint displacement (x, y) in tracking px; motion follows appearance
@@ -205,9 +204,5 @@ def test_nan_displacements_are_masked_out(tmp_path):
     assert np.isfinite(displacement_stats(MotionDataset(tmp_path, ["v"], "endpoint"))["rms"])
 
 
-def test_steps_and_scale():
-    assert predicted_steps("endpoint", 8) == [7]
-    assert predicted_steps("trajectory", 4) == [1, 2, 3]
-    with pytest.raises(DatasetError):
-        predicted_steps("flow", 8)
+def test_frame_scale():
     assert frame_scale({"frame_size": [360, 640], "tracking_size": [180, 320]}) == (2.0, 2.0)

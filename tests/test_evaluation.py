@@ -107,7 +107,9 @@ def test_an_oracle_scores_zero_and_draws_the_tracker_motion(tmp_path):
         tracker, predicted = image[:, 16 + 4 : 32 + 4], image[:, 32 + 8 : 48 + 8]
         seen = raw["vis"][k, 3] >= 128
         assert np.array_equal(tracker[seen], predicted[seen])  # the same motion, the same colours
-        assert (tracker[~seen] == 128).all() and not (predicted[~seen] == 128).all()
+        # points the tracker lost: its colour half-way to grey (the oracle predicts that motion, opaque)
+        half_grey = (0.5 * predicted[~seen].astype(np.float32) + 64).astype(np.uint8)
+        assert np.array_equal(tracker[~seen], half_grey) and not np.array_equal(predicted[~seen], half_grey)
         red = np.all(raw["disp"][k, 3].astype(np.float32) == (3.0, 1.0), axis=-1) & seen  # moving right (+x)
         assert red.any() and (predicted[red][:, 0].astype(int) - predicted[red][:, 2] > 100).all()
 
@@ -295,7 +297,7 @@ def test_evaluate_cli(tmp_path, capsys):
         out=tmp_path / "m.pt",
     )
     params = tmp_path / "params.yaml"
-    params.write_text("data:\n  videos:\n    v0: x.mp4\nevaluate:\n  device: cpu\n  pictures: 2\n")
+    params.write_text("data:\n  videos: {v0: x.mp4, v1: y.mp4, v2: z.mp4}\nevaluate:\n  device: cpu\n  pictures: 2\n")
     args = [
         "--model",
         str(tmp_path / "m.pt"),

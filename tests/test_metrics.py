@@ -42,4 +42,4 @@ def test_tracking_summary():
     vis = np.ones((2, 3), bool)
     s = metrics.tracking_summary(pred, true, vis, pred_vis=np.ones((2, 3)))
     assert s["epe_median"] == 0.25 and s["epe_mean"] == pytest.approx(13 / 6)
-    assert s["visibility_accuracy"] == 1.0 and s["visible_points"] == 6
+    assert s["visibility_accuracy"] == 1.0 and s["points"] == 6

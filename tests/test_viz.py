@@ -6,17 +6,19 @@ import pytest
 from densemotion.viz import color_wheel, flow_to_color
 
 
-def test_flow_to_color_hue_is_direction_and_saturation_magnitude():
+def test_flow_to_color_is_the_standard_wheel_scaled_by_max_mag():
+    """The Middlebury wheel's colours (Baker et al.): +x red, -x cyan-blue, +y yellow, -y violet."""
     disp = np.array([[[0, 0], [1, 0], [-1, 0], [0, 1]], [[0.5, 0], [2, 0], [0, -1], [np.nan, 0]]], np.float32)
     img = flow_to_color(disp, max_mag=1.0)
     assert img.shape == (2, 4, 3) and img.dtype == np.uint8
     assert img[0, 0].tolist() == [255, 255, 255]  # no motion: white
     assert img[0, 1].tolist() == [255, 0, 0]  # +x: red, full saturation
-    assert img[0, 2].tolist() == [0, 255, 255]  # -x: cyan
-    assert img[1, 0].tolist() == [255, 128, 128]  # half magnitude: half saturation
+    assert img[0, 2].tolist() == [0, 209, 255]  # -x
+    assert img[0, 3].tolist() == [255, 229, 0]  # +y (down in the image)
+    assert img[1, 2].tolist() == [88, 0, 255]  # -y
+    assert img[1, 0].tolist() == [255, 127, 127]  # half magnitude: half saturation
     assert img[1, 1].tolist() == [255, 0, 0]  # beyond max_mag: saturates
     assert img[1, 3].tolist() == [255, 255, 255]  # non-finite: white
-    assert not np.array_equal(img[0, 3], img[1, 2])  # down and up differ
 
 
 def test_flow_to_color_default_scale_is_the_largest_magnitude():
@@ -98,18 +100,20 @@ def test_window_pictures_draw_moving_points_in_their_direction(tmp_path):
     assert ((left[..., 0] - left[..., 2]) > 60).sum() > 50
     assert ((right[..., 0] - right[..., 2]) > 60).sum() == 0
     assert not np.array_equal(animation[0], animation[3])
-    # flow picture: frame on the left, colour wheel image on the right: every grid cell of the
-    # moving half is pure red (+x at full magnitude), of the still half white; the point hidden at
-    # the end (5, 3) is red half-way to grey
-    assert flow.shape[1] == 2 * still.shape[1] + 4
-    right = flow[:, still.shape[1] + 4 :]
+    # flow picture: frame | colour image of the motion | legend. Every grid cell of the moving
+    # half is pure red (+x at full magnitude), of the still half white; the point hidden at the
+    # end (5, 3) is red half-way to grey
+    width = still.shape[1]
+    assert flow.shape[0] == still.shape[0] and flow.shape[1] > 2 * width + 8
+    right = flow[:, width + 4 : 2 * width + 4]
     cell = 4 * scale  # grid_stride 4 at the picture's scale
-    centres = {(i, j): right[i * cell + cell // 2, j * cell + cell // 2].tolist() for i in range(6) for j in range(10)}
-    for (i, j), rgb in centres.items():
-        if (i, j) == (5, 3):
-            assert rgb == [191, 64, 64]
-        elif i >= 2 or j >= 2:  # clear of the legend drawn in the top-left corner
-            assert rgb == ([255, 0, 0] if j < 5 else [255, 255, 255]), (i, j, rgb)
+    for i in range(6):
+        for j in range(10):
+            rgb = right[i * cell + cell // 2, j * cell + cell // 2].tolist()
+            want = [191, 64, 64] if (i, j) == (5, 3) else [255, 0, 0] if j < 5 else [255, 255, 255]
+            assert rgb == want, (i, j, rgb)
+    legend = flow[:, 2 * width + 8 :]
+    assert legend[: legend.shape[1] // 2].std() > 20  # the colour wheel is drawn there
 
 
 def test_visualize_cli_writes_png_and_gif(tmp_path, capsys):
@@ -125,14 +129,22 @@ def test_visualize_cli_writes_png_and_gif(tmp_path, capsys):
         assert gif.n_frames == 4
     assert main([str(tmp_path / "clip"), "--window", "5", "--out-dir", str(tmp_path / "out")]) == 1
     assert "no window 5 (the store has 2 windows)" in capsys.readouterr().err
-    # a folder of stores stands for the stores of data.videos, not a store left from an earlier list
-    shutil.copytree(tmp_path / "clip", tmp_path / "stale")
+    # a folder of stores stands for the stores of data.videos; a store left from an earlier list
+    # would enter the DVC stage's hash, so it is refused, naming it
+    folder = tmp_path / "stores"
+    folder.mkdir()
+    shutil.copytree(tmp_path / "clip", folder / "clip")
+    shutil.copytree(tmp_path / "clip", folder / "stale")
     params = tmp_path / "params.yaml"
     params.write_text("data:\n  videos: {clip: x.mp4, other: y.mp4}\n")
     args = ["--max-videos", "1", "--window", "1", "--params", str(params)]
-    assert main([str(tmp_path), *args, "--out-dir", str(tmp_path / "o2")]) == 0
+    assert main([str(folder), *args, "--out-dir", str(tmp_path / "o2")]) == 1
+    assert "stores/stale" in capsys.readouterr().err
+    shutil.rmtree(folder / "stale")
+    assert main([str(folder), *args, "--out-dir", str(tmp_path / "o2")]) == 0
     assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == [
         f"clip_w001_{s}" for s in ("flow.png", "tracks.gif", "tracks.png")
     ]
-    assert main([str(tmp_path / "out"), *args, "--out-dir", str(tmp_path / "o3")]) == 1
-    assert "out/clip" in capsys.readouterr().err
+    shutil.rmtree(folder / "clip")  # a listed video without its store: named
+    assert main([str(folder), *args, "--out-dir", str(tmp_path / "o3")]) == 1
+    assert "stores/clip" in capsys.readouterr().err

@@ -5,7 +5,8 @@ input), the displacement of every grid point at the predicted steps (the target)
 tracker saw the point (the loss mask). Videos are split into train / val / test as a whole,
 never by window: the windows of one video are near-duplicates of each other.
 
-Letters: K predicted steps (1 for the endpoint target, T - 1 for the trajectory), Hg x Wg grid.
+Letters: S frames per window, K predicted steps (1 for the endpoint target, S - 1 for the
+trajectory), Hg x Wg grid.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from densemotion.metrics import frame_scale
+from densemotion.model import predicted_steps
 from densemotion.trajectories.store import TrajectoryStore
-
-VISIBLE_MIN = 128  # stored visibility (x 255) from which a point counts as visible (p >= ~0.5)
 
 
 class DatasetError(ValueError):
@@ -75,21 +76,6 @@ def _group_key(name: str, pattern: str | None) -> str:
     if match is None:
         return name
     return match.group(1) if match.re.groups else match.group(0)
-
-
-def predicted_steps(target: str, window: int) -> list[int]:
-    """Frame indices within the window whose displacement is predicted."""
-    if target == "endpoint":
-        return [window - 1]
-    if target == "trajectory":
-        return list(range(1, window))
-    raise DatasetError(f"model.target: unknown target {target!r} (endpoint or trajectory)")
-
-
-def frame_scale(meta: dict) -> tuple[float, float]:
-    """(sx, sy): pixels of the frames archive per pixel of the tracking resolution."""
-    (fh, fw), (th, tw) = meta["frame_size"], meta["tracking_size"]
-    return fw / tw, fh / th
 
 
 def open_stores(root: str | Path, videos: Sequence[str]) -> dict[str, TrajectoryStore]:
@@ -156,11 +142,9 @@ class MotionDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         v, w = self.index[i]
-        store = self._store(v)
-        image = np.asarray(store.frames0[w])  # (Hg, Wg, 3) uint8
-        disp = np.asarray(store.disp[w, self.steps], dtype=np.float32)  # (K, Hg, Wg, 2)
-        mask = np.asarray(store.vis[w, self.steps]) >= VISIBLE_MIN  # (K, Hg, Wg)
-        mask &= np.isfinite(disp).all(axis=-1)
+        window = self._store(v).window(w, self.steps)
+        image, disp = window["frame0"], window["disp"]  # (Hg, Wg, 3), (K, Hg, Wg, 2)
+        mask = window["visible"]  # (K, Hg, Wg)
         disp = np.where(mask[..., None], disp, 0.0)  # nothing unseen (or NaN) reaches the loss
         if self._flipped(i):
             image, disp, mask = image[:, ::-1], disp[:, :, ::-1], mask[:, :, ::-1]
@@ -189,10 +173,8 @@ def displacement_stats(dataset: MotionDataset, max_windows: int = 512) -> dict[s
     square = 0.0
     for i in picks:
         v, w = dataset.index[int(i)]
-        store = dataset._store(v)
-        disp = np.asarray(store.disp[w, dataset.steps], dtype=np.float64)  # (K, Hg, Wg, 2)
-        mask = np.asarray(store.vis[w, dataset.steps]) >= VISIBLE_MIN  # (K, Hg, Wg)
-        mask &= np.isfinite(disp).all(axis=-1)
+        window = dataset._store(v).window(w, dataset.steps)
+        disp, mask = window["disp"].astype(np.float64), window["visible"]  # (K, Hg, Wg, 2), (K, Hg, Wg)
         disp = np.where(mask[..., None], disp, 0.0)
         total += disp.sum(axis=(1, 2))
         count += mask.sum(axis=(1, 2))[:, None]

@@ -16,11 +16,12 @@ Outputs (``out_dir``): ``summary.json`` and ``per_video.json`` (DVC metrics), ``
 and ``epe_hist.csv`` (DVC plot data), ``epe_hist.png`` and ``per_video.png``, and
 ``pictures/*.png``: input frame | tracker motion | predicted motion | colour-wheel legend.
 
-Letters: Nw windows, K predicted steps, Hg x Wg grid, N = Hg * Wg points.
+Letters: Nw windows of S frames, K predicted steps, Hg x Wg grid, N = Hg * Wg points.
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,8 @@ import numpy as np
 import torch
 
 from densemotion.atomic import atomic_path, write_json
-from densemotion.dataset import VISIBLE_MIN, frame_scale, predicted_steps
-from densemotion.model import MotionNet
+from densemotion.metrics import endpoint_error, error_summary, frame_scale, rescale_points, size_ratio
+from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import EvaluateParams
 from densemotion.trajectories.store import TrajectoryStore, grid_points
 
@@ -54,22 +55,19 @@ class VideoErrors:
 
 
 @torch.no_grad()
-def predict_windows(
-    model: MotionNet, store: TrajectoryStore, device: str, batch_size: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (first window index, predictions (B, K, Hg, Wg, 2) tracking px) batch by batch."""
+def predict(model: MotionNet, frames0: np.ndarray, device: str) -> np.ndarray:
+    """frames0 (B, Hg, Wg, 3) uint8 -> predictions (B, K, Hg, Wg, 2), tracking px."""
     model.eval()
+    image = torch.from_numpy(frames0).permute(0, 3, 1, 2).float().div_(255.0).to(device)
+    pred = model(image)["out"]  # (B, K, 2, Hg, Wg)
+    return pred.permute(0, 1, 3, 4, 2).float().cpu().numpy()
+
+
+def batches(store: TrajectoryStore, steps: list[int], batch_size: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(first window index, stacked :meth:`TrajectoryStore.window` arrays) of ``batch_size`` windows."""
     for w0 in range(0, len(store), batch_size):
-        frames = torch.from_numpy(np.array(store.frames0[w0 : w0 + batch_size]))  # (B, Hg, Wg, 3)
-        image = frames.permute(0, 3, 1, 2).float().div_(255.0).to(device)
-        pred = model(image)["out"]  # (B, K, 2, Hg, Wg)
-        yield w0, pred.permute(0, 1, 3, 4, 2).float().cpu().numpy()
-
-
-def _epe(pred: np.ndarray, true: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """(..., 2) displacements in tracking px -> (...) end-point error in frame px."""
-    d = (pred - true) * scale
-    return np.sqrt((d * d).sum(axis=-1))
+        windows = [store.window(k, steps) for k in range(w0, min(w0 + batch_size, len(store)))]
+        yield w0, {key: np.stack([w[key] for w in windows]) for key in ("frame0", "disp", "visible")}
 
 
 def check_store(store: TrajectoryStore, window: int) -> None:
@@ -101,24 +99,23 @@ def video_errors(
     step_sums = dict.fromkeys(METHODS, 0.0)
     step_count = 0
     truth_found: dict[str, list] = {m: [] for m in TRUTH_METHODS}
-    for w0, pred in predict_windows(model, store, device, batch_size):
-        b = len(pred)
-        true = np.asarray(store.disp[w0 : w0 + b][:, steps], np.float32)  # (B, K, Hg, Wg, 2)
-        vis = np.asarray(store.vis[w0 : w0 + b][:, steps]) >= VISIBLE_MIN  # (B, K, Hg, Wg)
-        vis &= np.isfinite(true).all(axis=-1)
+    for w0, batch in batches(store, steps, batch_size):
+        pred = predict(model, batch["frame0"], device)  # (B, K, Hg, Wg, 2)
+        true, vis = batch["disp"], batch["visible"]  # (B, K, Hg, Wg, 2), (B, K, Hg, Wg)
         guesses = {
             "model": pred,
             "zero": np.zeros_like(pred),
             "mean": np.broadcast_to(mean_disp[:, None, None], pred.shape),
         }
         for method, guess in guesses.items():
-            err = _epe(guess, true, scale)  # (B, K, Hg, Wg)
+            err = endpoint_error(guess, true, scale)  # (B, K, Hg, Wg)
             found[method].append(err[:, -1][vis[:, -1]])
             step_sums[method] += float(err[vis].sum())
         step_count += int(vis.sum())
         if truth_fn is not None:
-            for i in range(b):
-                for method, err in _truth_errors(store, w0 + i, pred[i, -1], mean_disp[-1], scale, truth_fn).items():
+            for i in range(len(pred)):
+                tracked = true[i, -1].reshape(-1, 2)
+                for method, err in _truth_errors(w0 + i, tracked, pred[i, -1], mean_disp[-1], scale, truth_fn).items():
                     truth_found[method].append(err)
     result = VideoErrors(video=store.video, windows=len(store))
     result.tracker = {m: np.concatenate(v) if v else np.zeros(0) for m, v in found.items()}
@@ -129,23 +126,23 @@ def video_errors(
 
 
 def _truth_errors(
-    store: TrajectoryStore, w: int, pred_end: np.ndarray, mean_end: np.ndarray, scale: np.ndarray, truth_fn
+    w: int, tracked: np.ndarray, pred_end: np.ndarray, mean_end: np.ndarray, scale: np.ndarray, truth_fn
 ) -> dict[str, np.ndarray]:
     """Errors against ground truth of window ``w``'s truly visible points, per method (frame px).
 
-    pred_end (Hg, Wg, 2) model's endpoint prediction; mean_end (2,); tracking px. A point the
-    tracker left non-finite counts as a zero-motion guess.
+    tracked (N, 2) the tracker's displacement at the last frame; pred_end (Hg, Wg, 2) the
+    model's; mean_end (2,); tracking px. A point the tracker left non-finite counts as a
+    zero-motion guess.
     """
     true_end, seen = truth_fn(w)  # (N, 2), (N,)
-    window = int(store.meta["window"])
-    tracked = np.nan_to_num(np.asarray(store.disp[w, window - 1], np.float32).reshape(-1, 2), posinf=0, neginf=0)
+    tracked = np.nan_to_num(tracked, posinf=0, neginf=0)
     guesses = {
         "model": pred_end.reshape(-1, 2),
         "tracker": tracked,
         "zero": np.zeros_like(tracked),
         "mean": np.broadcast_to(mean_end, tracked.shape),
     }
-    return {method: _epe(guess, true_end, scale)[seen] for method, guess in guesses.items()}
+    return {method: endpoint_error(guess, true_end, scale)[seen] for method, guess in guesses.items()}
 
 
 def truth_lookup(store: TrajectoryStore, truth, source_indices: list[int] | None):
@@ -155,10 +152,8 @@ def truth_lookup(store: TrajectoryStore, truth, source_indices: list[int] | None
     indices of the archive map to the clip's through ``source_indices`` (identity when None).
     The truth comes back in tracking px, so every method is scaled to frame px the same way.
     """
-    th, tw = store.meta["tracking_size"]
-    sx, sy = truth.width / tw, truth.height / th
-    points = grid_points(store.meta).astype(np.float64)  # (N, 2) tracking px
-    query = np.stack([(points[:, 0] + 0.5) * sx - 0.5, (points[:, 1] + 0.5) * sy - 0.5], axis=1)
+    sx, sy = size_ratio((truth.height, truth.width), store.meta["tracking_size"])
+    query = rescale_points(grid_points(store.meta), (sx, sy))  # (N, 2) clip px
     window = int(store.meta["window"])
 
     def truth_fn(w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +161,7 @@ def truth_lookup(store: TrajectoryStore, truth, source_indices: list[int] | None
         frames = [start + t for t in range(window)]
         if source_indices is not None:
             frames = [int(source_indices[f]) for f in frames]
-        tracks, visible = truth.tracks(frames[0], frames[-1] - frames[0] + 1, query)  # (L, N, 2), (L, N)
+        tracks, visible = truth.tracks(frames[0], frames[-1] - frames[0] + 1, query)  # (S, N, 2), (S, N)
         end = frames[-1] - frames[0]
         disp = (tracks[end] - tracks[0]) / np.array([sx, sy])  # (N, 2) tracking px
         return disp.astype(np.float32), visible[end] & visible[0]
@@ -178,10 +173,12 @@ def truth_lookup(store: TrajectoryStore, truth, source_indices: list[int] | None
 
 
 def _stats(errors: dict[str, np.ndarray], prefix: str = "") -> dict[str, float]:
+    """Per method: ``<method>_epe`` (mean) and ``<method>_epe_median``; the model over each baseline."""
     out: dict[str, float] = {}
     for method, err in errors.items():
-        out[f"{prefix}{method}_epe"] = float(err.mean()) if err.size else float("nan")
-        out[f"{prefix}{method}_epe_median"] = float(np.median(err)) if err.size else float("nan")
+        summary = error_summary(err)
+        out[f"{prefix}{method}_epe"] = summary["epe_mean"]
+        out[f"{prefix}{method}_epe_median"] = summary["epe_median"]
     if "model" in errors:
         for base in ("zero", "mean"):
             denom = out.get(f"{prefix}{base}_epe", float("nan"))
@@ -233,8 +230,10 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     def fmt(x) -> str:
         return f"{x:.6g}" if isinstance(x, float) else str(x)
 
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join([",".join(header), *(",".join(fmt(x) for x in r) for r in rows)]) + "\n")
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")  # quotes a video name holding a comma or quote
+        writer.writerow(header)
+        writer.writerows([fmt(x) for x in row] for row in rows)
 
 
 def write_plots(out_dir: Path, rows: list[dict], centres: np.ndarray, fractions: dict[str, np.ndarray]) -> None:
@@ -288,42 +287,17 @@ def _save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def picture(
-    frame0: np.ndarray, tracked: np.ndarray, visible: np.ndarray, predicted: np.ndarray, scale: int
-) -> np.ndarray:
-    """One (H, W, 3) uint8 picture: frame | tracker motion | predicted motion | colour wheel.
-
-    frame0 (Hg, Wg, 3) uint8; tracked, predicted (Hg, Wg, 2) px; visible (Hg, Wg) bool. Both
-    motions share one colour scale (the tracker's 99th-percentile magnitude); points the
-    tracker lost are grey.
-    """
-    from densemotion.viz import color_wheel, flow_to_color
-
-    mags = np.hypot(tracked[..., 0], tracked[..., 1])[visible]
-    max_mag = float(np.percentile(mags, 99)) if mags.size else 1.0
-    tracker_img = flow_to_color(tracked, max_mag=max_mag or 1.0)
-    tracker_img[~visible] = 128
-    panels = [frame0, tracker_img, flow_to_color(predicted, max_mag=max_mag or 1.0)]
-    panels = [np.repeat(np.repeat(p, scale, axis=0), scale, axis=1) for p in panels]
-    h = panels[0].shape[0]
-    gap = np.full((h, 4, 3), 255, np.uint8)
-    wheel = np.full((h, h, 3), 255, np.uint8)
-    wheel_img = color_wheel(min(h, 64))
-    wheel[: wheel_img.shape[0], : wheel_img.shape[1]] = wheel_img
-    return np.concatenate([panels[0], gap, panels[1], gap, panels[2], gap, wheel], axis=1)
-
-
 def write_pictures(
     out_dir: Path,
     model: MotionNet,
     stores: dict[str, TrajectoryStore],
-    target: str,
     count: int,
     scale: int,
     device: str,
 ) -> list[str]:
-    """``count`` pictures of windows spread evenly over the test videos; returns their names."""
-    from densemotion.viz import save_png
+    """``count`` pictures (frame | tracker motion | predicted motion | colour wheel, at the last
+    frame) of windows spread evenly over the test videos; returns their names."""
+    from densemotion.viz import motion_picture, save_png
 
     pairs = [(v, w) for v, s in stores.items() for w in range(len(s))]
     if not pairs or count == 0:
@@ -333,15 +307,11 @@ def write_pictures(
     with atomic_path(out_dir / "pictures", is_dir=True) as tmp:
         for video, w in picks:
             store = stores[video]
-            window = int(store.meta["window"])
-            frame0 = np.array(store.frames0[w])
-            with torch.no_grad():
-                image = torch.from_numpy(frame0).permute(2, 0, 1)[None].float().div_(255.0).to(device)
-                pred = model(image)["out"][0, -1].permute(1, 2, 0).float().cpu().numpy()  # (Hg, Wg, 2)
-            tracked = np.asarray(store.disp[w, window - 1], np.float32)
-            visible = np.asarray(store.vis[w, window - 1]) >= VISIBLE_MIN
+            window = store.window(w, [int(store.meta["window"]) - 1])
+            pred = predict(model, window["frame0"][None], device)[0, -1]  # (Hg, Wg, 2)
+            motions = [(window["disp"][0], window["visible"][0]), (pred, np.ones(pred.shape[:2], bool))]
             name = f"{video}_window{w:04d}.png"
-            save_png(tmp / name, picture(frame0, tracked, visible, pred, scale))
+            save_png(tmp / name, motion_picture(window["frame0"], motions, scale=scale))
             names.append(name)
     return names
 
@@ -383,7 +353,7 @@ def evaluate(
     write_json(out_dir / "summary.json", summary)
     write_json(out_dir / "per_video.json", {r["video"]: {k: v for k, v in r.items() if k != "video"} for r in rows})
     write_plots(out_dir, rows, centres, fractions)
-    write_pictures(out_dir, model, stores, target, params.pictures, params.picture_scale, device)
+    write_pictures(out_dir, model, stores, params.pictures, params.picture_scale, device)
     return summary
 
 

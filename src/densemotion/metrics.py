@@ -1,24 +1,43 @@
-"""Point-tracking and motion metrics on NumPy arrays (pixels in, plain floats out).
+"""Motion scores, one home for each: end-point error, error summaries, visibility, pixel scales.
+
+Used by the tracker accuracy (against ground truth), training (validation) and evaluation
+(model and baselines against the tracker). Arrays are NumPy or torch: :func:`endpoint_error`
+takes either.
 
 Conventions follow TAP-Vid: position errors count only where the point is truly visible; the
 <delta^x_avg score is the mean, over thresholds 1, 2, 4, 8 and 16 px, of the fraction of those
 points whose predicted position is within the threshold of the truth.
+
+Two pixel grids meet here: the tracking resolution (where grid points and stored displacements
+live) and the frames archive's own size (where errors are reported). A position x maps between
+them by the resize rule x -> (x + 0.5) * s - 0.5, a displacement d by d * s, with s the size
+ratio of each axis (:func:`frame_scale`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 DELTA_THRESHOLDS: tuple[float, ...] = (1, 2, 4, 8, 16)
+# stored visibility (uint8, probability x 255) from which a point counts as visible (p >= ~0.5)
+VISIBLE_MIN = 128
 
 
-def endpoint_error(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """Euclidean distance between (..., 2) positions or displacements -> (...) float64."""
-    pred = np.asarray(pred, dtype=np.float64)
-    true = np.asarray(true, dtype=np.float64)
-    if pred.shape != true.shape or pred.shape[-1:] != (2,):
-        raise ValueError(f"endpoint_error: shapes must match and end in 2, got {pred.shape} and {true.shape}")
-    return np.hypot(pred[..., 0] - true[..., 0], pred[..., 1] - true[..., 1])
+def endpoint_error(pred: Any, true: Any, scale: Any = None) -> Any:
+    """Euclidean distance between (..., 2) positions or displacements -> (...).
+
+    NumPy arrays or torch tensors; ``scale`` (broadcastable to (..., 2), x and y) multiplies the
+    difference first, e.g. to report tracking-pixel displacements in frame pixels.
+    """
+    if pred.shape[-1:] != (2,) or true.shape[-1:] != (2,):
+        raise ValueError(f"endpoint_error: shapes must end in 2, got {tuple(pred.shape)} and {tuple(true.shape)}")
+    d = pred - true
+    if scale is not None:
+        d = d * scale
+    return (d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]) ** 0.5
 
 
 def within_key(threshold: float) -> str:
@@ -26,41 +45,48 @@ def within_key(threshold: float) -> str:
     return f"within_{threshold:g}"
 
 
-def delta_avg(
-    pred: np.ndarray,
-    true: np.ndarray,
-    visible: np.ndarray,
-    thresholds: tuple[float, ...] = DELTA_THRESHOLDS,
-) -> dict[str, float]:
-    """Fraction of visible points within each threshold, and their mean ('delta_avg').
+def _mean(a: np.ndarray) -> float:
+    return float(a.mean()) if a.size else float("nan")
 
-    pred, true: (..., 2) positions; visible: (...) bool. Returns {'within_1': ..., ...,
-    'delta_avg': ...}; NaN for every key when no point is visible.
-    """
+
+def delta_from_errors(err: np.ndarray, thresholds: tuple[float, ...] = DELTA_THRESHOLDS) -> dict[str, float]:
+    """Fraction of errors (of visible points) under each threshold, and their mean ('delta_avg')."""
+    err = np.asarray(err).ravel()
+    out = {within_key(t): _mean(err < t) for t in thresholds}
+    out["delta_avg"] = float(np.mean([out[within_key(t)] for t in thresholds])) if err.size else float("nan")
+    return out
+
+
+def error_summary(err: np.ndarray) -> dict[str, float]:
+    """EPE mean and median, TAP-Vid's within-threshold fractions and delta_avg, and the point count
+    of end-point errors ``err`` (already restricted to the points that count); NaN when empty."""
+    err = np.asarray(err).ravel()
+    return {
+        "epe_mean": _mean(err),
+        "epe_median": float(np.median(err)) if err.size else float("nan"),
+        **delta_from_errors(err),
+        "points": int(err.size),
+    }
+
+
+def delta_avg(
+    pred: np.ndarray, true: np.ndarray, visible: np.ndarray, thresholds: tuple[float, ...] = DELTA_THRESHOLDS
+) -> dict[str, float]:
+    """:func:`delta_from_errors` of positions ``pred`` vs ``true`` (..., 2) where ``visible`` (...)."""
     visible = np.asarray(visible, dtype=bool)
-    err = endpoint_error(pred, true)
+    err = endpoint_error(np.asarray(pred, np.float64), np.asarray(true, np.float64))
     if visible.shape != err.shape:
         raise ValueError(f"delta_avg: visible has shape {visible.shape}, expected {err.shape}")
     return delta_from_errors(err[visible], thresholds)
 
 
-def delta_from_errors(err: np.ndarray, thresholds: tuple[float, ...] = DELTA_THRESHOLDS) -> dict[str, float]:
-    """:func:`delta_avg` from end-point errors already restricted to the visible points."""
-    err = np.asarray(err).ravel()
-    out: dict[str, float] = {}
-    for t in thresholds:
-        out[within_key(t)] = float(np.mean(err < t)) if err.size else float("nan")
-    out["delta_avg"] = float(np.mean([out[within_key(t)] for t in thresholds])) if err.size else float("nan")
-    return out
-
-
 def as_visible(vis: np.ndarray) -> np.ndarray:
-    """Boolean visibility from bool, a probability in [0, 1] (>= 0.5) or uint8 * 255 (>= 128)."""
+    """Boolean visibility from bool, a probability in [0, 1] (>= 0.5) or uint8 * 255 (>= VISIBLE_MIN)."""
     vis = np.asarray(vis)
     if vis.dtype == bool:
         return vis
     if vis.dtype == np.uint8:
-        return vis >= 128
+        return vis >= VISIBLE_MIN
     return vis >= 0.5
 
 
@@ -70,24 +96,37 @@ def visibility_accuracy(pred_vis: np.ndarray, true_vis: np.ndarray) -> float:
     true = as_visible(true_vis)
     if pred.shape != true.shape:
         raise ValueError(f"visibility_accuracy: shapes differ, {pred.shape} and {true.shape}")
-    return float(np.mean(pred == true)) if pred.size else float("nan")
+    return _mean(pred == true)
 
 
 def tracking_summary(
-    pred: np.ndarray,
-    true: np.ndarray,
-    true_visible: np.ndarray,
-    pred_vis: np.ndarray | None = None,
+    pred: np.ndarray, true: np.ndarray, true_visible: np.ndarray, pred_vis: np.ndarray | None = None
 ) -> dict[str, float]:
-    """EPE mean/median on visible points, <delta_avg and its parts, visibility accuracy, counts."""
+    """:func:`error_summary` of positions on truly visible points, and visibility accuracy."""
     true_visible = np.asarray(true_visible, dtype=bool)
-    err = endpoint_error(pred, true)[true_visible]
-    out = {
-        "epe_mean": float(err.mean()) if err.size else float("nan"),
-        "epe_median": float(np.median(err)) if err.size else float("nan"),
-        **delta_avg(pred, true, true_visible),
-        "visible_points": int(err.size),
-    }
+    err = endpoint_error(np.asarray(pred, np.float64), np.asarray(true, np.float64))[true_visible]
+    out = error_summary(err)
     if pred_vis is not None:
         out["visibility_accuracy"] = visibility_accuracy(pred_vis, true_visible)
     return out
+
+
+# --- pixel grids ------------------------------------------------------------------------------
+
+
+def size_ratio(to_size: Sequence[int], from_size: Sequence[int]) -> tuple[float, float]:
+    """(sx, sy): pixels of ``to_size`` (H, W) per pixel of ``from_size`` (H, W)."""
+    (th, tw), (fh, fw) = to_size, from_size
+    return tw / fw, th / fh
+
+
+def frame_scale(meta: dict) -> tuple[float, float]:
+    """(sx, sy): pixels of the frames archive per pixel of the tracking resolution of a store."""
+    return size_ratio(meta["frame_size"], meta["tracking_size"])
+
+
+def rescale_points(points: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """(..., 2) x, y positions mapped to a grid ``scale`` (sx, sy) times as large, by the resize
+    rule x -> (x + 0.5) * s - 0.5 (pixel centres at integers on both grids)."""
+    s = np.asarray(scale, dtype=np.float64)
+    return (np.asarray(points, dtype=np.float64) + 0.5) * s - 0.5

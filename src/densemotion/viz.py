@@ -1,8 +1,9 @@
-"""Pictures of motion: the colour wheel, trajectory overlays, PNG and GIF writers.
+"""Pictures of motion: the standard flow colour wheel, trajectory overlays, PNG and GIF writers.
 
-Colour wheel: hue is the direction of a displacement (0 deg = +x, to the right, red; +90 deg =
-+y, downwards in the image), saturation its magnitude relative to ``max_mag``; zero motion is
-white.
+Colours are the standard optical-flow wheel (Baker et al., Middlebury; torchvision's
+``flow_to_image``): hue is the direction of a displacement (+x, to the right: red; +y,
+downwards in the image: yellow; -x: cyan; -y: violet), saturation its magnitude relative to
+``max_mag``; zero motion is white.
 """
 
 from __future__ import annotations
@@ -21,23 +22,24 @@ def flow_to_color(disp: np.ndarray, max_mag: float | None = None) -> np.ndarray:
     ``max_mag`` (pixels) maps to full saturation; None uses the largest finite magnitude in
     ``disp``. Larger magnitudes saturate; non-finite displacements are drawn white.
     """
+    import torch
+    from torchvision.utils import flow_to_image
+
     disp = np.asarray(disp, dtype=np.float32)
     if disp.ndim != 3 or disp.shape[2] != 2:
         raise ValueError(f"flow_to_color: expected (H, W, 2) displacements, got shape {disp.shape}")
-    dx, dy = disp[..., 0], disp[..., 1]
-    finite = np.isfinite(dx) & np.isfinite(dy)
-    dx, dy = np.where(finite, dx, 0), np.where(finite, dy, 0)
-    mag = np.hypot(dx, dy)
+    h, w = disp.shape[:2]
+    flat = np.where(np.isfinite(disp), disp, 0.0).reshape(-1, 2)
+    mag = np.hypot(flat[:, 0], flat[:, 1])
     if max_mag is None:
         max_mag = float(mag.max()) if mag.size else 0.0
     if not max_mag > 0:
         max_mag = 1.0
-    hsv = np.empty(disp.shape[:2] + (3,), dtype=np.float32)
-    hsv[..., 0] = np.degrees(np.arctan2(dy, dx)) % 360.0  # OpenCV float HSV: hue in degrees
-    hsv[..., 1] = np.minimum(mag / max_mag, 1.0)
-    hsv[..., 2] = 1.0
-    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    flat = flat * np.minimum(1.0, max_mag / np.maximum(mag, 1e-12))[:, None]  # saturate beyond max_mag
+    # flow_to_image scales by the largest magnitude it is given: one extra point of exactly max_mag
+    flow = np.concatenate([flat, [[max_mag, 0.0]]]).T[:, None, :]  # (2, 1, H * W + 1)
+    rgb = flow_to_image(torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)))  # (3, 1, H * W + 1)
+    return np.ascontiguousarray(rgb[:, 0, :-1].T.numpy()).reshape(h, w, 3)
 
 
 def color_wheel(size: int = 64) -> np.ndarray:
@@ -48,6 +50,58 @@ def color_wheel(size: int = 64) -> np.ndarray:
     img = flow_to_color(disp, max_mag=1.0)
     img[np.hypot(disp[..., 0], disp[..., 1]) > 1.0] = 255
     return img
+
+
+def motion_scale(disp: np.ndarray, visible: np.ndarray) -> float:
+    """The magnitude (px) drawn fully saturated: the 99th percentile of the visible points' motion."""
+    mags = np.hypot(disp[..., 0], disp[..., 1])[np.asarray(visible, bool) & np.isfinite(disp).all(axis=-1)]
+    top = float(np.percentile(mags, 99)) if mags.size else 0.0
+    return top if top > 0 else 1.0
+
+
+def motion_image(disp: np.ndarray, visible: np.ndarray, max_mag: float) -> np.ndarray:
+    """(Hg, Wg, 3) uint8 colour of each grid point's displacement; points not visible half grey."""
+    colors = flow_to_color(disp, max_mag).astype(np.float32)
+    hidden = ~np.asarray(visible, bool)
+    colors[hidden] = 0.5 * colors[hidden] + 0.5 * 128
+    return colors.astype(np.uint8)
+
+
+def motion_picture(
+    frame: np.ndarray,
+    motions: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    cell: int = 1,
+    origin: tuple[int, int] = (0, 0),
+    scale: int = 1,
+) -> np.ndarray:
+    """The one flow picture: frame | a colour image per motion | colour-wheel legend.
+
+    frame (H, W, 3) uint8; motions: (disp (Hg, Wg, 2) px, visible (Hg, Wg) bool) of a grid whose
+    cells are ``cell`` px wide starting at ``origin`` (y, x) in the frame. All motions share the
+    first one's colour scale (:func:`motion_scale`), printed under the wheel. ``scale`` enlarges
+    the whole picture (nearest for the motions).
+    """
+    h, w = frame.shape[:2]
+    max_mag = motion_scale(*motions[0])
+    y0, x0 = origin
+    panels = [_upscale(frame, scale)]
+    for disp, visible in motions:
+        hg, wg = disp.shape[:2]
+        canvas = np.full((h, w, 3), 255, np.uint8)
+        canvas[y0 : y0 + hg * cell, x0 : x0 + wg * cell] = _upscale(motion_image(disp, visible, max_mag), cell, True)
+        panels.append(_upscale(canvas, scale, nearest=True))
+    side = panels[0].shape[0]
+    labelled = side >= 32  # room for the magnitude under the wheel
+    wheel = color_wheel(min(64, side - 14) if labelled else side)
+    legend = np.full((side, max(wheel.shape[1], 48 if labelled else 0), 3), 255, np.uint8)
+    legend[: wheel.shape[0], : wheel.shape[1]] = wheel
+    if labelled:
+        cv2.putText(legend, f"{max_mag:.1f} px", (2, wheel.shape[0] + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    gap = np.full((side, 4, 3), 255, np.uint8)
+    parts = [p for panel in [*panels, legend] for p in (panel, gap)][:-1]
+    return np.concatenate(parts, axis=1)
 
 
 def save_png(path: str | Path, image: np.ndarray) -> None:
@@ -90,7 +144,7 @@ def _upscale(image: np.ndarray, scale: int, nearest: bool = False) -> np.ndarray
 
 
 def direction_colors(tracks: np.ndarray, max_mag: float | None = None) -> np.ndarray:
-    """(N, 3) uint8 colour-wheel colour of each track's end-point displacement; tracks (T, N, 2)."""
+    """(N, 3) uint8 colour-wheel colour of each track's end-point displacement; tracks (S, N, 2)."""
     disp = (tracks[-1] - tracks[0])[None].astype(np.float32)  # (1, N, 2)
     if max_mag is None:
         mags = np.hypot(disp[..., 0], disp[..., 1])
@@ -110,7 +164,7 @@ def draw_trajectories(
 ) -> np.ndarray:
     """Frame with each point's path up to frame ``t`` drawn over it, older segments fainter.
 
-    frame (H, W, 3) uint8; tracks (T, N, 2) xy in frame pixels; vis (T, N) in [0, 1]; colors
+    frame (H, W, 3) uint8; tracks (S, N, 2) xy in frame pixels; vis (S, N) in [0, 1]; colors
     (N, 3) uint8. Segments are drawn while both ends are visible; a point's position at ``t`` is a
     filled dot when visible, an open circle when not. ``scale`` upscales the picture first.
     """
@@ -132,33 +186,6 @@ def draw_trajectories(
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
-def flow_picture(
-    frame0: np.ndarray, disp: np.ndarray, vis: np.ndarray, origin: tuple[int, int], cell: int, scale: int = 1
-) -> np.ndarray:
-    """Frame 0 beside the colour-wheel image of the end-point displacement, with a legend.
-
-    frame0 (H, W, 3); disp (Hg, Wg, 2) and vis (Hg, Wg) of the grid whose cells are ``cell`` px
-    wide starting at ``origin`` (y, x) in the frame. Points hidden at the end are drawn half grey.
-    """
-    h, w = frame0.shape[:2]
-    hg, wg = disp.shape[:2]
-    mags = np.hypot(disp[..., 0], disp[..., 1])[vis >= 0.5]
-    max_mag = max(float(np.percentile(mags, 99)) if mags.size else 0.0, 1.0)
-    colors = flow_to_color(disp, max_mag).astype(np.float32)
-    colors[vis < 0.5] = 0.5 * colors[vis < 0.5] + 0.5 * 128
-    flow = np.full((h, w, 3), 255, np.uint8)
-    y0, x0 = origin
-    flow[y0 : y0 + hg * cell, x0 : x0 + wg * cell] = _upscale(colors.astype(np.uint8), cell, nearest=True)
-    left, right = _upscale(frame0, scale), _upscale(flow, scale, nearest=True)
-    legend = color_wheel(max(16, min(64, right.shape[0] // 4)))
-    right[2 : 2 + legend.shape[0], 2 : 2 + legend.shape[1]] = legend
-    cv2.putText(
-        right, f"{max_mag:.1f} px", (4, legend.shape[0] + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA
-    )
-    gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([left, gap, right], axis=1)
-
-
 def _thin_grid(shape: tuple[int, int], max_tracks: int) -> np.ndarray:
     """Flat indices of every k-th grid point in both directions, about ``max_tracks`` of them."""
     hg, wg = shape
@@ -172,7 +199,7 @@ def window_pictures(
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Pictures of window ``k`` of a trajectory store -> (still, animation frames, flow picture).
 
-    ``frames`` (T, H, W, 3) at the store's tracking size; None draws over the stored frame 0
+    ``frames`` (S, H, W, 3) at the store's tracking size; None draws over the stored frame 0
     (grid resolution, blown up) instead. ``still`` is the last frame with full trails.
     """
     meta = store.meta
@@ -186,12 +213,14 @@ def window_pictures(
         frames = np.broadcast_to(background, (w["disp"].shape[0], th, tw, 3))
     pick = _thin_grid((hg, wg), max_tracks)
     points = store.grid_points()[pick]  # (n, 2)
-    tracks = w["disp"].reshape(len(w["disp"]), -1, 2)[:, pick] + points  # (T, n, 2)
-    vis = w["vis"].reshape(len(w["vis"]), -1)[:, pick]  # (T, n)
+    tracks = w["disp"].reshape(len(w["disp"]), -1, 2)[:, pick] + points  # (S, n, 2)
+    vis = w["vis"].reshape(len(w["vis"]), -1)[:, pick]  # (S, n)
     colors = direction_colors(tracks)
     scale = _scale_for(tw)
     last = len(tracks) - 1
     animation = [draw_trajectories(frames[t], tracks, vis, t, colors, tail, scale) for t in range(last + 1)]
     still = draw_trajectories(frames[last], tracks, vis, last, colors, tail=last, scale=scale)
-    flow = flow_picture(np.asarray(frames[0]), w["disp"][-1], w["vis"][-1], (margin, margin), g, scale)
+    flow = motion_picture(
+        np.asarray(frames[0]), [(w["disp"][-1], w["visible"][-1])], cell=g, origin=(margin, margin), scale=scale
+    )
     return still, animation, flow

@@ -9,10 +9,12 @@ archive frames to clip frames (the archive's ``source_indices``), then compared 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from densemotion import metrics
+from densemotion.metrics import rescale_points, size_ratio
 from densemotion.sample import SampleTruth
 from densemotion.trajectories.store import TrajectoryStore
 
@@ -38,35 +40,22 @@ class Errors:
         if not self.err:
             return {}
         err, still, vis, pvis, mov, last = (np.concatenate(getattr(self, n)) for n in self.__dataclass_fields__)
-        out = _scores(err, vis)
-        out["visibility_accuracy"] = float(np.mean(pvis == vis))
-        out["zero_motion_epe_mean"] = float(still[vis].mean()) if vis.any() else float("nan")
-        out["moving"] = {**_scores(err, vis & mov), "zero_motion_epe_mean": _mean(still[vis & mov])}
-        out["last_frame"] = _scores(err, vis & last)
+        out: dict[str, Any] = dict(metrics.error_summary(err[vis]))
+        out["visibility_accuracy"] = metrics.visibility_accuracy(pvis, vis)
+        out["zero_motion_epe_mean"] = metrics.error_summary(still[vis])["epe_mean"]
+        out["moving"] = {
+            **metrics.error_summary(err[vis & mov]),
+            "zero_motion_epe_mean": metrics.error_summary(still[vis & mov])["epe_mean"],
+        }
+        out["last_frame"] = metrics.error_summary(err[vis & last])
         return out
-
-
-def _mean(a: np.ndarray) -> float:
-    return float(a.mean()) if a.size else float("nan")
-
-
-def _scores(err: np.ndarray, mask: np.ndarray) -> dict:
-    """EPE mean/median and TAP-Vid's within-threshold fractions of errors ``err[mask]``."""
-    e = err[mask]
-    return {
-        "epe_mean": _mean(e),
-        "epe_median": float(np.median(e)) if e.size else float("nan"),
-        **metrics.delta_from_errors(e),
-        "points": int(e.size),
-    }
 
 
 def score_store(store: TrajectoryStore, truth: SampleTruth, source_indices: list[int]) -> Errors:
     """Compare every window of ``store`` with ``truth``; ``source_indices`` maps archive -> clip frames."""
-    th, tw = store.meta["tracking_size"]
-    sx, sy = truth.width / tw, truth.height / th
+    scale = size_ratio((truth.height, truth.width), store.meta["tracking_size"])
     q = store.grid_points().astype(np.float64)  # (N, 2) tracking px
-    q_clip = np.stack([(q[:, 0] + 0.5) * sx - 0.5, (q[:, 1] + 0.5) * sy - 0.5], axis=1)
+    q_clip = rescale_points(q, scale)  # (N, 2) clip px
     window = int(store.meta["window"])
     out = Errors()
     for k in range(len(store)):
@@ -79,14 +68,15 @@ def score_store(store: TrajectoryStore, truth: SampleTruth, source_indices: list
             )
         true, visible = truth.tracks(int(frames[0]), int(frames[-1] - frames[0] + 1), q_clip)
         true, visible = true[frames - frames[0]][1:], visible[frames - frames[0]][1:]  # (S-1, N, ...)
-        disp = store.disp[k, 1:].astype(np.float64).reshape(window - 1, -1, 2)
-        pred = np.stack([(q[:, 0] + disp[..., 0] + 0.5) * sx - 0.5, (q[:, 1] + disp[..., 1] + 0.5) * sy - 0.5], -1)
+        tracked = store.window(k, range(1, window))
+        disp = tracked["disp"].astype(np.float64).reshape(window - 1, -1, 2)
+        pred = rescale_points(q + disp, scale)  # (S-1, N, 2) clip px
         last = np.zeros(visible.shape, bool)
         last[-1] = True
         out.err.append(metrics.endpoint_error(pred, true).astype(np.float32).ravel())
         out.still.append(metrics.endpoint_error(np.broadcast_to(q_clip, true.shape), true).astype(np.float32).ravel())
         out.visible.append(visible.ravel())
-        out.pred_visible.append(metrics.as_visible(store.vis[k, 1:]).reshape(window - 1, -1).ravel())
+        out.pred_visible.append(tracked["visible"].ravel())
         out.moving.append(out.still[-1] > MOVING_PX)
         out.last.append(last.ravel())
     return out

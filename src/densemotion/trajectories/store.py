@@ -1,12 +1,12 @@
 """Trajectory store, schema 1: one folder of NumPy files per video (the training set).
 
-Layout of ``<store>/`` (Nw windows, T frames per window, an Hg x Wg grid):
+Layout of ``<store>/`` (Nw windows, S frames per window, an Hg x Wg grid):
 
 - ``frames0.npy`` (Nw, Hg, Wg, 3) uint8: first frame of each window, area-downsized by g
-- ``disp.npy``    (Nw, T, Hg, Wg, 2) float16: x, y displacement of each grid point from its
+- ``disp.npy``    (Nw, S, Hg, Wg, 2) float16: x, y displacement of each grid point from its
   frame-0 position, pixels of the tracking resolution; ``disp[:, 0] == 0``. float16 keeps a
   spacing of 1/32 px up to 64 px, so rounding stays under 1/64 px there.
-- ``vis.npy``     (Nw, T, Hg, Wg) uint8: visibility * 255
+- ``vis.npy``     (Nw, S, Hg, Wg) uint8: visibility * 255
 - ``starts.npy``  (Nw,) int64: window start frame in the frames archive
 - ``meta.json``: see ``REQUIRED_META``; grid point (i, j) sits at x = margin + (j + 0.5) * g - 0.5,
   y = margin + (i + 0.5) * g - 0.5 (see :func:`grid_points`).
@@ -21,11 +21,13 @@ import contextlib
 import json
 import re
 import shutil
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from densemotion.atomic import atomic_path, listing_sha256, sha256_file
+from densemotion.metrics import VISIBLE_MIN
 from densemotion.tracking import grid
 
 SCHEMA_VERSION = 1
@@ -48,11 +50,11 @@ def grid_points(meta: dict) -> np.ndarray:
 def expected_shapes(meta: dict, num_windows: int) -> dict[str, tuple[int, ...]]:
     """Shape of each array for a store with ``meta``'s window and grid and ``num_windows``."""
     hg, wg = meta["grid_shape"]
-    t = int(meta["window"])
+    s = int(meta["window"])
     return {
         "frames0": (num_windows, hg, wg, 3),
-        "disp": (num_windows, t, hg, wg, 2),
-        "vis": (num_windows, t, hg, wg),
+        "disp": (num_windows, s, hg, wg, 2),
+        "vis": (num_windows, s, hg, wg),
         "starts": (num_windows,),
     }
 
@@ -92,14 +94,40 @@ def write_store(
     ``schema_version`` and ``num_windows`` are filled in; the other keys of ``REQUIRED_META``
     must be in ``meta``. Arrays must already have the schema's dtypes and shapes.
     """
-    path = Path(path)
     arrays = {"frames0": frames0, "disp": disp, "vis": vis, "starts": starts}
-    meta = _final_meta(meta, len(starts))
-    _check_arrays(arrays, meta, str(path))
+    final = _final_meta(meta, len(starts))
+    _check_arrays(arrays, final, str(path))
+    return _write(Path(path), meta, [arrays])
+
+
+def _write(path: Path, meta: dict, parts: Iterable[dict[str, np.ndarray]] | Sequence[dict[str, np.ndarray]]) -> dict:
+    """The one writer of a store: ``parts`` (dicts of consecutive windows' arrays) streamed into
+    ``path`` with ordinary buffered writes (a full disk is an OSError, not a crash), atomically.
+
+    ``parts`` is iterated twice (count, then write), so a generator must be passed as a list of
+    loaders or a re-iterable; the bytes equal ``np.save`` of the concatenated arrays.
+    """
+    counts = [len(part["starts"]) for part in parts]
+    meta = _final_meta(meta, sum(counts))
+    shapes = expected_shapes(meta, meta["num_windows"])
     with atomic_path(path, is_dir=True) as tmp:
-        for name, arr in arrays.items():
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+        files = {name: open(tmp / f"{name}.npy", "wb") for name in shapes}  # noqa: SIM115  # closed below
+        try:
+            for name, f in files.items():
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(_DTYPES[name])), "fortran_order": False,
+                          "shape": shapes[name]}  # fmt: skip
+                np.lib.format.write_array_header_1_0(f, header)
+            for part, n in zip(parts, counts, strict=True):
+                for name, f in files.items():
+                    arr = np.ascontiguousarray(part[name])
+                    if arr.dtype != _DTYPES[name] or len(arr) != n:
+                        raise TrajectoryStoreError(f"{path}: a part's {name} is {arr.dtype}{list(arr.shape)}")
+                    f.write(arr.tobytes())  # one part (a chunk of windows) at a time
+        finally:
+            for f in files.values():
+                f.close()
         _write_meta(tmp, meta)
+        TrajectoryStore(tmp)  # refuse to finish with a store that does not read back
     return meta
 
 
@@ -162,21 +190,30 @@ class TrajectoryStore:
         """(Hg*Wg, 2) float32 (x, y) in tracking pixels."""
         return grid_points(self.meta)
 
-    def window(self, k: int) -> dict[str, np.ndarray | int]:
-        """Window ``k`` as in-memory arrays: frame0 (Hg, Wg, 3) uint8, disp (T, Hg, Wg, 2)
-        float32, vis (T, Hg, Wg) float32 in [0, 1], start (int)."""
+    def window(self, k: int, steps: Sequence[int] | None = None) -> dict:
+        """Window ``k`` as in-memory arrays, the one way consumers read a store.
+
+        ``steps``: frame indices within the window to read (default all S; K of them).
+        Returns frame0 (Hg, Wg, 3) uint8, disp (K, Hg, Wg, 2) float32 px of the tracking
+        resolution, vis (K, Hg, Wg) float32 in [0, 1], visible (K, Hg, Wg) bool (the tracker saw
+        the point: ``vis >= VISIBLE_MIN / 255`` and a finite displacement), start (int).
+        """
         if not -len(self) <= k < len(self):
             raise IndexError(f"{self.path}: window {k} out of range (store has {len(self)})")
+        pick = slice(None) if steps is None else list(steps)
+        disp = np.asarray(self.disp[k][pick], dtype=np.float32)
+        vis = np.asarray(self.vis[k][pick])
         return {
             "frame0": np.array(self.frames0[k]),
-            "disp": self.disp[k].astype(np.float32),
-            "vis": self.vis[k].astype(np.float32) / 255.0,
+            "disp": disp,
+            "vis": vis.astype(np.float32) / 255.0,
+            "visible": (vis >= VISIBLE_MIN) & np.isfinite(disp).all(axis=-1),
             "start": int(self.starts[k]),
         }
 
     def sample(self, k: int) -> dict:
         """Window ``k`` as torch tensors, channels first: image (3, Hg, Wg) float32 in [0, 1],
-        disp (T, 2, Hg, Wg) float32 px, vis (T, Hg, Wg) float32 in [0, 1], start (int)."""
+        disp (S, 2, Hg, Wg) float32 px, vis (S, Hg, Wg) float32 in [0, 1], start (int)."""
         import torch
 
         w = self.window(k)
@@ -243,39 +280,29 @@ class ChunkedStoreWriter:
     def assemble(self, path: str | Path, meta: dict, num_chunks: int) -> dict:
         """Write the store at ``path`` from chunks 0 .. num_chunks - 1 (all must be finished).
 
-        Chunks are streamed one at a time into memory-mapped outputs: memory stays at one chunk.
+        Chunks are read one at a time while writing: memory stays at one chunk.
         """
-        path = Path(path)
-        counts = []
-        for i in range(num_chunks):
-            chunk = self.read_chunk(i)
-            if chunk is None:
-                raise TrajectoryStoreError(f"{path}: chunk {i} is not finished in {self.dir}")
-            counts.append(len(chunk["starts"]))
-            del chunk
-        meta = _final_meta(meta, sum(counts))
-        shapes = expected_shapes(meta, meta["num_windows"])
-        with atomic_path(path, is_dir=True) as tmp:
-            outs = {
-                name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=_DTYPES[name], shape=shape)
-                for name, shape in shapes.items()
-            }
-            pos = 0
-            for i, n in enumerate(counts):
-                chunk = self.read_chunk(i)
-                assert chunk is not None  # every chunk was read above
-                for name, out in outs.items():
-                    out[pos : pos + n] = chunk[name]
-                pos += n
-            for out in outs.values():
-                out.flush()
-            del outs
-            _write_meta(tmp, meta)
-            TrajectoryStore(tmp)  # refuse to finish with a store that does not read back
-        return meta
+        missing = [i for i in range(num_chunks) if not self.has_chunk(i)]
+        if missing:
+            raise TrajectoryStoreError(f"{path}: chunk {missing[0]} is not finished in {self.dir}")
+        return _write(Path(path), meta, _Chunks(self, num_chunks))
 
     def cleanup(self) -> None:
         """Remove this fingerprint's chunks, and the work folder when nothing else is in it."""
         shutil.rmtree(self.dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # not empty: other work is kept
             self.root.rmdir()
+
+
+class _Chunks:
+    """The finished chunks of a writer as a re-iterable sequence of parts, loaded one at a time."""
+
+    def __init__(self, writer: ChunkedStoreWriter, n: int):
+        self.writer, self.n = writer, n
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for i in range(self.n):
+            chunk = self.writer.read_chunk(i)
+            if chunk is None:
+                raise TrajectoryStoreError(f"chunk {i} in {self.writer.dir} became unreadable while assembling")
+            yield chunk

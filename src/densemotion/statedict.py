@@ -1,0 +1,34 @@
+"""One check of a state dict against the keys and shapes a network expects.
+
+Used for every weights file we load (PIPs checkpoints, torchvision pretrained weights), so a
+foreign or truncated file is refused with the same listing of what is missing, unexpected or
+misshapen, instead of torch's long error or, worse, a silent partial load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def mismatch(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], shown: int = 20) -> str | None:
+    """None when ``state`` has exactly the keys of ``expected`` with those shapes, else the list
+    of missing keys, unexpected keys and wrong shapes (at most ``shown`` of each)."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{k} {tuple(getattr(state[k], 'shape', ()))} (expected {tuple(expected[k])})"
+        for k in set(expected) & set(state)
+        if tuple(getattr(state[k], "shape", (None,))) != tuple(expected[k])
+    )
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
+        if keys:
+            more = f", ... ({len(keys)} in all)" if len(keys) > shown else ""
+            problems.append(f"{label}: {', '.join(keys[:shown])}{more}")
+    return "; ".join(problems) or None
+
+
+def shapes_of(state: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a state dict (e.g. a freshly built module's)."""
+    return {k: tuple(v.shape) for k, v in state.items()}
