@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from densemotion.params import DisParams, SampleParams
+from densemotion.params import SampleParams
 from densemotion.sample import render_clip
 from densemotion.tracking import grid
-from densemotion.tracking.dis import DisTracker
+from densemotion.tracking.dis import DisParams
+from densemotion.tracking.dis.flow import DisTracker
 
 WINDOW = 8
 

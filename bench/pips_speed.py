@@ -5,7 +5,7 @@
         [--repeat 1] [--bf16-points 32]
 
 One 8-frame window of a rendered sample clip, stride 4, 6 iterations, synthetic weights (the
-fixture weights of SPEC.md: speed does not depend on the values). Every measurement runs in its
+fixture weights of docs/pips.md: speed does not depend on the values). Every measurement runs in its
 own child process, so each peak memory figure is its own (CPU: peak RSS above the RSS once the
 model and frames are loaded; CUDA: peak allocated).
 

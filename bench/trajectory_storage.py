@@ -20,7 +20,7 @@ import numpy as np
 from densemotion.params import SampleParams, TrajectoriesParams
 from densemotion.sample import render_clip
 from densemotion.tracking import grid
-from densemotion.tracking.dis import make
+from densemotion.trajectories.run import make_tracker
 from densemotion.trajectories.store import write_store
 
 WINDOW = 8
@@ -28,7 +28,7 @@ WINDOW = 8
 
 def track_windows(frames: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """-> frames0 (Nw, Hg, Wg, 3), tracks (Nw, T, N, 2) float32, vis (Nw, T, N) float32, queries."""
-    tracker = make(TrajectoriesParams(device="cpu"), "cpu")
+    tracker = make_tracker(TrajectoriesParams(device="cpu"))
     shape = grid.grid_shape(frames.shape[1:3], g, 0)
     q = grid.grid_points(shape, g, 0)
     out = [tracker.track(frames[s : s + WINDOW], q) for s in range(0, len(frames) - WINDOW + 1, WINDOW)]

@@ -31,9 +31,13 @@ def sample_params_dict() -> dict:
     its own videos (or at PIPs, a tracking resolution, a split regex) must pass the same suite.
     """
     from densemotion.params import DataParams, Params, SampleParams
+    from densemotion.tracking import registry
 
     videos = {clip: f"data/sample/videos/{clip}.mp4" for clip in SampleParams().clips}
-    return Params(data=DataParams(videos=videos)).model_dump(mode="json")
+    raw = Params(data=DataParams(videos=videos)).model_dump(mode="json")
+    for name in registry.names():  # every tracker's section, as params.yaml has them (DVC reads them)
+        raw["trajectories"][name] = registry.get(name).params().model_dump(mode="json")
+    return raw
 
 
 def write_params(path: Path, raw: dict | None = None) -> Path:

@@ -4,9 +4,10 @@ import pytest
 from densemotion import metrics
 from densemotion.params import SampleParams, TrajectoriesParams
 from densemotion.sample import render_clip
-from densemotion.tracking import grid, make_tracker
+from densemotion.tracking import grid
 from densemotion.tracking.base import TrackerError
-from densemotion.tracking.dis import DisTracker, sample_bilinear
+from densemotion.tracking.dis.flow import DisTracker, sample_bilinear
+from densemotion.trajectories.run import make_tracker
 
 
 def test_sample_bilinear_is_exact_on_linear_fields_and_clamps():
@@ -101,5 +102,5 @@ def test_made_by_name_from_params():
     params = TrajectoriesParams(tracker="dis", device="cpu", dis={"preset": "fast", "fb_threshold": 2.0})
     tracker = make_tracker(params)
     assert tracker.name == "dis" and tracker.preset == "fast" and tracker.fb_threshold == 2.0
-    with pytest.raises(TrackerError, match="unknown tracker 'nope'"):
-        make_tracker(TrajectoriesParams(tracker="nope"))
+    with pytest.raises(ValueError, match="unknown tracker 'nope'"):
+        TrajectoriesParams(tracker="nope")

@@ -39,9 +39,13 @@ TINY = {
 }
 
 
-def _env() -> dict[str, str]:
+def _env(cwd: Path | None = None) -> dict[str, str]:
+    """The stages' environment: this venv's tools, and the code of the repository copy at ``cwd``
+    (its src/ first on PYTHONPATH), so that what DVC hashes is what runs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    if cwd is not None:
+        env["PYTHONPATH"] = str(Path(cwd) / "src")
     env["DVC_NO_ANALYTICS"] = "1"
     env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "densemotion tests"
     env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "tests@example.invalid"
@@ -49,7 +53,7 @@ def _env() -> dict[str, str]:
 
 
 def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=cwd, env=_env(cwd), capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -73,7 +77,7 @@ def _copy_tree(dest: Path) -> None:
     ).stdout.split()
     for rel in files:
         src = REPO / rel
-        if src.is_file() and not rel.startswith(("data/", "models/", "metrics/", "dvc_plots/")):
+        if src.is_file() and not rel.startswith(("data/", "metrics/", "dvc_plots/")):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
 
@@ -110,6 +114,23 @@ def test_second_repro_does_nothing_and_status_is_clean(repo):
     status = run(repo, "dvc", "status")
     assert "up to date" in status.stdout, status.stdout
     assert run(repo, "git", "status", "--porcelain").stdout.strip() == ""
+
+
+def test_outputs_stay_out_of_git_without_dvcs_own_gitignore_lines(repo):
+    """A failed dvc repro drops the .gitignore lines DVC added in that run: the static ones hold."""
+    for ignore in (repo / "data").rglob(".gitignore"):
+        ignore.unlink()
+    (repo / "models" / ".gitignore").unlink()
+    untracked = run(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout.split("\n")
+    generated = [line for line in untracked if line.startswith("??")]
+    assert generated == [], generated
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    cached = [
+        o["path"] for stage in lock.values() for o in stage.get("outs", []) if not o["path"].startswith("metrics")
+    ]
+    assert len(cached) > 10
+    ignored = [p for p in cached if run(repo, "git", "check-ignore", "-q", p, check=False).returncode == 0]
+    assert ignored == cached
 
 
 def test_real_video_folder_reruns_only_the_changed_video(repo):
@@ -165,7 +186,6 @@ def test_push_then_pull_restores_everything(repo):
     for out in (repo / "data" / "frames").glob("*.zip"):  # outputs gone (git's .gitignore stays)
         out.unlink()
     shutil.rmtree(repo / "data" / "trajectories")
-    run(repo, "git", "checkout", "--", "data/trajectories/.gitignore")
     shutil.rmtree(repo / ".dvc" / "cache")
     run(repo, "dvc", "pull")
     assert len(list((repo / "data" / "frames").glob("*.zip"))) == 3
@@ -197,7 +217,7 @@ def test_killed_training_resumes_under_dvc_repro(repo):
     proc = subprocess.Popen(
         ["dvc", "repro", "train"],
         cwd=repo,
-        env=_env(),
+        env=_env(repo),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -274,3 +294,130 @@ def test_pips_without_weights_fails_with_the_fetch_command(repo):
     out = run(repo, "dvc", "repro", check=False)
     assert out.returncode != 0
     assert "dvc import-url" in out.stdout + out.stderr and "fetch-pips" in out.stdout + out.stderr
+
+
+def _status(repo: Path) -> dict:
+    """Stage name -> what changed, from `dvc status --json` (empty: up to date)."""
+    return json.loads(run(repo, "dvc", "status", "--json").stdout or "{}")
+
+
+def test_other_videos_pushed_then_a_fresh_clone_pulls_and_runs_nothing(repo, tmp_path):
+    """The Colab round trip: switch to one's own videos, repro, push; a new clone pulls and is clean."""
+    raw = repo / "data" / "raw" / "myvids"
+    raw.mkdir(parents=True)
+    from densemotion.video import encode_video
+
+    for i in range(3):
+        encode_video(raw / f"v{i}.mp4", moving_frames(16, 64, 96, seed=i), 24)
+    run(repo, "dvc", "add", "data/raw/myvids")
+    used = run(repo, BIN / "python", "-m", "densemotion", "use-videos", "data/raw/myvids")
+    assert "set aside 6 outputs" in used.stdout  # the sample's frames and stores
+    assert not (repo / "data" / "frames" / "sample00.zip").exists()
+    run(repo, "dvc", "repro")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert not [s for s in lock if s.startswith(("frames@sample", "trajectories@sample"))]  # no orphans
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "my videos")
+    assert run(repo, "git", "status", "--porcelain").stdout.strip() == ""
+    run(repo, "dvc", "push")
+
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    remote = run(repo, "dvc", "remote", "list", "--local").stdout.split()[1]
+    run(clone, "dvc", "remote", "add", "--local", "-d", "testremote", remote)
+    run(clone, "dvc", "pull")
+    assert _status(clone) == {}, _status(clone)
+    again = run(clone, "dvc", "repro")
+    assert ran_stages(again.stdout) == [], again.stdout
+    assert run(clone, "git", "status", "--porcelain").stdout.strip() == ""
+
+
+def test_touching_code_changes_exactly_the_stages_that_import_it(repo):
+    params_py = repo / "src" / "densemotion" / "params.py"
+    params_py.write_text(params_py.read_text() + "\n# touched\n")
+    changed = set(_status(repo))
+    stages = {s.split("@")[0] for s in changed}
+    assert stages == {"sample", "frames", "trajectories", "tracker_accuracy", "visualize", "train", "evaluate"}, changed
+    run(repo, "git", "checkout", "--", "src/densemotion/params.py")
+    assert _status(repo) == {}
+    viz = repo / "src" / "densemotion" / "viz.py"
+    viz.write_text(viz.read_text() + "\n# touched\n")
+    assert set(_status(repo)) == {"visualize", "evaluate"}
+
+
+def test_replacing_the_pips_checkpoint_reruns_what_uses_it(repo):
+    import torch
+
+    from densemotion.tracking.pips.checkpoint import fixture_state_dict, save_checkpoint
+
+    ckpt = repo / "models" / "pips" / "model-000200000.pth"
+    save_checkpoint(fixture_state_dict(), ckpt)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["trajectories"].update(tracker="pips", grid_stride=16)
+    params["trajectories"]["pips"] = {"iters": 1}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    first = ran_stages(run(repo, "dvc", "repro").stdout)
+    assert {"trajectories@sample00", "trajectories@sample02", "train"} <= set(first), first
+    assert _status(repo) == {}
+    other = {k: v * 0.9 if v.is_floating_point() else v for k, v in fixture_state_dict().items()}
+    save_checkpoint(other, ckpt)  # another test-made checkpoint in the published format
+    assert {s for s in _status(repo) if s.startswith("trajectories@")} == {f"trajectories@sample0{i}" for i in range(3)}
+    second = ran_stages(run(repo, "dvc", "repro").stdout)  # no -f
+    assert {"trajectories@sample00", "trajectories@sample01", "train", "evaluate"} <= set(second), second
+    assert not any(s.startswith(("frames@", "sample@")) for s in second), second
+    assert torch.load(ckpt, weights_only=True)["model_state_dict"]["norm.weight"].dtype == torch.float64
+
+
+TINY_TRACKER = '''"""A tracker that says every point stands still (for tests: the registry at work)."""
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from densemotion.params import Section
+from densemotion.tracking.base import TrackerSpec
+
+
+class StillParams(Section):
+    visibility: float = 1.0
+
+
+class Still:
+    name = "still"
+
+    def __init__(self, visibility: float):
+        self.visibility = visibility
+
+    def track(self, frames, queries):
+        tracks = np.broadcast_to(queries, (len(frames), *queries.shape)).astype(np.float32)
+        return tracks, np.full(tracks.shape[:2], self.visibility, np.float32)
+
+
+def _make(section: BaseModel, device: str, weights: Path | None) -> Still:
+    assert isinstance(section, StillParams)
+    return Still(section.visibility)
+
+
+TRACKER = TrackerSpec(name="still", params=StillParams, make=_make)
+'''
+
+
+def test_a_new_tracker_is_one_package_and_its_params(repo):
+    """README, "Adding a tracker": one package in src/densemotion/tracking/, a models/ folder."""
+    package = repo / "src" / "densemotion" / "tracking" / "still"
+    package.mkdir()
+    (package / "__init__.py").write_text(TINY_TRACKER)
+    (repo / "models" / "still").mkdir()
+    (repo / "models" / "still" / "README.md").write_text("no weights\n")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["trajectories"].update(tracker="still", still={"visibility": 0.75})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages = ran_stages(run(repo, "dvc", "repro").stdout)
+    assert {"trajectories@sample00", "train", "evaluate"} <= set(stages), stages
+    meta = json.loads((repo / "data/trajectories/sample00/meta.json").read_text())
+    assert meta["tracker"] == "still" and meta["tracker_params"] == {"visibility": 0.75}
+    params["trajectories"]["still"] = {"visibility": "high"}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    failed = run(repo, "dvc", "repro", check=False)
+    assert failed.returncode != 0 and "trajectories.still.visibility" in failed.stdout + failed.stderr

@@ -26,7 +26,7 @@ def _fork(dest) -> None:
     ).stdout.split()
     for rel in files:
         src = REPO / rel
-        if src.is_file() and not rel.startswith(("data/", "models/", "metrics/", "dvc_plots/")):
+        if src.is_file() and not rel.startswith(("data/", "metrics/", "dvc_plots/")):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
 

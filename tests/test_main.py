@@ -30,3 +30,20 @@ def test_a_command_runs_with_its_arguments(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["frames", "--help"])
     assert exit_.value.code == 0 and "--params" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("switch", ["--debug", "env"])
+def test_an_error_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch, switch):
+    from densemotion.cli.frames import main as frames_main
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text("frames: {jpeg_quality: high}\n")
+    args = ["x.mp4", str(tmp_path / "x.zip"), "--params", str(bad)]
+    assert frames_main(args) == 1
+    plain = capsys.readouterr().err
+    assert "frames.jpeg_quality" in plain and "Traceback" not in plain
+    if switch == "env":
+        monkeypatch.setenv("DENSEMOTION_DEBUG", "1")
+    assert frames_main([*args, "--debug"] if switch == "--debug" else args) == 1
+    debug = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in debug and "frames.jpeg_quality" in debug

@@ -12,9 +12,9 @@ from densemotion.model import (
     SPECS,
     ModelError,
     build_model,
-    hub_checkpoint_path,
-    output_steps,
+    predicted_steps,
     set_backbone_trainable,
+    weights_file_name,
 )
 from densemotion.params import ModelParams
 
@@ -53,9 +53,11 @@ def test_output_is_in_pixels_via_disp_scale():
 
 
 def test_steps_and_bad_names():
-    assert output_steps("endpoint", 8) == 1 and output_steps("trajectory", 8) == 7
+    assert predicted_steps("endpoint", 8) == [7] and predicted_steps("trajectory", 4) == [1, 2, 3]
     with pytest.raises(ModelError, match="window"):
-        output_steps("endpoint", 1)
+        predicted_steps("endpoint", 1)
+    with pytest.raises(ModelError, match="unknown target 'flow'"):
+        predicted_steps("flow", 8)
     with pytest.raises(ModelError, match="unknown model 'unet'"):
         build_model(ModelParams.model_construct(**{**ModelParams().model_dump(), "name": "unet"}), 8)
     with pytest.raises(ValueError, match="no auxiliary head"):
@@ -75,25 +77,22 @@ def test_freezing_the_backbone():
 # --- pretrained weights, from files the tests write ---------------------------------------------
 
 
-@pytest.fixture
-def torch_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    return tmp_path / "torch"
-
-
 def _save(state: dict, path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
 
 
-def test_coco_weights_load_from_the_hub_cache_except_the_new_head(torch_home):
+def _at(folder, weights):
+    """Where build_model looks for torchvision's ``weights`` file in ``folder``."""
+    return folder / weights_file_name(weights)
+
+
+def test_coco_weights_load_from_the_pretrained_folder_except_the_new_head(tmp_path):
     torch.manual_seed(1)
     reference = seg.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21)
-    path = hub_checkpoint_path(SPECS["lraspp_mobilenet_v3_large"].coco)
-    assert path.parent == torch_home / "hub" / "checkpoints"
-    _save(reference.state_dict(), path)
+    _save(reference.state_dict(), _at(tmp_path / "coco", SPECS["lraspp_mobilenet_v3_large"].coco))
     torch.manual_seed(2)
-    model = build_model(ModelParams(pretrained="coco"), window=8)
+    model = build_model(ModelParams(pretrained="coco"), window=8, pretrained_dir=tmp_path / "coco")
     ours = model.net.state_dict()
     for key, value in reference.state_dict().items():
         if "low_classifier" in key or "high_classifier" in key:
@@ -102,13 +101,26 @@ def test_coco_weights_load_from_the_hub_cache_except_the_new_head(torch_home):
             assert torch.equal(ours[key], value), key
 
 
-def test_coco_weights_with_an_auxiliary_head(torch_home):
+def test_default_pretrained_folder_is_the_train_stage_dependency(tmp_path, monkeypatch):
+    from densemotion.model import default_pretrained_dir
+
+    assert default_pretrained_dir("coco").as_posix() == "models/pretrained/coco"
+    torch.manual_seed(1)
+    reference = seg.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21)
+    _save(reference.state_dict(), _at(tmp_path / "models/pretrained/coco", SPECS["lraspp_mobilenet_v3_large"].coco))
+    monkeypatch.chdir(tmp_path)
+    model = build_model(ModelParams(pretrained="coco"), window=8)
+    key = "backbone.0.0.weight"
+    assert torch.equal(model.net.state_dict()[key], reference.state_dict()[key])
+
+
+def test_coco_weights_with_an_auxiliary_head(tmp_path):
     torch.manual_seed(1)
     reference = seg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
-    _save(reference.state_dict(), hub_checkpoint_path(SPECS["deeplabv3_mobilenet_v3_large"].coco))
+    _save(reference.state_dict(), _at(tmp_path, SPECS["deeplabv3_mobilenet_v3_large"].coco))
     for aux in (True, False):
-        model = build_model(ModelParams(name="deeplabv3_mobilenet_v3_large", pretrained="coco", aux_loss=aux), window=8)
-        ours = model.net.state_dict()
+        mp = ModelParams(name="deeplabv3_mobilenet_v3_large", pretrained="coco", aux_loss=aux)
+        ours = build_model(mp, window=8, pretrained_dir=tmp_path).net.state_dict()
         assert torch.equal(
             ours["classifier.0.project.0.weight"], reference.state_dict()["classifier.0.project.0.weight"]
         )
@@ -118,49 +130,41 @@ def test_coco_weights_with_an_auxiliary_head(torch_home):
             assert ours["aux_classifier.4.weight"].shape[0] == 2
 
 
-def test_imagenet_backbone_weights_from_weights_path(tmp_path, torch_home):
+def test_imagenet_mobilenet_backbone(tmp_path):
     torch.manual_seed(3)
     backbone = mobilenet_v3_large(weights=None)
-    file = tmp_path / "mine.pth"
-    _save(backbone.state_dict(), file)
-    model = build_model(ModelParams(pretrained="imagenet", weights_path=str(file)), window=8)
+    _save(backbone.state_dict(), _at(tmp_path, SPECS["lraspp_mobilenet_v3_large"].imagenet))
+    model = build_model(ModelParams(pretrained="imagenet"), window=8, pretrained_dir=tmp_path)
     assert torch.equal(model.backbone.state_dict()["0.0.weight"], backbone.state_dict()["features.0.0.weight"])
     assert torch.equal(
         model.backbone.state_dict()["16.1.running_var"], backbone.state_dict()["features.16.1.running_var"]
     )
 
 
-def test_imagenet_resnet_backbone_from_the_hub_cache(torch_home):
+def test_imagenet_resnet_backbone(tmp_path):
     torch.manual_seed(4)
     backbone = resnet50(weights=None)
-    _save(backbone.state_dict(), hub_checkpoint_path(SPECS["fcn_resnet50"].imagenet))
-    model = build_model(ModelParams(name="fcn_resnet50", pretrained="imagenet"), window=8)
+    _save(backbone.state_dict(), _at(tmp_path, SPECS["fcn_resnet50"].imagenet))
+    model = build_model(ModelParams(name="fcn_resnet50", pretrained="imagenet"), window=8, pretrained_dir=tmp_path)
     assert torch.equal(
         model.backbone.state_dict()["layer4.2.conv3.weight"], backbone.state_dict()["layer4.2.conv3.weight"]
     )
 
 
-def test_missing_weights_say_how_to_fetch_them(torch_home):
+def test_missing_weights_say_how_to_fetch_them(tmp_path):
     with pytest.raises(ModelError) as err:
-        build_model(ModelParams(pretrained="coco"), window=8)
+        build_model(ModelParams(pretrained="coco"), window=8, pretrained_dir=tmp_path / "coco")
     text = str(err.value)
     weights = SPECS["lraspp_mobilenet_v3_large"].coco
-    assert str(hub_checkpoint_path(weights)) in text
-    assert weights.url in text
-    assert "LRASPP_MobileNet_V3_Large_Weights" in text and "get_state_dict" in text
-    assert "dvc import-url" in text and "models/torch" in text
-    assert not hub_checkpoint_path(weights).exists()  # nothing was downloaded
+    assert str(_at(tmp_path / "coco", weights)) in text
+    assert f"dvc import-url {weights.url} {_at(tmp_path / 'coco', weights)}" in text
+    assert not (tmp_path / "coco").exists()  # nothing was downloaded
 
 
-def test_foreign_weights_are_refused_with_the_mismatch(tmp_path, torch_home):
-    file = tmp_path / "wrong.pth"
-    _save(resnet50(weights=None).state_dict(), file)
+def test_foreign_weights_are_refused_with_the_mismatch(tmp_path):
+    _save(resnet50(weights=None).state_dict(), _at(tmp_path, SPECS["lraspp_mobilenet_v3_large"].imagenet))
     with pytest.raises(ModelError, match="do not match the model: missing"):
-        build_model(ModelParams(pretrained="imagenet", weights_path=str(file)), window=8)
-    garbage = tmp_path / "garbage.pth"
-    garbage.write_bytes(b"not a checkpoint")
+        build_model(ModelParams(pretrained="imagenet"), window=8, pretrained_dir=tmp_path)
+    _at(tmp_path, SPECS["lraspp_mobilenet_v3_large"].coco).write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="cannot read pretrained weights"):
-        build_model(ModelParams(pretrained="coco", weights_path=str(garbage)), window=8)
-    missing = tmp_path / "absent.pth"
-    with pytest.raises(ModelError, match="model.weights_path"):
-        build_model(ModelParams(pretrained="coco", weights_path=str(missing)), window=8)
+        build_model(ModelParams(pretrained="coco"), window=8, pretrained_dir=tmp_path)

@@ -1,6 +1,6 @@
 """The dense PIPs engine and tracker: chunking, padding, chaining, bad input, fetch-pips.
 
-The network runs with the fixture weights of SPEC.md (random, so accuracy is meaningless):
+The network runs with the fixture weights of docs/pips.md (random, so accuracy is meaningless):
 these tests check the mechanics. Sizes are small (64 x 96 frames, 2 iterations).
 """
 
@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from densemotion.params import PipsParams, SampleParams, TrajectoriesParams
-from densemotion.tracking.base import TrackerError, make_tracker
-from densemotion.tracking.pips import make
+from densemotion.params import SampleParams, TrajectoriesParams
+from densemotion.tracking.base import TrackerError
 from densemotion.tracking.pips.checkpoint import (
     CHECKPOINT_NAME,
     expected_shapes,
@@ -25,6 +24,7 @@ from densemotion.tracking.pips.checkpoint import (
     save_fixture_checkpoint,
 )
 from densemotion.tracking.pips.engine import PipsEngine, restart_offsets
+from densemotion.trajectories.run import make_tracker
 
 H, W = 64, 96
 
@@ -34,14 +34,19 @@ def checkpoint(tmp_path_factory) -> Path:
     return save_fixture_checkpoint(tmp_path_factory.mktemp("pips") / CHECKPOINT_NAME)
 
 
-def tracker_params(checkpoint: Path, **pips) -> TrajectoriesParams:
-    pips = {"stride": 4, "iters": 2, **pips}
-    return TrajectoriesParams(tracker="pips", device="cpu", pips=PipsParams(checkpoint=str(checkpoint), **pips))
+def tracker_params(**pips) -> TrajectoriesParams:
+    return TrajectoriesParams(tracker="pips", device="cpu", pips={"stride": 4, "iters": 2, **pips})
+
+
+def make(params: TrajectoriesParams, checkpoint: Path):
+    """The pips tracker of ``params`` with the checkpoint file at ``checkpoint``."""
+    assert checkpoint.name == CHECKPOINT_NAME
+    return make_tracker(params, checkpoint.parent)
 
 
 @pytest.fixture(scope="module")
 def tracker(checkpoint):
-    return make(tracker_params(checkpoint), "cpu")
+    return make(tracker_params(), checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +97,7 @@ def test_dense_engine_matches_naive_forward(tracker, clip):
 
 def test_short_clip_is_padded_with_its_last_frame(tracker, clip, checkpoint):
     queries = grid()
-    fresh = make(tracker_params(checkpoint), "cpu")
+    fresh = make(tracker_params(), checkpoint)
     with pytest.warns(UserWarning, match="padded to 8"):
         tracks, vis = fresh.track(clip[:5], queries)
     assert tracks.shape == (5, 20, 2) and vis.shape == (5, 20)
@@ -113,7 +118,7 @@ def test_no_points(tracker, clip):
 def test_frames_below_the_minimum_size(tracker, checkpoint):
     with pytest.raises(TrackerError, match="at least 64 px"):
         tracker.track(np.zeros((8, 60, 96, 3), np.uint8), grid())
-    stride8 = make(tracker_params(checkpoint, stride=8), "cpu")
+    stride8 = make(tracker_params(stride=8), checkpoint)
     with pytest.raises(TrackerError, match="at least 128 px"):
         stride8.track(np.zeros((8, 64, 160, 3), np.uint8), grid())
 
@@ -135,9 +140,8 @@ def test_malformed_frames_and_queries(tracker, clip):
 
 
 def test_missing_checkpoint_fails_at_once_with_the_fetch_command(tmp_path):
-    params = tracker_params(tmp_path / "models" / "pips" / CHECKPOINT_NAME)
     with pytest.raises(TrackerError) as err:
-        make_tracker(params)
+        make(tracker_params(), tmp_path / "models" / "pips" / CHECKPOINT_NAME)
     msg = str(err.value)
     assert "dvc import-url" in msg and "reference_model.tar.gz" in msg
     assert f"densemotion fetch-pips {tmp_path}/models/pips/reference_model.tar.gz {tmp_path}/models/pips/" in msg

@@ -1,7 +1,7 @@
 """PIPs network: published key set, checkpoint loading, and agreement with the shared fixtures.
 
 The fixtures (tests/fixtures/pips/, copied from ../shared/pips/) hold outputs of the published
-code in float64 for the synthetic weights of SPEC.md; with random weights small differences
+code in float64 for the synthetic weights of docs/pips.md; with random weights small differences
 grow about tenfold per iteration, so the 1e-6 px comparison is done in float64.
 """
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import densemotion.training as training
+from densemotion.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from densemotion.dataset import DatasetError
 from densemotion.params import ModelParams, TrainParams
-from densemotion.training import TrainingError, load_checkpoint, model_from_checkpoint, train
+from densemotion.training import TrainingError, train
 
 from test_dataset import write_motion_store
 
@@ -212,17 +213,17 @@ def test_resuming_another_model_is_refused(tmp_path):
 
 def test_foreign_and_broken_checkpoints_are_refused(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
-    with pytest.raises(TrainingError, match="not a densemotion motion-model checkpoint"):
+    with pytest.raises(CheckpointError, match="not a densemotion motion-model checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
     (tmp_path / "broken.pt").write_bytes(b"not a torch file")
-    with pytest.raises(TrainingError, match="not a readable weights-only torch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable weights-only torch checkpoint"):
         load_checkpoint(tmp_path / "broken.pt")
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "absent.pt")
     videos = _videos(tmp_path / "traj", **TINY)
     state = _run(tmp_path, videos, tp=TrainParams(device="cpu", epochs=1, batch_size=2))
     state["model_params"] = {**state["model_params"], "target": "trajectory"}  # weights of another head
-    with pytest.raises(TrainingError, match="do not fit its model"):
+    with pytest.raises(CheckpointError, match="do not fit its model"):
         model_from_checkpoint(state)
 
 

@@ -9,7 +9,6 @@ from densemotion.frames.store import FrameArchive, FrameArchiveWriter, encode_jp
 from densemotion.params import SampleParams, TrajectoriesParams
 from densemotion.sample import render_clip
 from densemotion.tracking import grid
-from densemotion.tracking.base import TrackerError
 from densemotion.trajectories.run import TrajectoriesError, track_video
 from densemotion.trajectories.store import TrajectoryStore
 
@@ -64,9 +63,9 @@ def _params(**kw):
 
 
 def _dis(params):
-    from densemotion.tracking.dis import make
+    from densemotion.trajectories.run import make_tracker
 
-    return make(params, "cpu")
+    return make_tracker(params)
 
 
 def test_store_layout_and_values(clip, tmp_path):
@@ -160,8 +159,8 @@ def test_bad_input_errors_name_the_video(clip, tmp_path):
         track_video(MemoryFrames(frames[:3]), tmp_path / "o", _params(window=4), tmp_path / "w")
     with pytest.raises(TrajectoriesError, match="'clip'.*too small"):
         track_video(MemoryFrames(frames), tmp_path / "o", _params(margin=30), tmp_path / "w")
-    with pytest.raises(TrackerError, match="'clip'.*unknown tracker 'nope'"):
-        track_video(MemoryFrames(frames), tmp_path / "o", _params(tracker="nope"), tmp_path / "w")
+    with pytest.raises(ValueError, match="unknown tracker 'nope' \\(trackers: dis, pips"):
+        _params(tracker="nope")  # refused when the params load, before any work
     assert not (tmp_path / "o").exists()
 
 
@@ -289,7 +288,7 @@ def _accuracy(tmp_path):
     return json.loads((tmp_path / "m.json").read_text())
 
 
-def test_tracker_accuracy_against_ground_truth(tmp_path):
+def test_tracker_accuracy_against_ground_truth(tmp_path, capsys):
     _pipeline(tmp_path)
     result = _accuracy(tmp_path)
     overall = result["overall"]
@@ -301,10 +300,15 @@ def test_tracker_accuracy_against_ground_truth(tmp_path):
     for key in ("within_1", "within_2", "within_4", "within_8", "within_16", "epe_mean"):
         assert key in overall and key in overall["last_frame"]
     # the score can fail: trajectories replaced by "no motion" score far worse on moving points
-    # a store left from an earlier data.videos is not scored, although it has ground truth
+    # a store left from an earlier data.videos would enter the stage's hash: refused, naming it
     shutil.copytree(tmp_path / "traj" / "clipa", tmp_path / "traj" / "stale")
     shutil.copy(tmp_path / "truth" / "clipa.npz", tmp_path / "truth" / "stale.npz")
-    assert set(_accuracy(tmp_path)["videos"]) == {"clipa"}
+    capsys.readouterr()
+    with pytest.raises(AssertionError):
+        _accuracy(tmp_path)  # exits 1
+    err = capsys.readouterr().err
+    assert "traj/stale" in err and "densemotion tidy" in err
+    shutil.rmtree(tmp_path / "traj" / "stale")
     disp = tmp_path / "traj" / "clipa" / "disp.npy"
     np.save(disp, np.zeros_like(np.load(disp)))
     broken = _accuracy(tmp_path)["overall"]["moving"]

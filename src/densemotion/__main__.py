@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train the motion network"),
     "evaluate": ("evaluate", "evaluate the motion network against tracker and baselines"),
     "fetch-pips": ("fetch_pips", "unpack the published PIPs checkpoint into models/pips/"),
+    "tidy": ("tidy", "set aside the outputs of videos no longer in data.videos"),
 }
 
 

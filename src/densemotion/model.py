@@ -10,9 +10,9 @@ input ``(B, 3, H, W)`` float RGB in [0, 1] at grid resolution, output ``(B, K, 2
 displacements in pixels of the tracking resolution (the net's raw output times
 ``disp_scale``, a buffer set from the training data so the net works at unit scale).
 
-Pretrained weights are read from torchvision's hub cache (``$TORCH_HOME/hub/checkpoints``) or
-from ``model.weights_path`` and never downloaded: a missing file is an error that says how to
-fetch it.
+Pretrained weights are read from ``models/pretrained/<model.pretrained>/`` under torchvision's
+own file names (the folder the train stage depends on, so changing a file there re-runs
+training) and never downloaded: a missing file is an error that says how to fetch it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights, Res
 from torchvision.models import segmentation as seg
 
 from densemotion.params import ModelParams
+from densemotion.statedict import mismatch, shapes_of
 
 # torchvision's normalisation for all of its ImageNet / COCO weights
 _MEAN = (0.485, 0.456, 0.406)
@@ -92,14 +93,15 @@ SPECS: dict[str, _Spec] = {
 MODEL_NAMES = tuple(SPECS)
 
 
-def output_steps(target: str, window: int) -> int:
-    """K, the displacement steps predicted per pixel: 1 (endpoint) or window - 1 (trajectory)."""
+def predicted_steps(target: str, window: int) -> list[int]:
+    """Frame indices within a window of ``window`` frames whose displacement the net predicts:
+    the last (endpoint) or every frame after the first (trajectory); K is their number."""
     if window < 2:
         raise ModelError(f"trajectory window must be at least 2 frames, got {window}")
     if target == "endpoint":
-        return 1
+        return [window - 1]
     if target == "trajectory":
-        return window - 1
+        return list(range(1, window))
     raise ModelError(f"model.target: unknown target {target!r} (endpoint or trajectory)")
 
 
@@ -163,26 +165,30 @@ def _replace_heads(net: Any, out_channels: int) -> None:
         net.aux_classifier[-1] = _zero_conv(net.aux_classifier[-1], out_channels)
 
 
-def build_model(params: ModelParams, window: int, *, load_pretrained: bool = True) -> MotionNet:
+def build_model(
+    params: ModelParams, window: int, *, load_pretrained: bool = True, pretrained_dir: str | Path | None = None
+) -> MotionNet:
     """Build ``params.name`` predicting ``params.target`` for trajectories of ``window`` frames.
 
-    With ``load_pretrained`` the weights named by ``params.pretrained`` are loaded before the
-    heads are replaced (pass False when a checkpoint's weights will be loaded anyway).
+    With ``load_pretrained`` the weights named by ``params.pretrained`` are loaded from
+    ``pretrained_dir`` (default :func:`pretrained_dir`) before the heads are replaced (pass False
+    when a checkpoint's weights will be loaded anyway).
     """
     spec = SPECS.get(params.name)
     if spec is None:
         raise ModelError(f"model.name: unknown model {params.name!r}; available: {', '.join(MODEL_NAMES)}")
     if params.aux_loss and not spec.has_aux:
         raise ModelError(f"model.aux_loss: {params.name} has no auxiliary head (set it to false)")
-    steps = output_steps(params.target, window)
+    steps = len(predicted_steps(params.target, window))
     kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": _COCO_CLASSES}
     if spec.has_aux:
         kwargs["aux_loss"] = params.aux_loss
     net = spec.builder(**kwargs)
+    folder = Path(pretrained_dir) if pretrained_dir is not None else default_pretrained_dir(params.pretrained)
     if load_pretrained and params.pretrained == "coco":
-        _load_coco(net, spec, params)
+        _load_coco(net, spec, params, folder)
     elif load_pretrained and params.pretrained == "imagenet":
-        _load_imagenet(net, spec, params)
+        _load_imagenet(net, spec, params, folder)
     _replace_heads(net, 2 * steps)
     for module in net.modules():  # MobileNetV3's 0.01 needs ~1000s of steps before eval mode works
         if isinstance(module, nn.BatchNorm2d):
@@ -193,34 +199,33 @@ def build_model(params: ModelParams, window: int, *, load_pretrained: bool = Tru
 # --- pretrained weights -----------------------------------------------------------------------
 
 
-def hub_checkpoint_path(weights: Any) -> Path:
-    """Where torchvision's loader keeps ``weights`` (a weights enum member): $TORCH_HOME/hub/checkpoints."""
-    filename = os.path.basename(urlparse(weights.url).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+def default_pretrained_dir(pretrained: str) -> Path:
+    """``models/pretrained/<pretrained>``: where the train stage finds (and depends on) the files."""
+    return Path("models") / "pretrained" / pretrained
+
+
+def weights_file_name(weights: Any) -> str:
+    """torchvision's file name of ``weights`` (a weights enum member), as its URL has it."""
+    return os.path.basename(urlparse(weights.url).path)
 
 
 def _fetch_help(weights: Any, path: Path) -> str:
-    enum_name = f"{type(weights).__name__}.{weights.name}"
-    module = type(weights).__module__.rsplit(".", 1)[0]
     return (
-        f"densemotion never downloads weights. Fetch the file where there is internet and put it at {path}:\n"
-        f'  python -c "from {module} import {type(weights).__name__} as W; '
-        f'W.{weights.name}.get_state_dict(progress=True)"   # saves into $TORCH_HOME/hub/checkpoints/\n'
-        f"  or: curl -L --create-dirs -o {path} {weights.url}\n"
-        f"  or, versioned with DVC: dvc import-url {weights.url} models/torch/hub/checkpoints/{path.name} "
-        f"and run with TORCH_HOME=models/torch (or set model.weights_path to that file).\n"
-        f"({enum_name}; or set model.pretrained=none to train from scratch.)"
+        f"densemotion never downloads weights. Where there is internet, version the file with DVC:\n"
+        f"  dvc import-url {weights.url} {path}\n"
+        f"  git add {path.parent}/*.dvc {path.parent}/.gitignore && dvc push\n"
+        f"(or copy the file there; it is torchvision's {type(weights).__name__}.{weights.name}. "
+        "Or set model.pretrained=none to train from scratch.)"
     )
 
 
-def _read_weights(params: ModelParams, weights: Any) -> dict[str, torch.Tensor]:
-    """The state dict of ``weights`` from model.weights_path or the hub cache; never downloads."""
-    path = Path(params.weights_path) if params.weights_path else hub_checkpoint_path(weights)
+def _read_weights(params: ModelParams, weights: Any, folder: Path) -> dict[str, torch.Tensor]:
+    """The state dict of ``weights`` from ``folder``; never downloads."""
+    path = folder / weights_file_name(weights)
     if not path.is_file():
-        where = "model.weights_path" if params.weights_path else "the torch hub cache ($TORCH_HOME)"
         raise ModelError(
-            f"model.pretrained={params.pretrained}: {params.name} needs {path.name}, not found in {where} "
-            f"at {path}.\n{_fetch_help(weights, path)}"
+            f"model.pretrained={params.pretrained}: {params.name} needs {path.name}, not found at {path}.\n"
+            f"{_fetch_help(weights, path)}"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -235,29 +240,21 @@ def _read_weights(params: ModelParams, weights: Any) -> dict[str, torch.Tensor]:
 
 
 def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = [
-            f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-            if keys
-        ]
-        raise ModelError(f"{what} do not match the model: " + "; ".join(parts))
+    problems = mismatch(state, shapes_of(module.state_dict()), shown=5)
+    if problems:
+        raise ModelError(f"{what} do not match the model: {problems}")
     module.load_state_dict(state, strict=True)
 
 
-def _load_coco(net: nn.Module, spec: _Spec, params: ModelParams) -> None:
-    state = _read_weights(params, spec.coco)
+def _load_coco(net: nn.Module, spec: _Spec, params: ModelParams, folder: Path) -> None:
+    state = _read_weights(params, spec.coco, folder)
     if getattr(net, "aux_classifier", None) is None:  # aux head disabled: its weights are not needed
         state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
     _load_strict(net, state, f"COCO weights for {params.name}")
 
 
-def _load_imagenet(net: Any, spec: _Spec, params: ModelParams) -> None:
-    state = _read_weights(params, spec.imagenet)
+def _load_imagenet(net: Any, spec: _Spec, params: ModelParams, folder: Path) -> None:
+    state = _read_weights(params, spec.imagenet, folder)
     if spec.backbone == "resnet":  # IntermediateLayerGetter keeps conv1 .. layer4; fc is dropped
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     else:  # the segmentation backbone is mobilenet's `features`; its classifier is dropped

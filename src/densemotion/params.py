@@ -32,12 +32,12 @@ def check_stage_names(names: list[str], key: str) -> None:
             )
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     # strict: "8" is not an int; extra=forbid: unknown keys are errors, not ignored
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class SampleParams(_Section):
+class SampleParams(Section):
     """The built-in synthetic clips (``densemotion sample``; layout in ``densemotion.sample``)."""
 
     seed: int = Field(0, ge=0)  # with a clip's index in `clips`, seeds that clip's RNG
@@ -63,7 +63,7 @@ class SampleParams(_Section):
         return v
 
 
-class DataParams(_Section):
+class DataParams(Section):
     """Which videos the pipeline runs on: name -> source path (video file, frame folder or zip)."""
 
     videos: dict[str, str]
@@ -81,7 +81,7 @@ class DataParams(_Section):
         return v
 
 
-class FramesParams(_Section):
+class FramesParams(Section):
     """Decoding videos into per-video frame archives."""
 
     fps: float | None = Field(None, gt=0)  # None keeps every frame; else subsample to this rate
@@ -92,32 +92,15 @@ class FramesParams(_Section):
     image_fps: float | None = Field(None, gt=0)  # frame rate of frame-folder/zip sources, if known
 
 
-class DisParams(_Section):
-    """OpenCV DIS flow chained over a window (``densemotion.tracking.dis`` explains the checks)."""
+class TrajectoriesParams(Section):
+    """Dense tracking over windows of frames.
 
-    preset: Literal["ultrafast", "fast", "medium"] = "medium"  # OpenCV's DIS preset
-    finest_scale: int | None = Field(0, ge=0, le=6)  # pyramid level DIS stops at (0: full res); None: preset's
-    # forward-backward check: occluded when the round trip misses by more than
-    # sqrt(fb_threshold^2 + fb_relative * (|fwd|^2 + |bwd|^2)) px of the tracking resolution
-    fb_threshold: float = Field(0.7, gt=0)
-    fb_relative: float = Field(0.01, ge=0)
-    # photometric check: occluded when the point's colour (frames blurred, sigma 1 px) moves more
-    # than this many levels (0..255) from its frame-0 colour in any RGB channel; None: off
-    photo_threshold: float | None = Field(30.0, gt=0)
+    Besides the keys below, one section per tracker, named after it (``trajectories.dis``,
+    ``trajectories.pips``): each tracker package declares its own params model
+    (``densemotion.tracking.<name>``); :meth:`section` validates and returns it.
+    """
 
-
-class PipsParams(_Section):
-    """The published PIPs model (``trajectories.tracker: pips``); windows of 8 frames, chained past 8."""
-
-    checkpoint: str = "models/pips/model-000200000.pth"  # published weights (densemotion fetch-pips)
-    stride: Literal[4, 8] = 4  # feature map = frame size / stride (the published demo: 4 at 360x640)
-    iters: int = Field(6, ge=1)  # refinement iterations (published demo: 6)
-    chunk_size: int = Field(256, ge=1)  # points refined at once: bounds memory, not results (CPU best ~256)
-    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision on CUDA; ignored on CPU
-
-
-class TrajectoriesParams(_Section):
-    """Dense tracking over windows of frames."""
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
     tracker: str = "dis"
     device: Literal["cpu", "cuda", "auto"] = "auto"
@@ -127,11 +110,42 @@ class TrajectoriesParams(_Section):
     margin: int = Field(0, ge=0)  # pixels left out at each border before the grid starts
     resolution: tuple[int, int] | None = None  # (H, W) tracking resolution; None -> frames' size
     chunk_windows: int = Field(4, ge=1)  # windows per resumable chunk
-    dis: DisParams = DisParams()
-    pips: PipsParams = PipsParams()
+
+    @model_validator(mode="after")
+    def _known_trackers(self) -> TrajectoriesParams:
+        from densemotion.tracking import registry
+
+        known = registry.names()
+        for name in [self.tracker, *(self.model_extra or {})]:
+            if name not in known:
+                what = "tracker" if name == self.tracker else f"{name}"
+                raise ValueError(
+                    f"{what}: unknown tracker {name!r} (trackers: {', '.join(known)}; "
+                    "each is a package in densemotion/tracking/)"
+                )
+        return self
+
+    def section(self, name: str | None = None) -> BaseModel:
+        """The validated params of tracker ``name`` (default: the tracker in use); its defaults
+        when params.yaml has no section for it. ParamsError names a bad key."""
+        from densemotion.tracking import registry
+
+        name = name or self.tracker
+        model = registry.get(name).params
+        raw = (self.model_extra or {}).get(name, {})
+        try:
+            return raw if isinstance(raw, model) else model.model_validate(raw)
+        except ValidationError as err:
+            raise ParamsError(
+                f"trajectories.{name} is invalid:\n{_describe(err, prefix=f'trajectories.{name}.')}"
+            ) from None
+
+    def sections(self) -> dict[str, object]:
+        """The tracker sections as written (raw), by tracker name."""
+        return dict(self.model_extra or {})
 
 
-class ModelParams(_Section):
+class ModelParams(Section):
     """The motion network: a torchvision segmentation net whose last layer outputs motion."""
 
     name: Literal[
@@ -144,9 +158,9 @@ class ModelParams(_Section):
     # endpoint: 2 channels, displacement to the window's last frame; trajectory: 2 x (S - 1)
     target: Literal["endpoint", "trajectory"] = "endpoint"
     # none: random init; imagenet: the backbone's torchvision ImageNet weights; coco: the whole
-    # torchvision segmentation model but its replaced last layers (read from TORCH_HOME, never downloaded)
+    # torchvision segmentation model but its replaced last layers (read from models/pretrained/<it>/,
+    # never downloaded)
     pretrained: Literal["none", "imagenet", "coco"] = "none"
-    weights_path: str | None = None  # the pretrained file to load instead of the TORCH_HOME hub cache
     aux_loss: bool = False  # keep the auxiliary head (fcn_*, deeplabv3_* only) and train it too
     # the grid-resolution frame is upsampled by this factor before the net (output strides are
     # 8-16) and the prediction averaged back down to the grid
@@ -159,7 +173,7 @@ class ModelParams(_Section):
         return self
 
 
-class TrainParams(_Section):
+class TrainParams(Section):
     """Training the motion network (``densemotion train``)."""
 
     seed: int = 0  # weights init, batch order, flips, dropout
@@ -188,7 +202,7 @@ class TrainParams(_Section):
     amp: bool = False  # float16 autocast + grad scaling on CUDA (no effect on CPU)
 
 
-class EvaluateParams(_Section):
+class EvaluateParams(Section):
     """Scoring the motion network on the held-out videos (``densemotion evaluate``)."""
 
     device: Literal["cpu", "cuda", "auto"] = "auto"
@@ -199,7 +213,7 @@ class EvaluateParams(_Section):
     hist_max_px: float = Field(16.0, gt=0)  # its upper edge, pixels at frame scale (larger errors in the last bin)
 
 
-class Params(_Section):
+class Params(Section):
     """The whole of ``params.yaml``."""
 
     sample: SampleParams = SampleParams()
@@ -220,10 +234,10 @@ class Params(_Section):
         return self
 
 
-def _describe(err: ValidationError) -> str:
+def _describe(err: ValidationError, prefix: str = "") -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        key = prefix + ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check the spelling; see params.yaml in the repo)")
         else:

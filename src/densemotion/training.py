@@ -35,15 +35,20 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
 from tqdm import tqdm
 
-from densemotion.atomic import atomic_path
+from densemotion.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from densemotion.dataset import MotionDataset, Split, displacement_stats, open_stores, split_videos
+from densemotion.metrics import endpoint_error
 from densemotion.model import MotionNet, build_model, set_backbone_trainable
 from densemotion.params import ModelParams, TrainParams
-from densemotion.tracking.base import resolve_device
+from densemotion.runtime import resolve_device
 from densemotion.trajectories.store import store_sha256
 
-CHECKPOINT_FORMAT = "densemotion.motion-checkpoint"
-CHECKPOINT_VERSION = 1
 # train params that may change between a run and its resumption (they do not change results)
 _RESUMABLE_CHANGES = {"device", "workers"}
 
@@ -74,9 +79,8 @@ def endpoint_epe_sum(
 
     scale (B, 2): frame px per tracking px (x, y) of each sample's video.
     """
-    s = scale[:, :, None, None]  # (B, 2, 1, 1)
-    diff = (pred[:, -1].float() - target[:, -1]) * s  # (B, 2, Hg, Wg)
-    err = torch.sqrt((diff * diff).sum(dim=1))  # (B, Hg, Wg)
+    last = pred[:, -1].float().permute(0, 2, 3, 1), target[:, -1].permute(0, 2, 3, 1)  # (B, Hg, Wg, 2) each
+    err = endpoint_error(*last, scale[:, None, None, :])  # (B, Hg, Wg)
     m = mask[:, -1]
     return float(err[m].sum()), int(m.sum())
 
@@ -211,41 +215,6 @@ def validate(model: MotionNet, loader: DataLoader, device: str, loss_kind: str) 
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write a checkpoint atomically (a killed write leaves the previous one intact)."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``), checked."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling refused, truncated zip, not a torch file, ...
-        raise TrainingError(f"{path}: not a readable weights-only torch checkpoint ({err})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path}: not a densemotion motion-model checkpoint (written by `densemotion train`)")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise TrainingError(
-            f"{path}: checkpoint version {ckpt.get('version')}, this densemotion reads {CHECKPOINT_VERSION}"
-        )
-    return ckpt
-
-
-def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> MotionNet:
-    """Rebuild the checkpoint's model (no pretrained files needed) and load its weights."""
-    try:
-        params = ModelParams(**ckpt["model_params"])
-        model = build_model(params, int(ckpt["window"]), load_pretrained=False)
-        model.load_state_dict(ckpt["model"], strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise TrainingError(f"{path}: the checkpoint's weights do not fit its model ({str(err)[:300]})") from None
-    return model
-
-
 def _param_differences(ckpt: dict, mp: ModelParams, tp: TrainParams) -> list[str]:
     diffs = []
     for section, old, new in (
@@ -287,7 +256,7 @@ def _resume_state(
     try:
         state = load_checkpoint(path)
         diffs = resume_differences(state, mp, tp, split, window, data)
-    except TrainingError as err:
+    except (TrainingError, CheckpointError) as err:
         if strict:
             raise
         diffs = [str(err)]
@@ -381,8 +350,11 @@ def train(
     live_dir: str | Path | None = None,
     resume: bool = False,
     work_dir: str | Path | None = None,
+    pretrained_dir: str | Path | None = None,
 ) -> dict:
     """Train on the trajectory stores ``trajectories/<video>``; returns the final checkpoint state.
+
+    ``pretrained_dir``: where the files of ``model.pretrained`` are (default ``models/pretrained/<it>``).
 
     Without ``work_dir``: a checkpoint goes to ``out`` every epoch, and ``resume`` continues from
     an existing ``out`` (params and data must match). With ``work_dir``: every epoch's checkpoint
@@ -394,7 +366,7 @@ def train(
     split, train_ds, val_ds = prepare_data(trajectories, videos, mp, tp)
     data = {v: store_sha256(Path(trajectories) / v) for v in (*split.train, *split.val)}
     torch.manual_seed(tp.seed)
-    model = build_model(mp, train_ds.window).to(device)
+    model = build_model(mp, train_ds.window, pretrained_dir=pretrained_dir).to(device)
     total_steps = tp.epochs * steps_per_epoch(len(train_ds), tp.batch_size)
     opt, sched = make_optimizer(model, tp, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=tp.amp and device == "cuda")

@@ -1,10 +1,16 @@
-"""What every stage CLI shares: loading params and turning known errors into clean exits."""
+"""What every stage CLI shares: loading params and turning known errors into clean exits.
+
+A known error prints one line naming the file or key and the cause, and exits 1. Set
+``DENSEMOTION_DEBUG=1`` (or pass ``--debug`` to the command) to see the traceback behind it too.
+"""
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
+import traceback
 from collections.abc import Callable
 
 from densemotion.params import Params, ParamsError, load_params
@@ -16,9 +22,11 @@ class StageError(Exception):
 
 def stage_parser(command: str, doc: str | None) -> argparse.ArgumentParser:
     """The parser of ``densemotion COMMAND``, its module docstring shown as written in --help."""
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog=f"densemotion {command}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--debug", action="store_true", help="on an error, show its traceback (or DENSEMOTION_DEBUG=1)")
+    return parser
 
 
 def add_params_argument(parser: argparse.ArgumentParser) -> None:
@@ -29,14 +37,28 @@ def params_from(args: argparse.Namespace) -> Params:
     return load_params(args.params)
 
 
+def debugging(argv: list[str] | None) -> bool:
+    """True when ``--debug`` is among the arguments or DENSEMOTION_DEBUG is set (not 0/empty)."""
+    args = sys.argv[1:] if argv is None else argv
+    return "--debug" in args or os.environ.get("DENSEMOTION_DEBUG", "") not in ("", "0")
+
+
 def clean_errors(func: Callable[..., int]) -> Callable[..., int]:
-    """Print StageError / ParamsError / FileNotFoundError as one clear line and exit 1."""
+    """Print StageError / ParamsError / FileNotFoundError / ValueError as one clear line and exit 1
+    (with the traceback as well under ``--debug`` or DENSEMOTION_DEBUG=1)."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs) -> int:
+    def wrapper(argv: list[str] | None = None) -> int:
+        debug = debugging(argv)
+        if argv is not None:
+            argv = [a for a in argv if a != "--debug"]
+        elif "--debug" in sys.argv:
+            sys.argv.remove("--debug")
         try:
-            return func(*args, **kwargs)
+            return func(argv)
         except (StageError, ParamsError, FileNotFoundError, ValueError) as err:
+            if debug:
+                traceback.print_exc()
             prog = func.__module__.rsplit(".", 1)[-1].replace("_", "-")
             print(f"densemotion {prog}: error: {err}", file=sys.stderr)
             return 1

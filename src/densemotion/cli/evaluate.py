@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from densemotion.checkpoint import load_checkpoint, model_from_checkpoint
 from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.evaluation import evaluate
-from densemotion.tracking.base import resolve_device
-from densemotion.training import load_checkpoint, model_from_checkpoint
+from densemotion.outputs import check_no_leftovers
+from densemotion.runtime import resolve_device
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args)
+    check_no_leftovers([args.trajectories, *([args.frames] if args.frames else [])], params.data.videos)
     device = resolve_device(params.evaluate.device)
     ckpt = load_checkpoint(args.model)
     model = model_from_checkpoint(ckpt, args.model).to(device)
@@ -50,3 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(json.dumps({k: summary[k] for k in ("vs_tracker", "vs_truth") if k in summary}, indent=2))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -37,3 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     dest = unpack_checkpoint(args.archive, args.out_dir, verify=not args.no_verify)
     print(f"{dest}: {dest.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(dest)}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -67,3 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.dest}: {meta['frame_count']} frames {meta['width']}x{meta['height']} at {meta['fps'] or 'unknown'} fps"
     )
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -32,3 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{truth.num_layers - 1} sprites -> {args.video}, {args.truth}"
     )
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,6 +21,7 @@ from pathlib import Path
 from densemotion.atomic import write_json
 from densemotion.cli.common import StageError, add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.frames.store import FrameArchive
+from densemotion.outputs import check_no_leftovers
 from densemotion.sample import load_truth
 from densemotion.trajectories.accuracy import MOVING_PX, Errors, score_store
 from densemotion.trajectories.store import TrajectoryStore
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     traj_dir, frames_dir, truth_dir = Path(args.trajectories), Path(args.frames), Path(args.truth)
     if not traj_dir.is_dir():
         raise StageError(f"{traj_dir}: no such folder of trajectory stores")
-    # the videos of data.videos only: stores left from an earlier list are not scored
+    check_no_leftovers([traj_dir, frames_dir], params.data.videos)  # they would enter the stage's hash
     stores = [traj_dir / v for v in sorted(params.data.videos)]
     videos, pooled, unscored = {}, Errors(), []
     for store_dir in stores:
@@ -91,3 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{args.out}: no video has ground truth in {truth_dir}; nothing scored")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

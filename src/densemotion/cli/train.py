@@ -1,13 +1,15 @@
 """``densemotion train``: train the motion network on the trajectory stores of ``data.videos``.
 
     densemotion train --trajectories data/trajectories --out models/motion.pt \\
-        --live-dir metrics/train [--work-dir data/work/train | --resume] [--params params.yaml]
+        --live-dir metrics/train [--work-dir data/work/train | --resume] \\
+        [--pretrained-dir models/pretrained/coco] [--params params.yaml]
 
 Videos are split by name (``train.val_videos``, ``train.test_videos``, ``train.split_seed``).
 A complete checkpoint is written after every epoch: to ``--work-dir``/checkpoint.pt when given
 (``dvc repro`` does: DVC deletes ``--out`` before the stage runs), where a rerun after a kill
-finds it and resumes if params, split and data are unchanged, and ``--out`` at the end; else to
-``--out``, which ``--resume`` continues from (same params required). dvclive logs per-epoch
+finds it and resumes if params, split and data are unchanged, and ``--out`` only at the end;
+without ``--work-dir``, to ``--out`` every epoch, which ``--resume`` continues from (same params
+required). Pretrained weights (``model.pretrained``) come from ``--pretrained-dir``. dvclive logs per-epoch
 metrics and the params to ``--live-dir``.
 """
 
@@ -16,16 +18,22 @@ from __future__ import annotations
 import argparse
 
 from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
+from densemotion.outputs import check_no_leftovers
 from densemotion.training import train
 
 
 def _parser() -> argparse.ArgumentParser:
     p = stage_parser("train", __doc__)
     p.add_argument("--trajectories", required=True, help="folder of per-video trajectory stores")
-    p.add_argument("--out", required=True, help="checkpoint file written after every epoch (.pt)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the trained model's checkpoint (.pt): at the end with --work-dir, else every epoch",
+    )
     p.add_argument("--live-dir", help="dvclive folder for per-epoch metrics and plots (default: no logging)")
     p.add_argument("--resume", action="store_true", help="continue from --out when it exists")
     p.add_argument("--work-dir", help="folder for the checkpoint of the run in progress; a rerun resumes from it")
+    p.add_argument("--pretrained-dir", help="folder of model.pretrained's weights (default: models/pretrained/<it>)")
     add_params_argument(p)
     return p
 
@@ -34,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args)
+    check_no_leftovers([args.trajectories], params.data.videos)  # they would enter the stage's hash
     state = train(
         trajectories=args.trajectories,
         videos=sorted(params.data.videos),
@@ -43,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         live_dir=args.live_dir,
         resume=args.resume,
         work_dir=args.work_dir,
+        pretrained_dir=args.pretrained_dir,
     )
     last = state["history"][-1] if state["history"] else {}
     print(
@@ -50,3 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch")
     )
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

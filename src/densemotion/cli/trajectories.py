@@ -1,8 +1,9 @@
 """``densemotion trajectories``: track a dense grid over every window of one video.
 
-    densemotion trajectories FRAMES.zip OUT_DIR [--work-dir DIR] [--params params.yaml]
+    densemotion trajectories FRAMES.zip OUT_DIR [--work-dir DIR] [--weights-dir DIR] [--params params.yaml]
 
-Reads the frames archive, tracks every window with ``trajectories.tracker`` and writes the
+Reads the frames archive, tracks every window with ``trajectories.tracker`` (its weights file
+from ``--weights-dir``, default ``models/<tracker>``) and writes the
 trajectory store (schema 1) to OUT_DIR atomically. Finished chunks of windows are kept in
 ``--work-dir`` (default: OUT_DIR + ``.work``; keep it outside DVC outputs, which DVC deletes
 before a stage runs) so an interrupted run continues where it stopped; it is removed on success.
@@ -22,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("frames", help="the video's frames archive (.zip, from the frames stage)")
     p.add_argument("out_dir", help="trajectory store folder to write")
     p.add_argument("--work-dir", help="folder for resumable chunks (default: OUT_DIR.work)")
+    p.add_argument("--weights-dir", help="folder holding the tracker's weights file (default: models/<tracker>)")
     add_params_argument(p)
     return p
 
@@ -30,10 +32,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args)
+    params.trajectories.section()  # the tracker's own params, checked before any work
     work_dir = args.work_dir or f"{args.out_dir.rstrip('/')}.work"
     archive = FrameArchive(args.frames)
     try:
-        meta = track_video(archive, args.out_dir, params.trajectories, work_dir)
+        meta = track_video(archive, args.out_dir, params.trajectories, work_dir, weights_dir=args.weights_dir)
     finally:
         archive.close()
     hg, wg = meta["grid_shape"]
@@ -43,3 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f", skipped {len(meta['skipped_starts'])} past the end" if meta["skipped_starts"] else "")
     )
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

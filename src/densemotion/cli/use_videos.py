@@ -3,7 +3,8 @@
 Scans FOLDER for videos, frame folders and zips of frames and rewrites the ``data.videos``
 section of params.yaml (name -> path), which the per-video DVC stages iterate over. Then
 ``dvc repro`` (or ``dvc exp run``) runs on those videos. ``--sample`` switches back to the
-built-in sample. Nothing else in params.yaml changes.
+built-in sample. Nothing else in params.yaml changes. The outputs of videos no longer listed are
+set aside as ``densemotion tidy`` does (nothing is deleted).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import argparse
 from pathlib import Path
 
 from densemotion.cli.common import add_params_argument, clean_errors, stage_parser
+from densemotion.cli.tidy import report
+from densemotion.outputs import tidy
 from densemotion.videolist import sample_videos, scan_videos, set_videos
 
 
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         raise ValueError("give a FOLDER of videos, or --sample")
     set_videos(params_path, videos)
+    report(*tidy(videos, params_path.parent))  # the repository of that params.yaml
     if skipped:
         print(
             f"skipped {len(skipped)} entries that are not videos, frame folders or zips: "
@@ -43,3 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"{params_path}: data.videos now lists {len(videos)} videos; run `dvc repro` (or `dvc exp run`)")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

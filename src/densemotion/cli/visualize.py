@@ -28,6 +28,7 @@ import numpy as np
 
 from densemotion.cli.common import StageError, add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.frames.store import FrameArchive
+from densemotion.outputs import check_no_leftovers
 from densemotion.tracking.grid import resize_frames
 from densemotion.trajectories.store import TrajectoryStore
 from densemotion.viz import save_gif, save_png, window_pictures
@@ -81,8 +82,9 @@ def _store_dirs(args: argparse.Namespace) -> list[Path]:
         if (path / "meta.json").is_file() or not path.is_dir():
             out.append(path)  # a store (or a missing path: TrajectoryStore names it)
             continue
-        videos = sorted(params_from(args).data.videos)[: args.max_videos]
-        out.extend(path / v for v in videos)  # a missing one: TrajectoryStore names it
+        listed = params_from(args).data.videos
+        check_no_leftovers([path, *([args.frames_dir] if args.frames_dir else [])], listed)
+        out.extend(path / v for v in sorted(listed)[: args.max_videos])  # a missing one: TrajectoryStore names it
     return out
 
 
@@ -112,3 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if archive is not None:
             archive.close()
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -49,7 +49,7 @@ def downsize_to_grid(frame: np.ndarray, shape: tuple[int, int], grid_stride: int
 
 
 def resize_frames(frames: np.ndarray, size_hw: tuple[int, int] | None) -> np.ndarray:
-    """(L, H, W, 3) -> (L, h, w, 3) with area interpolation; unchanged when already that size."""
+    """(S, H, W, 3) -> (S, h, w, 3) with area interpolation; unchanged when already that size."""
     if size_hw is None or tuple(frames.shape[1:3]) == tuple(size_hw):
         return frames
     h, w = size_hw

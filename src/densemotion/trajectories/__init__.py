@@ -1,5 +1,1 @@
-"""The trajectories stage: dense tracking over windows and its NumPy store (schema 1)."""
-
-from densemotion.trajectories.store import TrajectoryStore, TrajectoryStoreError, grid_points, write_store
-
-__all__ = ["TrajectoryStore", "TrajectoryStoreError", "grid_points", "write_store"]
+"""The trajectories stage: dense tracking over windows (run.py), its NumPy store (store.py), accuracy."""

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from pydantic import BaseModel
 from tqdm import tqdm
 
 from densemotion.params import TrajectoriesParams
-from densemotion.tracking import grid
-from densemotion.tracking.base import Tracker, TrackerError, make_tracker
+from densemotion.tracking import grid, registry
+from densemotion.tracking.base import Tracker, TrackerError
 from densemotion.trajectories.store import SCHEMA_VERSION, ChunkedStoreWriter
 
 # bump when the tracking code changes what it writes, so old work chunks are not reused
@@ -34,7 +33,7 @@ class TrajectoriesError(ValueError):
     """A video that cannot be tracked with these params (the message names the video)."""
 
 
-class FrameSource(Protocol):
+class FrameReader(Protocol):
     """What the run needs from a frames archive (``densemotion.frames.store.FrameArchive``)."""
 
     meta: dict
@@ -65,7 +64,7 @@ class Plan:
         return [self.starts[i : i + chunk_windows] for i in range(0, len(self.starts), chunk_windows)]
 
 
-def make_plan(source: FrameSource, params: TrajectoriesParams) -> Plan:
+def make_plan(source: FrameReader, params: TrajectoriesParams) -> Plan:
     """Check the video against the params and lay out its windows and grid."""
     meta = source.meta
     video = str(meta.get("video", "?"))
@@ -81,9 +80,18 @@ def make_plan(source: FrameSource, params: TrajectoriesParams) -> Plan:
 
 
 def tracker_params(params: TrajectoriesParams) -> dict:
-    """The tracker's own params section as plain JSON values ({} for a tracker without one)."""
-    section: object = getattr(params, params.tracker, None)
-    return section.model_dump(mode="json") if isinstance(section, BaseModel) else {}
+    """The params section of the tracker in use as plain JSON values."""
+    return params.section().model_dump(mode="json")
+
+
+def make_tracker(params: TrajectoriesParams, weights_dir: str | Path | None = None) -> Tracker:
+    """The tracker named by ``params.tracker``, with its weights from ``weights_dir`` (default
+    ``models/<tracker>``, the folder the trajectories stage depends on)."""
+    spec = registry.get(params.tracker)
+    weights = None
+    if spec.weights is not None:
+        weights = Path(weights_dir if weights_dir is not None else Path("models") / spec.name) / spec.weights
+    return spec.make(params.section(), params.device, weights)
 
 
 def store_meta(plan: Plan, params: TrajectoriesParams, frames_sha256: str) -> dict:
@@ -117,7 +125,7 @@ def fingerprint(meta: dict, params: TrajectoriesParams) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _read_windows(source: FrameSource, starts: np.ndarray, window: int) -> Iterator[tuple[int, np.ndarray]]:
+def _read_windows(source: FrameReader, starts: np.ndarray, window: int) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (start, (window, H, W, 3) frames), reading each run of overlapping windows once."""
     i = 0
     while i < len(starts):
@@ -132,7 +140,7 @@ def _read_windows(source: FrameSource, starts: np.ndarray, window: int) -> Itera
 
 
 def track_chunk(
-    source: FrameSource,
+    source: FrameReader,
     tracker: Tracker,
     plan: Plan,
     starts: np.ndarray,
@@ -167,15 +175,17 @@ def track_chunk(
 
 
 def track_video(
-    source: FrameSource,
+    source: FrameReader,
     out_dir: str | Path,
     params: TrajectoriesParams,
     work_dir: str | Path,
     tracker: Tracker | None = None,
+    weights_dir: str | Path | None = None,
 ) -> dict:
     """Track every window of ``source`` into the store ``out_dir``; returns the store's meta.
 
-    Finished chunks are kept in ``work_dir`` until the store is complete, then removed.
+    Finished chunks are kept in ``work_dir`` until the store is complete, then removed. Without
+    ``tracker``, the one of ``params`` is made (weights from ``weights_dir``, see :func:`make_tracker`).
     """
     plan = make_plan(source, params)
     meta = store_meta(plan, params, source.sha256)
@@ -185,7 +195,7 @@ def track_video(
     if todo:
         if tracker is None:
             try:
-                tracker = make_tracker(params)
+                tracker = make_tracker(params, weights_dir)
             except TrackerError as err:
                 raise TrackerError(f"video {plan.video!r}: {err}") from None
         queries = grid.grid_points(plan.grid_shape, params.grid_stride, params.margin)

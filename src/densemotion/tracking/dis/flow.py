@@ -1,4 +1,4 @@
-"""The weight-free ``dis`` tracker: OpenCV DIS optical flow, chained point by point.
+"""OpenCV DIS optical flow, chained point by point: the ``dis`` tracker's code.
 
 For each consecutive pair of frames (t, t+1) of a window, DIS gives a forward flow F_t
 (t -> t+1) and a backward flow B_t (t+1 -> t), each (H, W, 2) float32. A point at p_t moves to
@@ -37,7 +37,7 @@ import numpy as np
 from densemotion.tracking.base import TrackerError
 
 if TYPE_CHECKING:
-    from densemotion.params import DisParams, TrajectoriesParams
+    from densemotion.tracking.dis import DisParams
 
 PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -144,14 +144,14 @@ class DisTracker:
         return flows
 
     def track(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """frames (L, H, W, 3) uint8 RGB, queries (N, 2) xy -> tracks (L, N, 2), vis (L, N) float32."""
+        """frames (S, H, W, 3) uint8 RGB, queries (N, 2) xy -> tracks (S, N, 2), vis (S, N) float32."""
         frames, queries = _check_inputs(frames, queries)
         num, h, w = frames.shape[:3]
         t0, flow_before = time.perf_counter(), self.timings["flow"]
         greys = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
         colour = _Colour(frames, queries) if self.photo_threshold is not None else None
-        tracks = np.empty((num, len(queries), 2), np.float32)  # (L, N, 2)
-        vis = np.empty((num, len(queries)), np.float32)  # (L, N)
+        tracks = np.empty((num, len(queries), 2), np.float32)  # (S, N, 2)
+        vis = np.empty((num, len(queries)), np.float32)  # (S, N)
         tracks[0] = queries
         vis[0] = 1.0  # the query frame: the point is where it was asked for
         alive = _inside(queries, h, w)  # (N,) bool
@@ -201,7 +201,7 @@ def _inside(points: np.ndarray, h: int, w: int) -> np.ndarray:
 def _check_inputs(frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or frames.shape[0] < 2:
-        raise TrackerError(f"dis: frames must be (L >= 2, H, W, 3) uint8, got {frames.dtype}{list(frames.shape)}")
+        raise TrackerError(f"dis: frames must be (S >= 2, H, W, 3) uint8, got {frames.dtype}{list(frames.shape)}")
     if max(frames.shape[1:3]) > _MAX_SIDE:
         raise TrackerError(f"dis: frames of {frames.shape[2]}x{frames.shape[1]} exceed {_MAX_SIDE} px a side")
     queries = np.asarray(queries, dtype=np.float32)
@@ -210,9 +210,8 @@ def _check_inputs(frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, 
     return frames, queries
 
 
-def make(params: TrajectoriesParams, device: str) -> DisTracker:
-    """Build the tracker from ``trajectories.dis`` (DIS runs on the CPU whatever ``device`` says)."""
-    p: DisParams = params.dis
+def make(p: DisParams) -> DisTracker:
+    """Build the tracker from ``trajectories.dis`` (DIS runs on the CPU whatever the device)."""
     return DisTracker(
         preset=p.preset,
         fb_threshold=p.fb_threshold,

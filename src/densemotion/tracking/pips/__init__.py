@@ -1,19 +1,34 @@
 """The ``pips`` tracker: the published PIPs model run densely (see ``engine.py``).
 
-``make(params, device)`` loads the checkpoint named by ``trajectories.pips.checkpoint`` at once,
-so a missing or foreign file fails before any work, with the command that fetches it.
+Its weights are ``models/pips/model-000200000.pth`` (``TRACKER.weights``), loaded when the
+tracker is made, so a missing or foreign file fails before any work, with the command that
+fetches it.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from pydantic import BaseModel, Field
+
+from densemotion.params import Section
+from densemotion.tracking.base import Tracker, TrackerSpec
 
 if TYPE_CHECKING:
-    from densemotion.params import TrajectoriesParams
     from densemotion.tracking.pips.engine import PipsEngine, TrackInfo
+
+
+class PipsParams(Section):
+    """``trajectories.pips``: the published PIPs model; windows of 8 frames, chained past 8."""
+
+    stride: Literal[4, 8] = 4  # feature map = frame size / stride (the published demo: 4 at 360x640)
+    iters: int = Field(6, ge=1)  # refinement iterations (published demo: 6)
+    chunk_size: int = Field(256, ge=1)  # points refined at once: bounds memory, not results (CPU best ~256)
+    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision on CUDA; ignored on CPU
+
 
 _AMP = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
 
@@ -41,23 +56,27 @@ class PipsTracker:
         return tracks, vis
 
 
-def make(params: TrajectoriesParams, device: str) -> PipsTracker:
-    """Build the tracker from ``trajectories.pips``; ``device`` is cpu, cuda or auto.
+def _make(section: BaseModel, device: str, weights: Path | None) -> Tracker:
+    """Build the tracker from ``trajectories.pips`` and the checkpoint at ``weights``.
 
     Autocast applies on CUDA only (CPU stays float32).
     """
     import torch
 
-    from densemotion.tracking.base import resolve_device
+    from densemotion.runtime import resolve_device
     from densemotion.tracking.pips.checkpoint import load_pips
     from densemotion.tracking.pips.engine import PipsEngine
 
+    assert isinstance(section, PipsParams) and weights is not None
     device = resolve_device(device)
-    p = params.pips
-    net = load_pips(p.checkpoint, stride=p.stride, device=device)
-    amp = _AMP[p.autocast]
+    net = load_pips(weights, stride=section.stride, device=device)
+    amp = _AMP[section.autocast]
     amp_dtype = getattr(torch, amp) if amp is not None and torch.device(device).type == "cuda" else None
-    return PipsTracker(PipsEngine(net, device, iters=p.iters, chunk_size=p.chunk_size, amp_dtype=amp_dtype))
+    engine = PipsEngine(net, device, iters=section.iters, chunk_size=section.chunk_size, amp_dtype=amp_dtype)
+    return PipsTracker(engine)
 
 
-__all__ = ["PipsTracker", "make"]
+# the published checkpoint's own file name (checkpoint.CHECKPOINT_NAME)
+TRACKER = TrackerSpec(name="pips", params=PipsParams, make=_make, weights="model-000200000.pth")
+
+__all__ = ["TRACKER", "PipsParams", "PipsTracker"]

@@ -19,13 +19,14 @@ import numpy as np
 import torch
 
 from densemotion.atomic import atomic_path
+from densemotion.statedict import mismatch
 from densemotion.tracking.base import TrackerError
 from densemotion.tracking.pips.model import PipsNet
 
 CHECKPOINT_NAME = "model-000200000.pth"
 # from aharley/pips get_reference_model.sh; "?dl=1" makes Dropbox serve the file itself
 ARCHIVE_URL = "https://www.dropbox.com/s/glk6jmoa9yeervl/reference_model.tar.gz?dl=1"
-# the fixture weights of ../shared/pips/SPEC.md
+# the fixture weights (docs/pips.md, "How it is checked")
 FIXTURE_SEED = 20221024
 FIXTURE_GAIN = 0.3
 
@@ -66,21 +67,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def check_state_dict(state: dict[str, torch.Tensor], source: str) -> None:
     """Raise CheckpointError listing missing, unexpected and wrongly shaped keys."""
-    expected = expected_shapes()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
-        for k in set(expected) & set(state)
-        if not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != expected[k]
-    )
-    problems = []
-    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
-        if keys:
-            shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
-            problems.append(f"{label}: {shown}")
+    problems = mismatch(state, expected_shapes())
     if problems:
-        raise CheckpointError(f"{source} does not match the published PIPs model: " + "; ".join(problems))
+        raise CheckpointError(f"{source} does not match the published PIPs model: {problems}")
 
 
 def load_pips(path: str | Path, stride: int, device: str | torch.device = "cpu", dtype=torch.float32) -> PipsNet:
@@ -93,7 +82,7 @@ def load_pips(path: str | Path, stride: int, device: str | torch.device = "cpu",
 
 
 def fixture_state_dict(seed: int = FIXTURE_SEED, gain: float = FIXTURE_GAIN) -> dict[str, torch.Tensor]:
-    """The synthetic float64 weights the shared PIPs fixtures were made with (SPEC, "Weights").
+    """The synthetic float64 weights the PIPs fixtures were made with (docs/pips.md, "How it is checked").
 
     Key i of the sorted key list gets v = default_rng([seed, i]).standard_normal(shape); matrices
     and conv kernels gain * v / sqrt(fan_in), 1-D weights 1 + 0.1 v, biases 0.1 v. Used by tests,

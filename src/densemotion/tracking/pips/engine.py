@@ -8,7 +8,7 @@
   features plus one chunk's activations, whatever the number of points (beyond the outputs).
 - A clip shorter than the window is padded by repeating its last frame (as the published
   demo does); a longer one is tracked by chaining windows as the published chain demo does
-  (../shared/pips/SPEC.md, "Chaining beyond S frames"), each point restarting on its own.
+  (docs/pips.md, "Chaining past 8 frames"), each point restarting on its own.
 
 Shape legend: L frames of the clip, S = 8 frames of a window, N points, C = 128 channels.
 Coordinates are (x, y) pixels of the given frames.

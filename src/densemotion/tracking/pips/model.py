@@ -1,4 +1,4 @@
-"""The published PIPs network (Harley et al., ECCV 2022), written from ``../shared/pips/SPEC.md``.
+"""The published PIPs network (Harley et al., ECCV 2022); what it matches: ``docs/pips.md``.
 
 Module names and parameter shapes follow the published checkpoint key for key (200 tensors),
 so ``model-000200000.pth`` loads with ``strict=True``. The network works on one clip at a time
@@ -189,7 +189,7 @@ class PipsNet(nn.Module):
         self.vis_predictor = nn.Sequential(nn.Linear(LATENT, 1))
 
     def encode(self, rgbs: Tensor) -> Tensor:
-        """rgbs (T, 3, H, W) floats in [0, 255] -> feature maps (T, C, H // stride, W // stride)."""
+        """rgbs (S, 3, H, W) floats in [0, 255] -> feature maps (S, C, H // stride, W // stride)."""
         return self.fnet(2 * (rgbs / 255.0) - 1.0)
 
     def refine(
