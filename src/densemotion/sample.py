@@ -31,14 +31,22 @@ owning pixel ``(round(x), round(y))`` at that frame, where ``round(a) = floor(a 
 position at a later frame t maps through that layer's transforms; it is visible at t iff its
 rounded pixel lies inside the frame and that layer owns it at t. Near a shape's edge (within
 half a pixel) this rounding may call a point hidden although its exact position is inside.
+
+Portability: the frames and the truth file are the same bytes on every CPU. sin, cos, exp and
+tanh (NumPy's AVX-512, AVX2 or plain paths, or libm) differ in the last bits between CPUs, as do
+LAPACK kernels and SIMD-ordered sums; so each such result is rounded to a multiple of 2**-20
+(:func:`_snap`) before use, sums are exact (:func:`_mean_std`), and the rest is element-wise
++ - * / and sqrt, which IEEE 754 rounds alike everywhere: no np.linalg, einsum, hypot or interp.
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -48,7 +56,9 @@ from densemotion.video import encode_video
 
 SCHEMA_VERSION = 1
 EDGE_PX = 1.0  # width of a sprite's anti-aliased edge, frame pixels
+_SNAP = 2.0**20  # sin, cos, exp and tanh results are rounded to multiples of 1 / _SNAP
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps keep the .npz byte-identical
+_Real = TypeVar("_Real", float, np.ndarray)
 
 
 class SampleTruthError(ValueError):
@@ -79,6 +89,50 @@ FAMILIES: tuple[Family, ...] = (
 _BACKGROUND_PALETTE = ((70, 64, 58), (128, 118, 104), (190, 180, 165))  # muted stone greys
 
 
+# ---------------------------------------------------------------- portable arithmetic
+
+
+def _snap(x: _Real) -> _Real:
+    """Round a result of sin, cos, exp or tanh (array or float) to a multiple of 2**-20.
+
+    Their implementations differ by a few ulp (~1e-16) between CPUs; rounded to this far coarser
+    grid (still far finer than anything visible) they agree, and so does all IEEE arithmetic on them.
+    """
+    if isinstance(x, float):
+        return round(x * _SNAP) / _SNAP
+    return np.rint(x * _SNAP) / _SNAP
+
+
+def _mean_std(field: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation from exactly rounded sums (math.fsum), the same in any order.
+
+    NumPy's float sums are ordered by its (SIMD) loops, so their last bits are not portable.
+    """
+    values = field.ravel()
+    mean = math.fsum(values.tolist()) / values.size
+    dev = values - mean
+    return mean, math.sqrt(math.fsum((dev * dev).tolist()) / values.size)
+
+
+def _wave(fx: float, fy: float, phase: float, h: int, w: int) -> np.ndarray:
+    """(h, w) plane wave cos(2 pi (fx x + fy y) + phase) from snapped 1-D rows and columns.
+
+    cos(A + B) = cos A cos B - sin A sin B: products and differences of multiples of 2**-20 of
+    magnitude <= 1 are exact, so the wave and sums of thousands of waves are portable (and it
+    takes h + w cosines, not h * w).
+    """
+    a = 2 * np.pi * fx * np.arange(w, dtype=np.float64) + phase  # (w,)
+    b = 2 * np.pi * fy * np.arange(h, dtype=np.float64)  # (h,)
+    return _snap(np.cos(b))[:, None] * _snap(np.cos(a)) - _snap(np.sin(b))[:, None] * _snap(np.sin(a))
+
+
+def _rotation(degrees: float) -> tuple[float, float]:
+    """(cos, sin) of an angle, snapped, then rescaled to unit length (to an ulp)."""
+    c, s = _snap(math.cos(math.radians(degrees))), _snap(math.sin(math.radians(degrees)))
+    norm = math.sqrt(c * c + s * s)
+    return c / norm, s / norm
+
+
 # ---------------------------------------------------------------- textures (float32, 0..255)
 
 
@@ -87,44 +141,49 @@ def _band_noise(rng: np.random.Generator, h: int, w: int, periods: tuple[float, 
     period = rng.uniform(*periods, size=modes)
     angle = rng.uniform(0, np.pi, size=modes)
     phase = rng.uniform(0, 2 * np.pi, size=modes)
-    fx, fy = np.cos(angle) / period, np.sin(angle) / period  # cycles/px
-    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    fx, fy = _snap(np.cos(angle)) / period, _snap(np.sin(angle)) / period  # cycles/px
     field = np.zeros((h, w))
-    for i in range(modes):  # a few dozen modes; each is one vectorised pass over the grid
-        field += np.cos(2 * np.pi * (fx[i] * x + fy[i] * y) + phase[i])
-    return (field - field.mean()) / (field.std() + 1e-12)
+    for i in range(modes):  # an exact sum (see _wave)
+        field += _wave(fx[i], fy[i], phase[i], h, w)
+    mean, std = _mean_std(field)
+    return (field - mean) / (std + 1e-12)
 
 
 def _colourise(value: np.ndarray, palette: tuple[tuple[int, int, int], ...]) -> np.ndarray:
-    """Map values in [0, 1] (h, w) through a piecewise-linear palette -> (h, w, 3) float32."""
-    stops = np.linspace(0.0, 1.0, len(palette))
-    colours = np.asarray(palette, np.float64)
-    out = [np.interp(np.clip(value, 0, 1), stops, colours[:, c]) for c in range(3)]
-    return np.stack(out, axis=-1).astype(np.float32)
+    """Map values in [0, 1] (h, w) through a piecewise-linear palette -> (h, w, 3) float32.
+
+    Element-wise arithmetic rather than np.interp, whose compiled loop may fuse multiply-adds.
+    """
+    colours = np.asarray(palette, np.float64)  # (n, 3)
+    pos = np.clip(value, 0, 1) * (len(palette) - 1)
+    i = np.minimum(pos.astype(np.int64), len(palette) - 2)  # between colours i and i + 1
+    frac = (pos - i)[..., None]
+    return (colours[i] + (colours[i + 1] - colours[i]) * frac).astype(np.float32)
 
 
 def _pattern(name: str, rng: np.random.Generator, size: int) -> np.ndarray:
     """(size, size) values in [0, 1] for a family pattern, with 2D detail (no aperture problem)."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    noise = np.tanh(0.8 * _band_noise(rng, size, size, (8.0, 18.0)))
+    noise = _snap(np.tanh(0.8 * _band_noise(rng, size, size, (8.0, 18.0))))
     if name == "stripes":
         theta = rng.uniform(0, np.pi)
-        along = x * np.cos(theta) + y * np.sin(theta)
-        base = np.cos(2 * np.pi * along / 11.0)
+        base = _wave(_snap(np.cos(theta)) / 11.0, _snap(np.sin(theta)) / 11.0, 0.0, size, size)
         value = 0.5 + 0.3 * base + 0.2 * noise
     elif name == "checker":
         cell = 8.0
         off = rng.uniform(0, 2 * cell, size=2)
-        base = np.tanh(3.0 * np.sin(np.pi * (x + off[0]) / cell) * np.sin(np.pi * (y + off[1]) / cell))
+        along_x = _snap(np.sin(np.pi * (x[0] + off[0]) / cell))  # (size,)
+        along_y = _snap(np.sin(np.pi * (y[:, 0] + off[1]) / cell))  # (size,)
+        base = _snap(np.tanh(3.0 * along_y[:, None] * along_x))
         value = 0.5 + 0.35 * base + 0.15 * noise
     elif name == "blobs":
-        value = 0.5 + 0.5 * np.tanh(1.5 * _band_noise(rng, size, size, (9.0, 20.0)))
+        value = 0.5 + 0.5 * _snap(np.tanh(1.5 * _band_noise(rng, size, size, (9.0, 20.0))))
     elif name == "dots":
         spacing, radius = 11.0, 3.5
         off = rng.uniform(0, spacing, size=2)
         dx = (x + off[0]) % spacing - spacing / 2
         dy = (y + off[1]) % spacing - spacing / 2
-        dot = np.clip(radius + 0.5 - np.hypot(dx, dy), 0, 1)
+        dot = np.clip(radius + 0.5 - np.sqrt(dx * dx + dy * dy), 0, 1)
         value = 0.15 + 0.7 * dot + 0.15 * noise
     else:
         raise ValueError(f"unknown texture pattern {name!r}")
@@ -135,7 +194,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """(h, w, 3) float32 static background: muted, mid-frequency 'stone' texture."""
     fine = _band_noise(rng, h, w, (8.0, 18.0), modes=32)
     coarse = _band_noise(rng, h, w, (30.0, 80.0), modes=8)
-    value = 0.5 + 0.17 * np.tanh(0.9 * fine) + 0.12 * np.tanh(coarse)
+    value = 0.5 + 0.17 * _snap(np.tanh(0.9 * fine)) + 0.12 * _snap(np.tanh(coarse))
     return _colourise(value, _BACKGROUND_PALETTE)
 
 
@@ -151,15 +210,20 @@ class _Sprite:
 
 
 def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray, a: float, b: float) -> np.ndarray:
-    """Distance to the shape's edge in texture units, positive inside (exact zero set)."""
+    """Distance to the shape's edge in texture units, positive inside (exact zero set).
+
+    Lengths are sqrt(x * x + y * y), correctly rounded everywhere (np.hypot is the platform's libm).
+    """
     if shape == "disc":
-        return a - np.hypot(u, v)
+        return a - np.sqrt(u * u + v * v)
     if shape == "ellipse":
-        return (1.0 - np.hypot(u / a, v / b)) * min(a, b)
+        ua, vb = u / a, v / b
+        return (1.0 - np.sqrt(ua * ua + vb * vb)) * min(a, b)
     if shape == "roundrect":
         r = 0.35 * min(a, b)
         qx, qy = np.abs(u) - (a - r), np.abs(v) - (b - r)
-        outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0)
+        px, py = np.maximum(qx, 0), np.maximum(qy, 0)
+        outside = np.sqrt(px * px + py * py) + np.minimum(np.maximum(qx, qy), 0)
         return r - outside
     raise ValueError(f"unknown sprite shape {shape!r}")
 
@@ -179,31 +243,44 @@ def _make_sprite(rng: np.random.Generator, params: SampleParams) -> _Sprite:
     size = 2 * int(np.ceil(max(a, b))) + 4
     texture = _colourise(_pattern(fam.pattern, rng, size), fam.palette)
 
-    t = np.arange(params.num_frames, dtype=np.float64)
-    travel = np.asarray(fam.velocity) * (params.num_frames - 1)
+    n = params.num_frames
+    t = np.arange(n, dtype=np.float64)
+    travel = np.asarray(fam.velocity) * (n - 1)
     margin = 0.6 * max(a, b)
     c0 = [
         _start_coordinate(rng, travel[0], params.width, margin),
         _start_coordinate(rng, travel[1], params.height, margin),
     ]
-    theta = np.deg2rad(rng.uniform(0, 360) + fam.rotation * t)  # (T,)
-    scale = np.exp(fam.scale_rate * (t - (params.num_frames - 1) / 2))  # 1 at mid-clip
-    frame_from_tex = np.empty((params.num_frames, 2, 3))
-    frame_from_tex[:, 0, 0] = scale * np.cos(theta)
-    frame_from_tex[:, 0, 1] = -scale * np.sin(theta)
-    frame_from_tex[:, 1, 0] = scale * np.sin(theta)
-    frame_from_tex[:, 1, 1] = scale * np.cos(theta)
+    # linear part scale * rotation = [[c, -s], [s, c]]; each frame applies the family's fixed step
+    # (turn by fam.rotation, grow by exp(fam.scale_rate)) to the previous one. Plain float products
+    # keep it portable, and every sprite of a family turns and grows at exactly the same rate.
+    c, s = _rotation(rng.uniform(0, 360))
+    step_c, step_s = _rotation(fam.rotation)
+    grow = _snap(math.exp(fam.scale_rate))
+    scale = _snap(math.exp(-fam.scale_rate * (n - 1) / 2))  # 1 at mid-clip (to ~1e-6)
+    c, s = scale * c, scale * s
+    frame_from_tex = np.empty((n, 2, 3))
+    for k in range(n):
+        frame_from_tex[k, :, :2] = [[c, -s], [s, c]]
+        c, s = (c * step_c - s * step_s) * grow, (s * step_c + c * step_s) * grow
     frame_from_tex[:, 0, 2] = c0[0] + fam.velocity[0] * t
     frame_from_tex[:, 1, 2] = c0[1] + fam.velocity[1] * t
     return _Sprite(fam_index, (a, b), texture, frame_from_tex)
 
 
 def _invert_affine(m: np.ndarray) -> np.ndarray:
-    """Invert affines (..., 2, 3) -> (..., 2, 3)."""
-    lin = np.linalg.inv(m[..., :2])  # (..., 2, 2)
+    """Invert affines (..., 2, 3) -> (..., 2, 3) by the closed 2x2 formula.
+
+    Portable, unlike np.linalg.inv and einsum, whose LAPACK or SIMD kernels vary between CPUs.
+    """
+    a, b, tx = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    c, d, ty = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    det = a * d - b * c
     out = np.empty_like(m)
-    out[..., :2] = lin
-    out[..., 2] = -np.einsum("...ij,...j->...i", lin, m[..., 2])
+    out[..., 0, 0], out[..., 0, 1] = d / det, -b / det
+    out[..., 1, 0], out[..., 1, 1] = -c / det, a / det
+    out[..., 0, 2] = -(out[..., 0, 0] * tx + out[..., 0, 1] * ty)
+    out[..., 1, 2] = -(out[..., 1, 0] * tx + out[..., 1, 1] * ty)
     return out
 
 
@@ -223,8 +300,8 @@ def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _draw_sprite(canvas: np.ndarray, owner: np.ndarray, layer: int, sprite: _Sprite, t: int) -> None:
     """Composite one sprite onto canvas (H, W, 3) float and owner (H, W) uint8, in place."""
     f = sprite.frame_from_tex[t]  # (2, 3)
-    scale = float(np.sqrt(abs(np.linalg.det(f[:, :2]))))
-    reach = scale * float(np.hypot(*sprite.half)) + EDGE_PX + 1
+    scale = math.sqrt(abs(float(f[0, 0] * f[1, 1] - f[0, 1] * f[1, 0])))
+    reach = scale * math.sqrt(sprite.half[0] ** 2 + sprite.half[1] ** 2) + EDGE_PX + 1
     h, w = owner.shape
     x0, x1 = max(int(np.floor(f[0, 2] - reach)), 0), min(int(np.ceil(f[0, 2] + reach)) + 1, w)
     y0, y1 = max(int(np.floor(f[1, 2] - reach)), 0), min(int(np.ceil(f[1, 2] + reach)) + 1, h)
