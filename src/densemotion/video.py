@@ -147,6 +147,63 @@ def iter_frames(path: str | Path, *, planes: bool = False) -> Iterator[tuple[int
         container.close()
 
 
+# RGB -> Y'CbCr, ITU-R BT.601 limited ("TV") range: the matrix swscale applies to rgb24 -> yuv420p
+# when nothing else is said, and what H.264 decoders assume for an untagged SD stream.
+#   Y  = 16 + 219/255 * (Kr R + Kg G + Kb B)        Kr = 0.299, Kb = 0.114, Kg = 1 - Kr - Kb
+#   Cb = 128 + 224/255 * (B - Y') / (2 (1 - Kb))    Cr = 128 + 224/255 * (R - Y') / (2 (1 - Kr))
+# as integers scaled by 2**_FRAC_BITS, derived with exact rationals (no float rounding anywhere), the
+# chroma rows' G term chosen so each row sums to exactly 0: greys get Cb = Cr = 128 exactly.
+_FRAC_BITS = 16
+
+
+def _fixed(x: Fraction) -> int:
+    return round(x * (1 << _FRAC_BITS))
+
+
+def _yuv_rows() -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
+    kr, kb = Fraction(299, 1000), Fraction(114, 1000)
+    kg = 1 - kr - kb
+    luma, chroma = Fraction(219, 255), Fraction(224, 255)
+    y_row = (_fixed(kr * luma), _fixed(kg * luma), _fixed(kb * luma))
+    cb_r, cb_b = _fixed(-kr * chroma / (2 * (1 - kb))), _fixed(chroma / 2)
+    cr_r, cr_b = _fixed(chroma / 2), _fixed(-kb * chroma / (2 * (1 - kr)))
+    return y_row, (cb_r, -cb_r - cb_b, cb_b), (cr_r, -cr_r - cr_b, cr_b)
+
+
+_Y_ROW, _CB_ROW, _CR_ROW = _yuv_rows()  # (16829, 33039, 6416), (-9714, -19070, 28784), (28784, -24103, -4681)
+
+# x264 settings beyond crf/preset/threads, as x264-params. cpu-independent=1 makes x264 pick the same
+# algorithms on every CPU: without it, CPUs with SSSE3 or newer use whole-block intra mode search
+# (intra_*_x9) that decides differently from the C/SSE2 search, and the lookahead's macroblock-tree
+# propagation runs SIMD float code (rcpps approximations, FMA) whose results depend on the SIMD level
+# and, with AVX-512, even changed from run to run within one process. The flag switches both to x264's
+# portable C code; every other SIMD routine x264 uses is bit-exact with its C version. It is a plain
+# flag, valid for every x264 build and architecture (unlike asm=<level> names). Tests append to it
+# (e.g. ":asm=0") to check that the bytes do not depend on the SIMD level.
+_X264_PARAMS = "cpu-independent=1"
+
+
+def _rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> yuv420p packed as PyAV wants it: (H * 3/2, W) uint8, Y rows then U then V.
+
+    BT.601 limited range (see ``_Y_ROW``), chroma the rounded mean of each 2x2 block (centred siting).
+    Integer arithmetic only, so the same on every CPU and NumPy build. Bounds: Y in [16, 235] and
+    Cb, Cr in [16, 240] for any input; every intermediate fits in int32 (|sum| < 2**26).
+    """
+    h, w = rgb.shape[:2]
+    r, g, b = (rgb[..., c].astype(np.int32) for c in range(3))
+    half = 1 << (_FRAC_BITS - 1)
+    y = (_Y_ROW[0] * r + _Y_ROW[1] * g + _Y_ROW[2] * b + ((16 << _FRAC_BITS) + half)) >> _FRAC_BITS
+    out = np.empty((h * 3 // 2, w), np.uint8)
+    out[:h] = y
+    chroma = out[h:].reshape(2, h // 2, w // 2)  # a view: U, then V
+    for plane, (cr, cg, cb) in zip(chroma, (_CB_ROW, _CR_ROW), strict=True):
+        full = cr * r + cg * g + cb * b  # scaled by 2**_FRAC_BITS, not yet rounded
+        quad = full[0::2, 0::2] + full[0::2, 1::2] + full[1::2, 0::2] + full[1::2, 1::2]
+        plane[:] = (quad + ((128 << (_FRAC_BITS + 2)) + (half << 2))) >> (_FRAC_BITS + 2)
+    return out
+
+
 def encode_video(
     path: str | Path,
     frames: Iterable[np.ndarray],
@@ -155,9 +212,22 @@ def encode_video(
     crf: int = 18,
     codec: str = "libx264",
 ) -> int:
-    """Encode RGB frames (H, W, 3) uint8 as an H.264 MP4 (yuv420p), atomically; return count.
+    """Encode RGB frames (H, W, 3) uint8 as an H.264 MP4 (yuv420p), atomically; return the count.
 
-    H and W must be even (yuv420p). Deterministic for identical input.
+    H and W must be even (yuv420p) and the same for every frame.
+
+    With the default ``libx264`` the file's bytes depend only on the frames, ``fps``, ``crf`` and the
+    PyAV build (its FFmpeg and x264 versions): the same from run to run and on any x86-64 CPU,
+    whatever SIMD it has. ``dvc.lock`` pins the sample clips' bytes, so this matters:
+
+    - RGB -> YUV 4:2:0 is done here in exact integer NumPy arithmetic (BT.601 limited range, the
+      matrix swscale would use), not by swscale, whose result depends on FFmpeg's SIMD path;
+    - x264 runs single-threaded with ``cpu-independent=1`` (see ``_X264_PARAMS``).
+
+    Checked on x86-64 only (tests/test_video_encode.py: x264 from plain C to AVX-512, NumPy, FFmpeg
+    and libm SIMD off). aarch64 runs the same integer conversion and x264 algorithms, but x264's C
+    float code (rate control, macroblock tree) and libm are compiled for it separately, so its bytes
+    may differ. Other codecs get the same YUV frames but no such guarantee.
     """
     path = Path(path)
     count = 0
@@ -165,16 +235,31 @@ def encode_video(
         rate = Fraction(fps).limit_denominator(1001)
         stream = container.add_stream(codec, rate=rate)
         stream.pix_fmt = "yuv420p"
-        # single-threaded x264 keeps the bitstream identical from run to run
-        stream.options = {"crf": str(crf), "threads": "1", "preset": "medium"}
+        # one thread: x264's frame threads would make the bitstream depend on timing
+        options = {"crf": str(crf), "threads": "1", "preset": "medium"}
+        if codec == "libx264":
+            options["x264-params"] = _X264_PARAMS
+        stream.options = options
         stream.thread_count = 1
+        # say what the planes are (SMPTE 170M = BT.601 matrix, limited range), as untagged HD video
+        # is taken as BT.709 by many players
+        stream.codec_context.colorspace = 6  # AVCOL_SPC_SMPTE170M
+        stream.codec_context.color_range = 1  # AVCOL_RANGE_MPEG
+        size = (0, 0)
         for rgb in frames:
+            if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+                raise ValueError(f"{path}: frame {count} is {rgb.dtype} {rgb.shape}, expected (H, W, 3) uint8 RGB")
             if count == 0:
-                h, w = rgb.shape[:2]
+                h, w = size = rgb.shape[:2]
                 if h % 2 or w % 2:
                     raise VideoError(f"{path}: frame size {w}x{h} must be even for yuv420p")
                 stream.width, stream.height = w, h
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            elif rgb.shape[:2] != size:
+                raise VideoError(
+                    f"{path}: frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, the first was {size[1]}x{size[0]}"
+                )
+            # already yuv420p at the stream's size: PyAV hands it to x264 without swscale
+            frame = av.VideoFrame.from_ndarray(_rgb_to_yuv420p(rgb), format="yuv420p")
             for packet in stream.encode(frame):
                 container.mux(packet)
             count += 1
