@@ -92,7 +92,7 @@ def test_bad_inputs_and_params():
         DisTracker("slowest")
     with pytest.raises(TrackerError, match="uint8"):
         DisTracker().track(np.zeros((3, 8, 8, 3), np.float32), np.zeros((1, 2), np.float32))
-    with pytest.raises(TrackerError, match="L >= 2"):
+    with pytest.raises(TrackerError, match="S >= 2"):
         DisTracker().track(np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 2), np.float32))
     with pytest.raises(TrackerError, match="queries"):
         DisTracker().track(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((3,), np.float32))
