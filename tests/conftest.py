@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +91,35 @@ def make_video(tmp_path):
         return path
 
     return _make
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size_kb: int) -> Iterator[Path | None]:
+    """A ``size_kb`` tmpfs mounted at ``folder`` where the test may mount one (root), else None
+    (the caller then limits file sizes with RLIMIT_FSIZE instead, see :func:`fsize_limit`)."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mount.returncode != 0:
+        yield None
+        return
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fsize_limit(limit_bytes: int):
+    """A preexec_fn for subprocess: files may not grow past ``limit_bytes`` (EFBIG, not a signal)."""
+
+    def apply() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return apply

@@ -421,3 +421,26 @@ def test_a_new_tracker_is_one_package_and_its_params(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     failed = run(repo, "dvc", "repro", check=False)
     assert failed.returncode != 0 and "trajectories.still.visibility" in failed.stdout + failed.stderr
+
+
+def test_kills_at_any_point_then_repro_give_the_uninterrupted_lock(repo, built_repo):
+    """SIGKILL `dvc repro` (and its stage) at several points of a from-scratch run; the final
+    `dvc repro` must leave the same outputs and dvc.lock as the uninterrupted run."""
+    import signal
+    import time
+
+    for out in ("data/frames", "data/trajectories", "data/sample/videos", "data/sample/truth"):
+        for p in (repo / out).iterdir():
+            if p.name != ".gitignore":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    (repo / "models" / "motion.pt").unlink()
+    (repo / "dvc.lock").unlink()
+    for delay in (1.5, 4.0, 8.0):
+        proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=_env(repo), start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    run(repo, "dvc", "repro")
+    assert (repo / "dvc.lock").read_text() == (built_repo / "dvc.lock").read_text()
+    assert _status(repo) == {}

@@ -8,7 +8,7 @@ with a silently ignored setting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -34,7 +34,8 @@ def check_stage_names(names: list[str], key: str) -> None:
 
 class Section(BaseModel):
     # strict: "8" is not an int; extra=forbid: unknown keys are errors, not ignored
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # strict: "8" is not an int; extra=forbid: unknown keys are errors, not ignored; no .inf or .nan
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class SampleParams(Section):
@@ -100,7 +101,7 @@ class TrajectoriesParams(Section):
     (``densemotion.tracking.<name>``); :meth:`section` validates and returns it.
     """
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, allow_inf_nan=False)
 
     tracker: str = "dis"
     device: Literal["cpu", "cuda", "auto"] = "auto"
@@ -108,7 +109,9 @@ class TrajectoriesParams(Section):
     window_stride: int | None = Field(None, ge=1)  # None -> window (non-overlapping)
     grid_stride: int = Field(4, ge=1)  # g, grid spacing in pixels of the tracking resolution
     margin: int = Field(0, ge=0)  # pixels left out at each border before the grid starts
-    resolution: tuple[int, int] | None = None  # (H, W) tracking resolution; None -> frames' size
+    # (H, W) tracking resolution; None -> frames' size. Bounded: every grid point of a 8192 x 8192
+    # frame is 67M tracks per window, more than any machine here holds
+    resolution: tuple[Annotated[int, Field(ge=16, le=8192)], Annotated[int, Field(ge=16, le=8192)]] | None = None
     chunk_windows: int = Field(4, ge=1)  # windows per resumable chunk
 
     @model_validator(mode="after")
@@ -240,6 +243,10 @@ def _describe(err: ValidationError, prefix: str = "") -> str:
         key = prefix + ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check the spelling; see params.yaml in the repo)")
+        elif e["type"] == "value_error" and isinstance(e.get("input"), dict):
+            # a section's own check: its message starts with the key it is about
+            sub_key, _, message = str(e.get("ctx", {}).get("error", e["msg"])).partition(": ")
+            lines.append(f"  {key}.{sub_key}: {message}" if message else f"  {key}: {sub_key}")
         else:
             got = e.get("input")
             lines.append(f"  {key}: {e['msg']} (got {got!r})")
@@ -264,6 +271,27 @@ def _lists_to_tuples_for_tuple_fields(raw: dict) -> dict:
     return raw
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key repeated in one mapping (DVC refuses such a file too;
+    last-wins would silently reset a whole section to its defaults)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str) -> object:
+    """Parse YAML safely (no tags run), refusing duplicate keys; yaml.YAMLError on bad input."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``params.yaml``; raise :class:`ParamsError` naming the bad key."""
     path = Path(path)
@@ -272,7 +300,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except OSError as err:
         raise ParamsError(f"cannot read {path}: {err.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = read_yaml(text)
     except yaml.YAMLError as err:
         raise ParamsError(f"{path} is not valid YAML: {err}") from None
     return parse_params(raw, str(path))

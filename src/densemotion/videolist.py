@@ -130,7 +130,7 @@ def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
 
 def sample_videos(params_path: Path) -> dict[str, str]:
     """The built-in sample clips of ``sample.clips`` (the default ``data.videos``)."""
-    clips = _yaml().load(params_path.read_text())["sample"]["clips"]
+    clips = _load(params_path)["sample"]["clips"]
     return {clip: f"{SAMPLE_VIDEO_DIR}/{clip}.mp4" for clip in clips}
 
 
@@ -143,13 +143,24 @@ def _yaml() -> YAML:
     return y
 
 
+def _load(params_path: Path, y: YAML | None = None):  # -> the round-trip document
+    """params.yaml as a comment-keeping document; ValueError naming the file on bad YAML (a repeated
+    key included, which DVC and our params loader refuse too)."""
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return (y or _yaml()).load(params_path.read_text())
+    except YAMLError as err:
+        raise ValueError(f"{params_path} is not valid YAML: {err}") from None
+
+
 def set_videos(params_path: Path, videos: dict[str, str]) -> None:
     """Replace ``data.videos`` in params.yaml, leaving the rest of the file as it was."""
     from densemotion.atomic import atomic_path
     from densemotion.params import parse_params
 
     y = _yaml()
-    doc = y.load(params_path.read_text())
+    doc = _load(params_path, y)
     doc.setdefault("data", {})["videos"] = dict(videos)
     parse_params(_plain(doc), str(params_path))  # refuse to write a params file that would not load
     with atomic_path(params_path) as tmp, open(tmp, "w") as f:

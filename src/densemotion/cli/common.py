@@ -37,6 +37,14 @@ def params_from(args: argparse.Namespace) -> Params:
     return load_params(args.params)
 
 
+def describe(err: BaseException) -> str:
+    """One line for an error: an OS error as 'PATH: cause' (full disk, read-only, permissions)."""
+    if isinstance(err, OSError) and err.strerror:
+        where = err.filename if err.filename is not None else ""
+        return f"{where}: {err.strerror}" if where else err.strerror
+    return str(err)
+
+
 def debugging(argv: list[str] | None) -> bool:
     """True when ``--debug`` is among the arguments or DENSEMOTION_DEBUG is set (not 0/empty)."""
     args = sys.argv[1:] if argv is None else argv
@@ -44,8 +52,8 @@ def debugging(argv: list[str] | None) -> bool:
 
 
 def clean_errors(func: Callable[..., int]) -> Callable[..., int]:
-    """Print StageError / ParamsError / FileNotFoundError / ValueError as one clear line and exit 1
-    (with the traceback as well under ``--debug`` or DENSEMOTION_DEBUG=1)."""
+    """Print StageError / ParamsError / ValueError / OSError as one clear line and exit 1 (with the
+    traceback as well under ``--debug`` or DENSEMOTION_DEBUG=1)."""
 
     @functools.wraps(func)
     def wrapper(argv: list[str] | None = None) -> int:
@@ -56,11 +64,11 @@ def clean_errors(func: Callable[..., int]) -> Callable[..., int]:
             sys.argv.remove("--debug")
         try:
             return func(argv)
-        except (StageError, ParamsError, FileNotFoundError, ValueError) as err:
+        except (StageError, ParamsError, ValueError, OSError) as err:
             if debug:
                 traceback.print_exc()
             prog = func.__module__.rsplit(".", 1)[-1].replace("_", "-")
-            print(f"densemotion {prog}: error: {err}", file=sys.stderr)
+            print(f"densemotion {prog}: error: {describe(err)}", file=sys.stderr)
             return 1
 
     return wrapper

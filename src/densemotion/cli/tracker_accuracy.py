@@ -15,7 +15,6 @@ in pixels of the clip's own size.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from densemotion.atomic import write_json
@@ -35,15 +34,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="metrics JSON to write")
     add_params_argument(p)
     return p
-
-
-def _finite(obj):
-    """NaN/inf -> None, so the JSON stays standard (nothing to score reads as null)."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def score_video(store_dir: Path, frames_dir: Path, truth_file: Path) -> Errors:
@@ -82,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "videos": videos,
         "unscored": unscored,
     }
-    write_json(args.out, _finite(result))
+    write_json(args.out, result)  # strict JSON: nothing to score reads as null
     if overall:
         print(
             f"{args.out}: {len(videos)} videos; median EPE {overall['epe_median']:.3f} px "

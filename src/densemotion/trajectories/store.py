@@ -110,7 +110,7 @@ def _write(path: Path, meta: dict, parts: Iterable[dict[str, np.ndarray]] | Sequ
     counts = [len(part["starts"]) for part in parts]
     meta = _final_meta(meta, sum(counts))
     shapes = expected_shapes(meta, meta["num_windows"])
-    with atomic_path(path, is_dir=True) as tmp:
+    with atomic_path(path, is_dir=True, same_kind=_is_store_folder, kind="a trajectory store") as tmp:
         files = {name: open(tmp / f"{name}.npy", "wb") for name in shapes}  # noqa: SIM115  # closed below
         try:
             for name, f in files.items():
@@ -129,6 +129,11 @@ def _write(path: Path, meta: dict, parts: Iterable[dict[str, np.ndarray]] | Sequ
         _write_meta(tmp, meta)
         TrajectoryStore(tmp)  # refuse to finish with a store that does not read back
     return meta
+
+
+def _is_store_folder(path: Path) -> bool:
+    """A folder of files with a meta.json: a trajectory store (of any schema) that may be replaced."""
+    return (path / "meta.json").is_file() and all(p.is_file() for p in path.iterdir())
 
 
 def store_sha256(path: str | Path) -> str:
