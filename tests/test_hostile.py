@@ -160,3 +160,19 @@ def test_tracker_section_with_a_bad_key_is_named(tmp_path):
         params.trajectories.section()
     with pytest.raises(ParamsError, match=r"trajectories\.nope: unknown tracker 'nope'"):
         parse_params({"data": {"videos": {"a": "x"}}, "trajectories": {"nope": {}}})
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("grid_shape", "12x16"), ("window", 4.5), ("tracking_size", [0, 16]), ("num_windows", None), ("margin", -1)],
+)
+def test_a_store_meta_of_the_wrong_types_is_a_clear_error(tmp_path, key, value):
+    from densemotion.trajectories.store import TrajectoryStore, TrajectoryStoreError
+
+    from test_dataset import write_motion_store
+
+    store = write_motion_store(tmp_path, "v")
+    meta = json.loads((store / "meta.json").read_text())
+    (store / "meta.json").write_text(json.dumps({**meta, key: value}))
+    with pytest.raises(TrajectoryStoreError, match=rf"{store}: meta {key} must be"):
+        TrajectoryStore(store)

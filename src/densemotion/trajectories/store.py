@@ -63,6 +63,7 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, where: str) -> None
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise TrajectoryStoreError(f"{where}: meta lacks {', '.join(missing)}")
+    _check_meta_types(meta, where)
     shapes = expected_shapes(meta, len(arrays["starts"]))
     for name, shape in shapes.items():
         arr = arrays[name]
@@ -70,6 +71,22 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, where: str) -> None
             raise TrajectoryStoreError(
                 f"{where}: {name} is {arr.dtype}{list(arr.shape)}, expected {np.dtype(_DTYPES[name])}{list(shape)}"
             )
+
+
+def _is_pair(value: object) -> bool:
+    return isinstance(value, list | tuple) and len(value) == 2 and all(type(v) is int and v > 0 for v in value)
+
+
+def _check_meta_types(meta: dict, where: str) -> None:
+    """meta.json is read from disk: a value of the wrong type is an error naming the key, not a crash."""
+    for key in ("window", "window_stride", "grid_stride"):
+        if type(meta[key]) is not int or meta[key] < 1:
+            raise TrajectoryStoreError(f"{where}: meta {key} must be a positive integer, got {meta[key]!r}")
+    if type(meta["margin"]) is not int or meta["margin"] < 0:
+        raise TrajectoryStoreError(f"{where}: meta margin must be a non-negative integer, got {meta['margin']!r}")
+    for key in ("grid_shape", "tracking_size", "frame_size"):
+        if not _is_pair(meta[key]):
+            raise TrajectoryStoreError(f"{where}: meta {key} must be two positive integers, got {meta[key]!r}")
 
 
 def _final_meta(meta: dict, num_windows: int) -> dict:
@@ -172,6 +189,10 @@ class TrajectoryStore:
             raise TrajectoryStoreError(
                 f"{self.path}: trajectory store schema {version!r}, this densemotion reads schema "
                 f"{SCHEMA_VERSION}; re-run the trajectories stage (dvc repro) to rebuild it"
+            )
+        if type(meta.get("num_windows")) is not int:
+            raise TrajectoryStoreError(
+                f"{self.path}: meta num_windows must be an integer, got {meta.get('num_windows')!r}"
             )
         return meta
 
