@@ -81,10 +81,10 @@ class _KnownTracks:
 
 def test_written_store_reads_back_displacements_within_a_64th_px_up_to_64_px(tmp_path):
     """Through our own writer (track_video's float16 conversion) and reader (TrajectoryStore.window)."""
-    from test_trajectories_run import MemoryFrames
-
     from densemotion.params import TrajectoriesParams
     from densemotion.trajectories.run import track_video
+
+    from test_trajectories_run import MemoryFrames
 
     frames = np.zeros((9, 40, 640, 3), np.uint8)  # wide: absolute x would lose precision in float16
     params = TrajectoriesParams(device="cpu", window=5, window_stride=4, grid_stride=4, chunk_windows=1)
