@@ -47,3 +47,14 @@ def test_an_error_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys, mo
     assert frames_main([*args, "--debug"] if switch == "--debug" else args) == 1
     debug = capsys.readouterr().err
     assert "Traceback (most recent call last)" in debug and "frames.jpeg_quality" in debug
+
+
+def test_a_stage_run_as_a_module_names_its_command_in_errors(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text("frames: {jpeg_quality: high}\n")
+    out = subprocess.run([sys.executable, "-m", "densemotion.cli.frames", "x.mp4", "y.zip", "--params", str(bad)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 1 and out.stderr.startswith("densemotion frames: error:"), out.stderr

@@ -45,6 +45,12 @@ def describe(err: BaseException) -> str:
     return str(err)
 
 
+def _command(func: Callable) -> str:
+    """The command name of a CLI module's main, also when run as ``python -m densemotion.cli.X``."""
+    spec = getattr(sys.modules.get(func.__module__), "__spec__", None)
+    return (spec.name if spec else func.__module__).rsplit(".", 1)[-1].replace("_", "-")
+
+
 def debugging(argv: list[str] | None) -> bool:
     """True when ``--debug`` is among the arguments or DENSEMOTION_DEBUG is set (not 0/empty)."""
     args = sys.argv[1:] if argv is None else argv
@@ -67,8 +73,7 @@ def clean_errors(func: Callable[..., int]) -> Callable[..., int]:
         except (StageError, ParamsError, ValueError, OSError) as err:
             if debug:
                 traceback.print_exc()
-            prog = func.__module__.rsplit(".", 1)[-1].replace("_", "-")
-            print(f"densemotion {prog}: error: {describe(err)}", file=sys.stderr)
+            print(f"densemotion {_command(func)}: error: {describe(err)}", file=sys.stderr)
             return 1
 
     return wrapper

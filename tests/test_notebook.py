@@ -1,0 +1,76 @@
+"""notebooks/colab.ipynb, the path a Colab user follows, executed top to bottom on the CPU, offline.
+
+The test changes only the parameters cell: a local folder stands for the mounted Drive (holding a
+zip of frames in the Drive layout), a git repository copied from this working tree for GitLab, a
+tiny experiment for the GPU one. A CLI change that breaks a cell fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import moving_frames
+from test_e2e_dvc import _copy_tree, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "colab.ipynb"
+TINY = ("-S train.epochs=1 -S train.batch_size=2 -S model.input_scale=1 -S train.val_videos=1 "
+        "-S train.test_videos=1 -S frames.min_frames=8")  # fmt: skip
+
+
+def _drive(folder: Path) -> None:
+    """A Drive folder with the users' frames zip: frames/<video>/frames/*.jpg."""
+    from densemotion.frames.store import encode_jpeg
+
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "frames.zip", "w") as z:
+        for v in range(3):
+            for i, frame in enumerate(moving_frames(16, 48, 64, seed=v)):
+                z.writestr(f"frames/clip{v}/frames/{i:05d}.jpg", encode_jpeg(frame, 90))
+
+
+def test_colab_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    origin = tmp_path / "gitlab" / "densemotion"
+    origin.mkdir(parents=True)
+    _copy_tree(origin)
+    run(origin, "git", "init", "-q", "-b", "main")
+    run(origin, "git", "add", "-A")
+    run(origin, "git", "commit", "-qm", "as pushed to GitLab")
+    run(origin, "git", "config", "receive.denyCurrentBranch", "ignore")
+    drive = tmp_path / "drive"
+    _drive(drive)
+    project = tmp_path / "content" / "densemotion"
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1
+    params[0].source = "\n".join([
+        f"REPO_URL = {str(origin)!r}", f"DRIVE = {str(drive)!r}", f"PROJECT = {str(project)!r}",
+        "FIRST_TIME = True", f"FRAMES_ZIP = {str(drive / 'frames.zip')!r}", f"EXPERIMENT = {TINY!r}",
+        "INSTALL = 'true'  # the test's venv has densemotion already", "GIT_NAME, GIT_EMAIL = 'T', 't@example.org'",
+        "MOUNT_DRIVE = False",
+    ])  # fmt: skip
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONPATH", str(project / "src"))  # the clone's code, as installed on Colab
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nbclient.NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+
+    summary = json.loads((project / "metrics" / "evaluate" / "summary.json").read_text())
+    assert summary["epochs"] == 1 and summary["videos"] == 1
+    assert (drive / "densemotion" / "dvcstore").is_dir() and any((drive / "densemotion" / "dvcstore").rglob("*"))
+    assert (project / "data" / "work").is_symlink()
+    shown = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in shown)  # pictures and curves inline
+    refs = run(origin, "git", "for-each-ref", "refs/exps").stdout
+    assert refs.strip(), "the experiment was not pushed to the git remote"
