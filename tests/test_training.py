@@ -102,6 +102,7 @@ def test_resumed_run_reaches_the_same_weights(tmp_path, monkeypatch, mode):
     assert resumed["history"] == whole["history"]
     assert resumed["optimizer"]["state"][0]["exp_avg"].equal(whole["optimizer"]["state"][0]["exp_avg"])
     assert load_checkpoint(tmp_path / "parts.pt")["epoch"] == 3
+    assert (tmp_path / "parts.pt").read_bytes() == (tmp_path / "whole.pt").read_bytes()  # DVC sees one output
     assert not (tmp_path / "work" / "checkpoint.pt").exists()  # finished: nothing left to resume
     rows = (live / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
     assert rows[0] == "step\tloss" and [r.split("\t")[0] for r in rows[1:]] == ["0", "1", "2"]  # each epoch once

@@ -96,6 +96,17 @@ def check_compatible(stores: dict[str, TrajectoryStore]) -> None:
         )
 
 
+def has_visible_point(store: TrajectoryStore, steps: Sequence[int]) -> bool:
+    """Whether the tracker saw any grid point (visible, finite displacement) at ``steps`` of any
+    window; stops at the first window that has one, so a healthy store costs one read."""
+    return any(store.window(k, steps)["visible"].any() for k in range(len(store)))
+
+
+def videos_without_visible_points(root: str | Path, videos: Sequence[str], steps: Sequence[int]) -> list[str]:
+    """The ``videos`` under ``root`` whose stores have no visible point at ``steps`` of any window."""
+    return [v for v in videos if not has_visible_point(TrajectoryStore(Path(root) / v), steps)]
+
+
 class MotionDataset(Dataset):
     """Windows of several videos as training samples.
 

@@ -15,6 +15,9 @@ displacements and the baselines are also scored against the true motion of the g
 Outputs (``out_dir``): ``summary.json`` and ``per_video.json`` (DVC metrics), ``per_video.csv``
 and ``epe_hist.csv`` (DVC plot data), ``epe_hist.png`` and ``per_video.png``, and
 ``pictures/*.png``: input frame | tracker motion | predicted motion | colour-wheel legend.
+An undefined score (a test video where the tracker saw no point) is null in the JSON (strict:
+no NaN token) and an empty cell in the CSV; when no test video has a visible point at all,
+evaluation is refused, as there is nothing to score.
 
 Letters: Nw windows of S frames, K predicted steps, Hg x Wg grid, N = Hg * Wg points.
 """
@@ -22,6 +25,11 @@ Letters: Nw windows of S frames, K predicted steps, Hg x Wg grid, N = Hg * Wg po
 from __future__ import annotations
 
 import csv
+import errno
+import math
+import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,8 +235,10 @@ def histogram(videos: list[VideoErrors], bins: int, max_px: float) -> tuple[np.n
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    def fmt(x) -> str:
-        return f"{x:.6g}" if isinstance(x, float) else str(x)
+    def fmt(x) -> str:  # an undefined value (a video without visible points) is an empty cell, not "nan"
+        if isinstance(x, float):
+            return f"{x:.6g}" if math.isfinite(x) else ""
+        return str(x)
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")  # quotes a video name holding a comma or quote
@@ -304,7 +314,8 @@ def write_pictures(
         return []
     picks = sorted({pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, min(count, len(pairs))).round()})
     names = []
-    with atomic_path(out_dir / "pictures", is_dir=True) as tmp:
+    only_pictures = lambda d: all(p.suffix == ".png" for p in d.iterdir())
+    with atomic_path(out_dir / "pictures", is_dir=True, same_kind=only_pictures, kind="a folder of pictures") as tmp:
         for video, w in picks:
             store = stores[video]
             window = store.window(w, [int(store.meta["window"]) - 1])
@@ -335,9 +346,12 @@ def evaluate(
     target, window = checkpoint["model_params"]["target"], int(checkpoint["window"])
     mean_disp = np.asarray(checkpoint["stats"]["mean"], np.float32)  # (K, 2) tracking px
     stores = {v: TrajectoryStore(Path(trajectories) / v) for v in videos}
+    for store in stores.values():
+        check_store(store, window)
+    _check_visible(stores, window)
+    check_writable(out_dir)
     results = []
     for video, store in stores.items():
-        check_store(store, window)
         truth_fn = _truth_for(store, video, truth_dir, frames_dir)
         results.append(video_errors(model, store, mean_disp, target, device, params.batch_size, truth_fn))
     rows = [video_row(r, target) for r in results]
@@ -355,6 +369,35 @@ def evaluate(
     write_plots(out_dir, rows, centres, fractions)
     write_pictures(out_dir, model, stores, params.pictures, params.picture_scale, device)
     return summary
+
+
+def _check_visible(stores: dict[str, TrajectoryStore], window: int) -> None:
+    """Refuse test videos without one point the tracker saw at a window's last frame: every score
+    would be undefined (written as null), and a stage that scored nothing must not look done.
+    Such videos among others are named on stderr; their per-video scores are null."""
+    seen = lambda s: any(s.window(k, [window - 1])["visible"].any() for k in range(len(s)))  # stops at the first
+    blind = [v for v, s in stores.items() if not seen(s)]
+    if blind and len(blind) == len(stores):
+        raise EvaluationError(
+            f"the test videos {blind} have no visible point at the last frame of any window (every point "
+            "invisible or its displacement not finite): nothing to score; check their trajectory stores"
+        )
+    if blind:
+        print(f"test videos with no visible point: {', '.join(blind)} (their scores are null)", file=sys.stderr)
+
+
+def check_writable(folder: Path) -> None:
+    """Create the output folder and write a file in it before scoring, so that an unwritable
+    ``out_dir`` is found now rather than after every video was scored."""
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".densemotion-probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise EvaluationError(f"cannot write the scores in {folder} ({err.strerror or err})") from None
 
 
 def _truth_for(store: TrajectoryStore, video: str, truth_dir, frames_dir):

@@ -15,7 +15,12 @@ Checkpoints: with ``work_dir`` (what ``dvc repro`` uses: DVC deletes a stage's o
 running it) the checkpoint of the run in progress lives in ``work_dir`` and a rerun after a kill
 resumes from it when params, split and data are unchanged (else it starts over, saying why);
 ``out`` is written when training ends. Without it, ``out`` is written every epoch and ``resume``
-continues from it (a mismatch is an error).
+continues from it (a mismatch is an error). A checkpoint's bytes depend on its contents only, so
+a resumed run writes the very file an uninterrupted one does. Weights or metrics that are not
+finite after an epoch are never saved: the run stops and the previous checkpoint stays.
+
+Refused up front: an output folder that cannot be written, and a training or validation part of
+the split where the tracker saw no point (all invisible or NaN: the loss would be 0).
 
 Determinism on CPU: weights from ``train.seed``; the batch order of epoch e from (seed, e); the
 flips from (seed, e, index); dropout from torch's global RNG, saved in every checkpoint. A
@@ -26,7 +31,11 @@ Letters: B batch, K predicted steps, Hg x Wg grid.
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 import sys
+import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -40,9 +49,17 @@ from densemotion.checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointError,
     load_checkpoint,
+    nonfinite_tensors,
     save_checkpoint,
 )
-from densemotion.dataset import MotionDataset, Split, displacement_stats, open_stores, split_videos
+from densemotion.dataset import (
+    MotionDataset,
+    Split,
+    displacement_stats,
+    open_stores,
+    split_videos,
+    videos_without_visible_points,
+)
 from densemotion.metrics import endpoint_error
 from densemotion.model import MotionNet, build_model, set_backbone_trainable
 from densemotion.params import ModelParams, TrainParams
@@ -54,7 +71,7 @@ _RESUMABLE_CHANGES = {"device", "workers"}
 
 
 class TrainingError(ValueError):
-    """Training cannot start or go on: bad checkpoint, mismatched params, NaN loss."""
+    """Training cannot start or go on: bad checkpoint, mismatched params, no visible point, NaN loss."""
 
 
 # --- loss and metric ------------------------------------------------------------------------
@@ -105,7 +122,23 @@ def prepare_data(
     val_ds = MotionDataset(root, split.val, target)
     if len(train_ds) == 0:
         raise TrainingError(f"the training videos {list(split.train)} have no trajectory windows")
+    for part, ds in (("training", train_ds), ("validation", val_ds)):
+        check_visible_points(ds, part)
     return split, train_ds, val_ds
+
+
+def check_visible_points(dataset: MotionDataset, part: str) -> None:
+    """Refuse a part of the split where the tracker saw no point (everything invisible or NaN):
+    the loss would be 0 and the model would learn nothing, or validate perfectly on nothing.
+    Videos without a visible point among others are named on stderr (they add nothing)."""
+    blind = videos_without_visible_points(dataset.root, dataset.videos, dataset.steps)
+    if blind and len(blind) == len(dataset.videos):
+        raise TrainingError(
+            f"the {part} videos {blind} have no visible point at the predicted steps of any window "
+            "(every point invisible or its displacement not finite): check their trajectory stores"
+        )
+    if blind:
+        print(f"{part} videos with no visible point: {', '.join(blind)} (they add nothing)", file=sys.stderr)
 
 
 def make_loader(dataset: MotionDataset, batch_size: int, *, shuffle_seed: int | None, workers: int) -> DataLoader:
@@ -334,6 +367,56 @@ def _log_epoch(live, record: dict) -> None:
     live.next_step()
 
 
+def check_writable(folder: str | Path, what: str) -> None:
+    """Create ``folder`` if needed and write a file in it now, so that an unwritable output is
+    found before an epoch runs rather than when its result is saved."""
+    folder = Path(folder)
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".densemotion-probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise TrainingError(f"cannot write {what} in {folder} ({err.strerror or err})") from None
+
+
+def _check_outputs(out: Path, work_dir: str | Path | None, live_dir: str | Path | None) -> None:
+    """Every folder the run writes to, checked before any data is read."""
+    if out.is_dir():
+        raise TrainingError(f"{out}: is a folder, not a checkpoint file path")
+    check_writable(out.parent, f"the checkpoint {out.name}")
+    if work_dir is not None:
+        check_writable(work_dir, "the checkpoint of the run in progress")
+    if live_dir is not None:
+        check_writable(live_dir, "the dvclive logs")
+
+
+def _check_finite(record: dict, state: dict, epoch: int, ckpt_path: Path, saved_epoch: int) -> None:
+    """Refuse to save weights or metrics made NaN / inf by the epoch's last steps (the loss of a
+    batch is checked before its step, the weights it leaves behind only here)."""
+    bad = nonfinite_tensors({"model": state["model"], "optimizer": state["optimizer"]})
+    if bad:
+        what = f"the weights became non-finite (NaN or inf in {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})"
+    else:
+        key = next((k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)), None)
+        if key is None:
+            return
+        what = f"{key} became {record[key]}"
+    raise TrainingError(f"{what} in epoch {epoch}: {_stopped(ckpt_path, saved_epoch)}")
+
+
+def _stopped(ckpt_path: Path, saved_epoch: int) -> str:
+    """What a stopped run left behind: the checkpoint of its last finished epoch, if any."""
+    kept = (
+        f"{ckpt_path} keeps the last good checkpoint (epoch {saved_epoch})"
+        if saved_epoch
+        else "no checkpoint was written"
+    )
+    return f"training stopped; {kept}. Try a lower train.lr or check the trajectories."
+
+
 def _describe(record: dict) -> str:
     parts = [f"epoch {record['epoch']}"]
     parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr")]
@@ -362,6 +445,7 @@ def train(
     ``out`` is written at the end (see the module docstring).
     """
     mp, tp, out = model_params, train_params, Path(out)
+    _check_outputs(out, work_dir, live_dir)
     device = resolve_device(tp.device)
     split, train_ds, val_ds = prepare_data(trajectories, videos, mp, tp)
     data = {v: store_sha256(Path(trajectories) / v) for v in (*split.train, *split.val)}
@@ -391,27 +475,22 @@ def train(
         try:
             train_stats = train_one_epoch(model, loader, opt, sched, scaler, tp, device, epoch=epoch, frozen=frozen)
         except TrainingError as err:
-            kept = (
-                f"{ckpt_path} keeps the last good checkpoint (epoch {state['epoch']})"
-                if state["epoch"]
-                else "no checkpoint was written"
-            )
-            raise TrainingError(
-                f"{err}: training stopped; {kept}. Try a lower train.lr or check the trajectories."
-            ) from None
+            raise TrainingError(f"{err}: {_stopped(ckpt_path, state['epoch'])}") from None
         record = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in train_stats.items()}}
         if len(val_ds):
             record.update({f"val/{k}": v for k, v in validate(model, val_loader, device, tp.loss).items()})
         record["lr"] = opt.param_groups[0]["lr"]
-        state.update(
-            epoch=epoch + 1,
-            history=[*state["history"], record],
-            model={k: v.detach().cpu() for k, v in model.state_dict().items()},
-            optimizer=opt.state_dict(),
-            scheduler=sched.state_dict(),
-            scaler=scaler.state_dict(),
-            rng=_rng_state(),
-        )
+        update = {
+            "epoch": epoch + 1,
+            "history": [*state["history"], record],
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": _rng_state(),
+        }
+        _check_finite(record, update, epoch + 1, ckpt_path, state["epoch"])
+        state.update(update)
         save_checkpoint(ckpt_path, state)
         _log_epoch(live, record)
         tqdm.write(_describe(record), file=sys.stderr)

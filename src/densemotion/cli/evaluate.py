@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from densemotion.atomic import finite_json
 from densemotion.checkpoint import load_checkpoint, model_from_checkpoint
 from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.evaluation import evaluate
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         truth_dir=args.truth,
         frames_dir=args.frames,
     )
-    print(json.dumps({k: summary[k] for k in ("vs_tracker", "vs_truth") if k in summary}, indent=2))
+    scores = {k: summary[k] for k in ("vs_tracker", "vs_truth") if k in summary}
+    print(json.dumps(finite_json(scores), indent=2, allow_nan=False))  # strict JSON: undefined scores are null
     return 0
 
 
