@@ -80,9 +80,9 @@ def test_resumed_run_reaches_the_same_weights(tmp_path, monkeypatch, mode):
     # deeplabv3 with its auxiliary head: dropout makes the RNG state matter; flips vary per epoch
     mp = ModelParams(name="deeplabv3_mobilenet_v3_large", aux_loss=True, input_scale=2)
     tp = TrainParams(device="cpu", epochs=3, batch_size=2, hflip=True)
-    whole = _run(tmp_path, videos, out="whole.pt", mp=mp, tp=tp)
     # work_dir: what dvc repro runs (DVC deletes --out first); resume: --out every epoch + --resume
     kwargs = {"work_dir": tmp_path / "work"} if mode == "work_dir" else {}
+    whole = _run(tmp_path, videos, out="whole.pt", mp=mp, tp=tp, **({"work_dir": tmp_path / "w0"} if kwargs else {}))
     live = tmp_path / "live"
 
     restore = _killed_in_second_epoch(monkeypatch)

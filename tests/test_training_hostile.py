@@ -120,7 +120,7 @@ def test_resumed_run_writes_the_same_bytes(tmp_path, monkeypatch, mode):
     videos = _videos(tmp_path / "traj")
     # a frozen first epoch: the optimiser gains the backbone's state only after the interruption
     tp = TrainParams(device="cpu", epochs=3, batch_size=2, freeze_backbone_epochs=1)
-    _run(tmp_path, videos, out="whole/m.pt", tp=tp)
+    _run(tmp_path, videos, out="whole/m.pt", tp=tp, **({"work_dir": tmp_path / "work0"} if mode == "work_dir" else {}))
     kwargs = {"work_dir": tmp_path / "work"} if mode == "work_dir" else {}
     real = training.train_one_epoch
 
@@ -427,3 +427,34 @@ def test_file_size_limit_while_saving_is_one_line(tmp_path):
     line = _one_error_line(done.stderr, str(out))
     assert "file size limit" in line or "File too large" in line, line
     assert not out.exists()
+
+
+def test_a_single_training_window_is_refused_before_torch_fails(tmp_path):
+    from densemotion.params import ModelParams, TrainParams
+    from densemotion.training import TrainingError, train
+
+    from test_dataset import write_motion_store
+
+    for i in range(3):
+        write_motion_store(tmp_path / "traj", f"v{i}", seed=i, nw=1)
+    with pytest.raises(TrainingError, match=r"batches of at least 2 windows .* have 1 window"):
+        train(trajectories=tmp_path / "traj", videos=["v0", "v1", "v2"], model_params=ModelParams(input_scale=1),
+              train_params=TrainParams(device="cpu", epochs=1, batch_size=2), out=tmp_path / "m.pt")  # fmt: skip
+
+
+def test_the_finished_model_leaves_the_resume_state_in_the_work_folder(tmp_path):
+    import torch
+
+    from densemotion.params import ModelParams, TrainParams
+    from densemotion.training import RESUME_KEYS, train
+
+    from test_dataset import write_motion_store
+
+    for i in range(3):
+        write_motion_store(tmp_path / "traj", f"v{i}", seed=i)
+    train(trajectories=tmp_path / "traj", videos=["v0", "v1", "v2"], model_params=ModelParams(input_scale=1),
+          train_params=TrainParams(device="cpu", epochs=1, batch_size=2), out=tmp_path / "m.pt",
+          work_dir=tmp_path / "work")  # fmt: skip
+    final = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert not set(RESUME_KEYS) & set(final)
+    assert {"model", "model_params", "split", "stats", "epoch", "history"} <= set(final)

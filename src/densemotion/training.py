@@ -122,6 +122,13 @@ def prepare_data(
     val_ds = MotionDataset(root, split.val, target)
     if len(train_ds) == 0:
         raise TrainingError(f"the training videos {list(split.train)} have no trajectory windows")
+    if len(train_ds) < 2 or min(train_params.batch_size, len(train_ds)) < 2:
+        raise TrainingError(
+            f"training needs batches of at least 2 windows (batch norm), but the training videos "
+            f"{list(split.train)} have {len(train_ds)} window(s) and train.batch_size is "
+            f"{train_params.batch_size}: add videos, use shorter or overlapping windows "
+            "(trajectories.window, trajectories.window_stride), or raise train.batch_size"
+        )
     for part, ds in (("training", train_ds), ("validation", val_ds)):
         check_visible_points(ds, part)
     return split, train_ds, val_ds
@@ -329,6 +336,16 @@ def _set_rng_state(state: dict) -> None:
 # --- the run ----------------------------------------------------------------------------------
 
 
+# what only resuming needs; the finished model (the train stage's output) goes without it
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng")
+
+
+def released(state: dict) -> dict:
+    """The finished model's checkpoint: weights, model and train params, split, data statistics and
+    history, without the optimiser, scheduler, scaler and RNG states (most of a resumable file)."""
+    return {k: v for k, v in state.items() if k not in RESUME_KEYS}
+
+
 def _new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str], stats: dict) -> dict:
     return {
         "format": CHECKPOINT_FORMAT,
@@ -495,7 +512,7 @@ def train(
         _log_epoch(live, record)
         tqdm.write(_describe(record), file=sys.stderr)
     if ckpt_path != out:
-        save_checkpoint(out, state)
+        save_checkpoint(out, released(state))  # the stage's output: what evaluation and users need
         ckpt_path.unlink(missing_ok=True)  # finished: nothing left to resume
     if live is not None:
         live.end()
