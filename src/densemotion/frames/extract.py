@@ -17,13 +17,14 @@ import numpy as np
 from tqdm import tqdm
 
 from densemotion.atomic import atomic_path
-from densemotion.frames.sources import Payload, SourceError, frame_keeper, open_source
+from densemotion.frames.sources import Payload, SourceError, VideoSource, frame_keeper, open_source
 from densemotion.frames.store import (
     FrameArchive,
     FrameArchiveWriter,
     decode_jpeg,
     encode_jpeg,
     encode_jpeg_planes,
+    is_frame_archive,
     is_jpeg,
 )
 from densemotion.params import FramesParams
@@ -34,8 +35,12 @@ class TooShortError(ValueError):
     """The source has fewer frames than one tracking window."""
 
 
-def _to_jpeg(payload: Payload, size: tuple[int, int], quality: int, where: str) -> bytes:
-    """Resize to ``size`` (W, H) when needed and encode; JPEG bytes of the right size pass through."""
+def _to_jpeg(payload: Payload, size: tuple[int, int], quality: int, where: str, source_size: tuple[int, int]) -> bytes:
+    """Resize to ``size`` (W, H) when needed and encode; JPEG bytes of the right size pass through.
+
+    Image bytes must decode to ``source_size``, the size of every frame: a file changed since the
+    source's ``info()`` read its header is refused, never resized to fit.
+    """
     if isinstance(payload, Yuv420):
         if (payload.shape[1], payload.shape[0]) == size:
             return encode_jpeg_planes(payload, quality)
@@ -43,8 +48,14 @@ def _to_jpeg(payload: Payload, size: tuple[int, int], quality: int, where: str) 
             return encode_jpeg_planes(payload.resized(*size), quality)
         payload = payload.to_rgb()
     if isinstance(payload, bytes):
-        rgb = decode_jpeg(payload, where)
-        if (rgb.shape[1], rgb.shape[0]) == size and is_jpeg(payload):
+        rgb = decode_jpeg(payload, where, SourceError)
+        got = (rgb.shape[1], rgb.shape[0])
+        if got != source_size:
+            raise SourceError(
+                f"{where}: decodes to {got[0]}x{got[1]}, not the {source_size[0]}x{source_size[1]} of the other "
+                "frames; all frames of a video must have one size"
+            )
+        if got == size and is_jpeg(payload):
             return payload
     else:
         rgb = payload
@@ -54,6 +65,11 @@ def _to_jpeg(payload: Payload, size: tuple[int, int], quality: int, where: str) 
 
 
 def _check_size(payload: Payload, expected: tuple[int, int], where: str) -> None:
+    """Refuse a decoded video frame whose size differs from the stream's.
+
+    Image sources yield encoded bytes: their sizes are all checked from the headers by the
+    source's ``info()`` before anything is written, and again once decoded (:func:`_to_jpeg`).
+    """
     if not isinstance(payload, bytes) and (payload.shape[1], payload.shape[0]) != expected:
         raise SourceError(f"{where}: frame size changes mid-stream ({payload.shape[1]}x{payload.shape[0]})")
 
@@ -71,13 +87,16 @@ def extract(
     dest = Path(dest)
     name = name or dest.stem
     source = open_source(source_spec, image_fps)
-    info = source.info()
+    info = source.info()  # image sources: every header read, mixed sizes refused, before writing
     out_w, out_h = fit_size(info.width, info.height, params.max_size)
     keep = frame_keeper(info.fps, params.fps, str(source_spec))
     out_fps = info.fps if params.fps is None or not info.fps else min(params.fps, info.fps)
     kept: list[int] = []
 
-    with atomic_path(dest) as tmp, ThreadPoolExecutor(params.workers) as pool:
+    with (
+        atomic_path(dest, same_kind=is_frame_archive, kind="a frame archive") as tmp,
+        ThreadPoolExecutor(params.workers) as pool,
+    ):
         writer = FrameArchiveWriter(tmp)
         pending: collections.deque[Future[bytes]] = collections.deque()
         bar = tqdm(desc=f"frames {name}", unit="frame", disable=None if progress else True, leave=False)
@@ -86,8 +105,13 @@ def extract(
                 if not keep(index):
                     continue
                 _check_size(payload, (info.width, info.height), f"{source_spec} frame {index}")
-                where = f"{source_spec} frame {index}"
-                pending.append(pool.submit(_to_jpeg, payload, (out_w, out_h), params.jpeg_quality, where))
+                # errors name the image file, or the frame of a video
+                where = f"{source_spec} frame {index}" if isinstance(source, VideoSource) else source.name_of(index)
+                pending.append(
+                    pool.submit(
+                        _to_jpeg, payload, (out_w, out_h), params.jpeg_quality, where, (info.width, info.height)
+                    )
+                )
                 kept.append(index)
                 while len(pending) > 4 * params.workers:  # bounded memory: at most a few frames in flight
                     writer.add(pending.popleft().result())

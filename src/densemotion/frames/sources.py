@@ -5,23 +5,36 @@ JPEG/PNG files, taken in natural name order), ``clip.zip`` (every image in the z
 ``frames.zip::frames/clip/frames`` (the images under one folder inside a zip that holds many
 videos, the layout researchers keep on Google Drive).
 
-Image sources yield encoded bytes, so JPEGs that need no resizing are stored unchanged.
+Image sources yield encoded bytes, so JPEGs that need no resizing are stored unchanged. Their
+files are untrusted: ``info()`` reads every image's header first and refuses mixed sizes, images
+that are not images, and files or zip members too large to be a frame (see the caps in
+:mod:`densemotion.frames.store`), before anything is decoded or written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from densemotion import video
 from densemotion.atomic import listing_sha256, sha256_file
-from densemotion.frames.store import image_size
+from densemotion.frames.store import (
+    MAX_FRAME_PIXELS,
+    MAX_IMAGE_BYTES,
+    ZIP_READ_ERRORS,
+    check_member,
+    check_no_overlap,
+    image_size,
+    read_member,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXTENSIONS = (
@@ -130,11 +143,30 @@ class _ImageSequence:
     def _read(self, name: str) -> bytes:
         raise NotImplementedError
 
+    def _size(self, name: str) -> tuple[int, int]:
+        """(W, H) of one image, as decoded, from its header (see :func:`image_size`)."""
+        raise NotImplementedError
+
     def info(self) -> SourceInfo:
-        size = image_size(self._read(self.names[0]))
-        if size is None:
-            raise SourceError(f"{self.where}/{self.names[0]}: not a readable image")
-        return SourceInfo(self.kind, size[0], size[1], self.image_fps)
+        """The size every image has; refused when one differs (the promise of one size per video).
+
+        Every header is read here, before anything is decoded or written: resizing a stray
+        thumbnail's size onto a whole video, or the video onto it, would pass unnoticed.
+        """
+        first = self._size(self.names[0])
+        if first[0] * first[1] > MAX_FRAME_PIXELS:
+            raise SourceError(
+                f"{self.name_of(0)}: {first[0]}x{first[1]} is {first[0] * first[1]} pixels, over the cap of "
+                f"{MAX_FRAME_PIXELS} for one frame"
+            )
+        for index, name in enumerate(self.names[1:], 1):
+            size = self._size(name)
+            if size != first:
+                raise SourceError(
+                    f"{self.name_of(index)}: {size[0]}x{size[1]} image among frames of {first[0]}x{first[1]} "
+                    f"(from {self.names[0]}); all frames of a video must have one size"
+                )
+        return SourceInfo(self.kind, first[0], first[1], self.image_fps)
 
     def frames(self) -> Iterator[tuple[int, Payload]]:
         for i, name in enumerate(self.names):
@@ -156,8 +188,38 @@ class FolderSource(_ImageSequence):
         names = [p.name for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
         super().__init__(str(path), names, image_fps)
 
+    def _open(self, name: str) -> tuple[BinaryIO, str]:
+        """The open file ``name`` and its description for errors, refused when too large to be a frame."""
+        where = f"{self.where}/{name}"
+        try:
+            f = open(self.path / name, "rb")  # noqa: SIM115 (closed by the caller's with)
+            size = os.fstat(f.fileno()).st_size
+        except OSError as err:
+            raise SourceError(f"{where}: unreadable ({err.strerror or err})") from None
+        if size == 0 or size > MAX_IMAGE_BYTES:
+            f.close()
+            why = "an empty file" if size == 0 else f"{size} bytes, over the cap of {MAX_IMAGE_BYTES} bytes"
+            raise SourceError(f"{where}: {why}, not a frame image")
+        return f, where
+
     def _read(self, name: str) -> bytes:
-        return (self.path / name).read_bytes()
+        f, where = self._open(name)
+        with f:
+            try:
+                data = f.read(MAX_IMAGE_BYTES + 1)  # bounded: the file may grow after the check
+            except OSError as err:
+                raise SourceError(f"{where}: unreadable ({err.strerror or err})") from None
+        if len(data) > MAX_IMAGE_BYTES:
+            raise SourceError(f"{where}: grew over the cap of {MAX_IMAGE_BYTES} bytes for one frame while read")
+        return data
+
+    def _size(self, name: str) -> tuple[int, int]:
+        f, where = self._open(name)
+        with f:
+            try:
+                return image_size(f)
+            except ValueError as err:
+                raise SourceError(f"{where}: {err}") from None
 
     def checksum(self) -> str:
         return self._listing_digest()
@@ -171,7 +233,7 @@ class ZipSource(_ImageSequence):
         self.inner = inner.strip("/")
         try:
             self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as err:
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
             raise SourceError(f"{path}: not a readable zip ({err})") from None
         prefix = f"{self.inner}/" if self.inner else ""
         images = zip_image_names(self._zip.namelist())
@@ -187,13 +249,33 @@ class ZipSource(_ImageSequence):
                 )
         where = f"{path}{ZIP_SEPARATOR}{self.inner}" if self.inner else str(path)
         super().__init__(where, names, image_fps)
+        # every member's declared size, checked before any is inflated
+        wanted = {self._full(n) for n in self.names}
+        members = [i for i in self._zip.infolist() if i.filename in wanted]
+        for info in members:
+            check_member(info, f"{self.where}/{info.filename[len(prefix) :]}", MAX_IMAGE_BYTES, SourceError)
+        check_no_overlap(members, path, SourceError)
+
+    def _full(self, name: str) -> str:
+        return f"{self.inner}/{name}" if self.inner else name
 
     def _read(self, name: str) -> bytes:
-        full = f"{self.inner}/{name}" if self.inner else name
+        info = self._zip.getinfo(self._full(name))
+        return read_member(self._zip, info, f"{self.where}/{name}", MAX_IMAGE_BYTES, SourceError)
+
+    def _size(self, name: str) -> tuple[int, int]:
+        where = f"{self.where}/{name}"
+        info = self._zip.getinfo(self._full(name))
+        check_member(info, where, MAX_IMAGE_BYTES, SourceError)
+        if info.file_size == 0:
+            raise SourceError(f"{where}: an empty file, not an image")
         try:
-            return self._zip.read(full)
-        except (zipfile.BadZipFile, OSError, KeyError) as err:
-            raise SourceError(f"{self.where}/{name}: unreadable ({err})") from None
+            with self._zip.open(info) as f:  # PIL reads the header only: the member is never inflated whole
+                return image_size(f)
+        except ValueError as err:
+            raise SourceError(f"{where}: {err}") from None
+        except ZIP_READ_ERRORS as err:
+            raise SourceError(f"{where}: unreadable ({err})") from None
 
     def checksum(self) -> str:
         # one video of a zip of many: its own images only (hashing a multi-GB zip per video would not scale)
