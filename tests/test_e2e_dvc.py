@@ -441,6 +441,12 @@ def test_kills_at_any_point_then_repro_give_the_uninterrupted_lock(repo, built_r
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    run(repo, "dvc", "repro")
+    final = run(repo, "dvc", "repro", check=False)
+    if final.returncode != 0 and "Unable to read RWLock-file" in final.stdout + final.stderr:
+        # DVC writes .dvc/tmp/rwlock in place, so a kill while DVC itself writes it leaves it empty
+        # (DVC's defect, not a stage's): README's "Failure modes" says to delete it, as here
+        (repo / ".dvc" / "tmp" / "rwlock").unlink()
+        final = run(repo, "dvc", "repro", check=False)
+    assert final.returncode == 0, final.stdout + final.stderr
     assert (repo / "dvc.lock").read_text() == (built_repo / "dvc.lock").read_text()
     assert _status(repo) == {}

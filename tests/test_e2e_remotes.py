@@ -220,3 +220,17 @@ def test_s3_round_trip(repo, s3_server):
                AWS_KEY_ID="testing", AWS_SECRET="testing")  # fmt: skip
     assert "testing" not in (repo / ".dvc" / "config").read_text()  # credentials only in config.local
     round_trip(repo, "s3")
+
+
+def test_pull_from_a_remote_missing_objects_names_them_and_keeps_the_rest(repo, tmp_path):
+    run_recipe(repo, "drive-folder", DRIVE_REMOTE=str(tmp_path / "drive"))
+    run(repo, "dvc", "push", "-r", "drive")
+    objects = sorted(p for p in (tmp_path / "drive").rglob("*") if p.is_file())
+    for lost in objects[::7]:
+        lost.unlink()
+    wipe(repo)
+    pulled = run(repo, "dvc", "pull", "-r", "drive", check=False)
+    message = pulled.stdout + pulled.stderr
+    assert pulled.returncode != 0 and "Traceback" not in message
+    assert "missing" in message.lower() or "failed" in message.lower(), message
+    assert len(outputs(repo)) > 0  # what the remote has is pulled
