@@ -153,9 +153,16 @@ def test_ssh_round_trip_and_a_fresh_clone_pulls_then_runs_nothing(repo, sshd, tm
     clone = tmp_path / "clone"
     run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
     run_recipe(clone, "ssh", **_ssh_vars(sshd, store))
-    pulled = run(clone, "dvc", "repro", "--pull")
-    assert ran_stages(pulled.stdout) == [], pulled.stdout
+    run(clone, "dvc", "pull")
+    again = run(clone, "dvc", "repro")
+    assert ran_stages(again.stdout) == [], again.stdout
     assert "up to date" in run(clone, "dvc", "status").stdout
+    fresh = tmp_path / "fresh"  # with nothing pulled first: repro --pull fetches instead of running
+    run(tmp_path, "git", "clone", "-q", str(repo), str(fresh))
+    run_recipe(fresh, "ssh", **_ssh_vars(sshd, store))
+    pulled = run(fresh, "dvc", "repro", "--pull")
+    assert ran_stages(pulled.stdout) == [], pulled.stdout
+    assert "up to date" in run(fresh, "dvc", "status").stdout
 
 
 def test_interrupted_ssh_push_completes_on_the_next_push(repo, sshd, tmp_path):
@@ -233,4 +240,7 @@ def test_pull_from_a_remote_missing_objects_names_them_and_keeps_the_rest(repo, 
     message = pulled.stdout + pulled.stderr
     assert pulled.returncode != 0 and "Traceback" not in message
     assert "missing" in message.lower() or "failed" in message.lower(), message
-    assert len(outputs(repo)) > 0  # what the remote has is pulled
+    fetched = [p for p in (repo / ".dvc" / "cache").rglob("*") if p.is_file()]
+    assert fetched  # what the remote has is fetched; `dvc checkout` then restores those outputs
+    run(repo, "dvc", "checkout", check=False)
+    assert 0 < len(outputs(repo))
