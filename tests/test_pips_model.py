@@ -120,6 +120,7 @@ def test_missing_checkpoint_names_the_fetch_command(tmp_path):
         read_state_dict(path)
     msg = str(err.value)
     assert str(path) in msg and "dvc import-url" in msg and "densemotion fetch-pips" in msg
+    assert f"dvc add {path}" in msg and "git add" in msg and msg.rstrip().endswith("dvc push")  # kept for good
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):

@@ -39,7 +39,10 @@ def fetch_command(checkpoint: str | Path) -> str:
     """The shell commands that put the published checkpoint at ``checkpoint`` (DVC-tracked)."""
     folder = Path(checkpoint).parent
     archive = folder / "reference_model.tar.gz"
-    return f"dvc import-url '{ARCHIVE_URL}' {archive} && densemotion fetch-pips {archive} {folder}/"
+    return (
+        f"dvc import-url '{ARCHIVE_URL}' {archive} && densemotion fetch-pips {archive} {folder}/ && "
+        f"dvc add {checkpoint} && git add {folder}/*.dvc {folder}/.gitignore && dvc push"
+    )
 
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
