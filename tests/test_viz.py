@@ -93,17 +93,27 @@ def test_window_pictures_draw_moving_points_in_their_direction(tmp_path):
     store = _store(tmp_path)
     still, animation, flow = window_pictures(store, 1, max_tracks=1000)
     assert len(animation) == 4 and still.shape == animation[0].shape and still.shape[2] == 3
-    scale = still.shape[1] // 40
-    assert scale >= 2 and still.shape[:2] == (24 * scale, 40 * scale)
+    scale = flow.shape[0] // 24
+    width = 40 * scale  # the frame; the track legend follows it
+    assert scale >= 2 and still.shape[0] == 24 * scale and still.shape[1] > width + 4
+    picture, legend = still[:, :width].astype(int), still[:, width + 4 :]
     # moving half: reddish paths (direction +x); still quarter (beyond their reach): grey only
-    left, right = still[:, : still.shape[1] // 2].astype(int), still[:, 3 * still.shape[1] // 4 :].astype(int)
+    left, right = picture[:, : width // 2], picture[:, 3 * width // 4 :]
     assert ((left[..., 0] - left[..., 2]) > 60).sum() > 50
     assert ((right[..., 0] - right[..., 2]) > 60).sum() == 0
     assert not np.array_equal(animation[0], animation[3])
+    # the legend: the (darkened) wheel on top, its +x side red like the tracks, and text below it
+    spread = legend.astype(int).max(axis=-1) - legend.astype(int).min(axis=-1)  # colour, not grey
+    coloured = np.flatnonzero((spread > 60).any(axis=1))
+    side = coloured.max() + 1  # the wheel's rows
+    assert coloured.min() < 4 and side < legend.shape[0] // 2
+    middle = legend[coloured.min() + side // 2 - 1]
+    reds = np.flatnonzero((middle[:, 0] > 150) & (middle[:, 2] < 60))
+    assert reds.size and reds.mean() > np.flatnonzero(spread[coloured.min() + side // 2 - 1] > 60).mean()  # +x: right
+    assert (legend[side:] < 128).any()  # black text
     # flow picture: frame | colour image of the motion | legend. Every grid cell of the moving
     # half is pure red (+x at full magnitude), of the still half white; the point hidden at the
     # end (5, 3) is red half-way to grey
-    width = still.shape[1]
     assert flow.shape[0] == still.shape[0] and flow.shape[1] > 2 * width + 8
     right = flow[:, width + 4 : 2 * width + 4]
     cell = 4 * scale  # grid_stride 4 at the picture's scale
@@ -112,8 +122,8 @@ def test_window_pictures_draw_moving_points_in_their_direction(tmp_path):
             rgb = right[i * cell + cell // 2, j * cell + cell // 2].tolist()
             want = [191, 64, 64] if (i, j) == (5, 3) else [255, 0, 0] if j < 5 else [255, 255, 255]
             assert rgb == want, (i, j, rgb)
-    legend = flow[:, 2 * width + 8 :]
-    assert legend[: legend.shape[1] // 2].std() > 20  # the colour wheel is drawn there
+    flow_legend = flow[:, 2 * width + 8 :]
+    assert flow_legend[: flow_legend.shape[1] // 2].std() > 20  # the colour wheel is drawn there
 
 
 def test_visualize_cli_writes_png_and_gif(tmp_path, capsys):

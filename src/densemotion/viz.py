@@ -143,14 +143,38 @@ def _upscale(image: np.ndarray, scale: int, nearest: bool = False) -> np.ndarray
     return cv2.resize(image, (w * scale, h * scale), interpolation=interp)
 
 
+TRACK_SHADE = 0.8  # tracks are drawn darker than the wheel so that pale colours still show
+
+
+def track_scale(tracks: np.ndarray) -> float:
+    """The end-point displacement (px) drawn in full colour: the 99th percentile, at least 1 px."""
+    disp = tracks[-1] - tracks[0]  # (N, 2)
+    mags = np.hypot(disp[:, 0], disp[:, 1])
+    return max(float(np.percentile(mags, 99)) if mags.size else 0.0, 1.0)
+
+
 def direction_colors(tracks: np.ndarray, max_mag: float | None = None) -> np.ndarray:
     """(N, 3) uint8 colour-wheel colour of each track's end-point displacement; tracks (S, N, 2)."""
     disp = (tracks[-1] - tracks[0])[None].astype(np.float32)  # (1, N, 2)
-    if max_mag is None:
-        mags = np.hypot(disp[..., 0], disp[..., 1])
-        max_mag = max(float(np.percentile(mags, 99)) if mags.size else 0.0, 1.0)
-    colors = flow_to_color(disp, max_mag)[0]
-    return (colors * 0.8).astype(np.uint8)  # darker than the wheel so that pale colours still show
+    colors = flow_to_color(disp, track_scale(tracks) if max_mag is None else max_mag)[0]
+    return (colors * TRACK_SHADE).astype(np.uint8)
+
+
+def track_legend(height: int, max_mag: float) -> np.ndarray:
+    """(height, W, 3) panel that reads a track picture: the colour wheel of the tracks' direction,
+    the magnitude drawn in full colour, and what the dots and circles mean."""
+    wheel = (color_wheel(min(64, max(16, height // 3))).astype(np.float32) * TRACK_SHADE).astype(np.uint8)
+    wheel[color_wheel(wheel.shape[0]).min(axis=-1) == 255] = 255  # keep the background white
+    lines = ["direction of", "motion", f"{max_mag:.1f} px: full", "dot: visible", "ring: hidden"]
+    panel = np.full((height, max(wheel.shape[1], 92), 3), 255, np.uint8)
+    panel[: wheel.shape[0], : wheel.shape[1]] = wheel[: min(height, wheel.shape[0])]
+    y = wheel.shape[0] + 12
+    for line in lines:
+        if y > height - 2:
+            break
+        cv2.putText(panel, line, (2, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        y += 12
+    return panel
 
 
 def draw_trajectories(
@@ -200,7 +224,8 @@ def window_pictures(
     """Pictures of window ``k`` of a trajectory store -> (still, animation frames, flow picture).
 
     ``frames`` (S, H, W, 3) at the store's tracking size; None draws over the stored frame 0
-    (grid resolution, blown up) instead. ``still`` is the last frame with full trails.
+    (grid resolution, blown up) instead. ``still`` is the last frame with full trails; it and the
+    animation frames carry a legend on the right (:func:`track_legend`).
     """
     meta = store.meta
     th, tw = meta["tracking_size"]
@@ -215,11 +240,19 @@ def window_pictures(
     points = store.grid_points()[pick]  # (n, 2)
     tracks = w["disp"].reshape(len(w["disp"]), -1, 2)[:, pick] + points  # (S, n, 2)
     vis = w["vis"].reshape(len(w["vis"]), -1)[:, pick]  # (S, n)
-    colors = direction_colors(tracks)
+    max_mag = track_scale(tracks)
+    colors = direction_colors(tracks, max_mag)
     scale = _scale_for(tw)
     last = len(tracks) - 1
-    animation = [draw_trajectories(frames[t], tracks, vis, t, colors, tail, scale) for t in range(last + 1)]
-    still = draw_trajectories(frames[last], tracks, vis, last, colors, tail=last, scale=scale)
+    legend = track_legend(th * scale, max_mag)
+
+    def with_legend(picture: np.ndarray) -> np.ndarray:
+        return np.concatenate([picture, np.full((picture.shape[0], 4, 3), 255, np.uint8), legend], axis=1)
+
+    animation = [
+        with_legend(draw_trajectories(frames[t], tracks, vis, t, colors, tail, scale)) for t in range(last + 1)
+    ]
+    still = with_legend(draw_trajectories(frames[last], tracks, vis, last, colors, tail=last, scale=scale))
     flow = motion_picture(
         np.asarray(frames[0]), [(w["disp"][-1], w["visible"][-1])], cell=g, origin=(margin, margin), scale=scale
     )
