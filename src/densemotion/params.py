@@ -91,6 +91,9 @@ class FramesParams(Section):
     workers: int = Field(2, ge=1)  # JPEG-encoding threads; output does not depend on it
     min_frames: int = Field(8, ge=1)  # shorter videos are rejected (one tracking window)
     image_fps: float | None = Field(None, gt=0)  # frame rate of frame-folder/zip sources, if known
+    # shot-cut score above which a kept frame starts a new shot (densemotion.frames.cuts): 0.1-0.4
+    # within a shot, 0.7-2 across a cut; None turns detection off
+    cut_threshold: float | None = Field(0.6, gt=0)
 
 
 class TrajectoriesParams(Section):

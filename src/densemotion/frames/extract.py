@@ -3,7 +3,8 @@
 Decoding runs in the calling thread (FFmpeg already uses its own threads); resizing and JPEG
 encoding, which dominate, run in a pool of ``workers`` threads (OpenCV releases the GIL).
 Frames are written in source order whatever the worker count, so the archive's bytes do not
-depend on it.
+depend on it. Shot cuts are found on the way (:mod:`densemotion.frames.cuts`): the workers also
+reduce each frame to block means, which the writing loop scores in order against the frame before.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from densemotion.atomic import atomic_path
+from densemotion.frames.cuts import CutDetector, block_means
 from densemotion.frames.sources import Payload, SourceError, VideoSource, frame_keeper, open_source
 from densemotion.frames.store import (
     FrameArchive,
@@ -35,17 +37,27 @@ class TooShortError(ValueError):
     """The source has fewer frames than one tracking window."""
 
 
-def _to_jpeg(payload: Payload, size: tuple[int, int], quality: int, where: str, source_size: tuple[int, int]) -> bytes:
+def _to_jpeg(
+    payload: Payload,
+    size: tuple[int, int],
+    quality: int,
+    where: str,
+    source_size: tuple[int, int],
+    cut_means: bool = False,
+) -> tuple[bytes, np.ndarray | None]:
     """Resize to ``size`` (W, H) when needed and encode; JPEG bytes of the right size pass through.
 
+    With ``cut_means``, also returns what cut detection needs of the stored frame, its
+    :func:`~densemotion.frames.cuts.block_means`, made here in the worker from pixels it has; else None.
     Image bytes must decode to ``source_size``, the size of every frame: a file changed since the
     source's ``info()`` read its header is refused, never resized to fit.
     """
     if isinstance(payload, Yuv420):
-        if (payload.shape[1], payload.shape[0]) == size:
-            return encode_jpeg_planes(payload, quality)
-        if size[0] % 2 == 0 and size[1] % 2 == 0:
-            return encode_jpeg_planes(payload.resized(*size), quality)
+        planes = payload if (payload.shape[1], payload.shape[0]) == size else None
+        if planes is None and size[0] % 2 == 0 and size[1] % 2 == 0:
+            planes = payload.resized(*size)
+        if planes is not None:
+            return encode_jpeg_planes(planes, quality), block_means(planes) if cut_means else None
         payload = payload.to_rgb()
     if isinstance(payload, bytes):
         rgb = decode_jpeg(payload, where, SourceError)
@@ -56,12 +68,13 @@ def _to_jpeg(payload: Payload, size: tuple[int, int], quality: int, where: str, 
                 "frames; all frames of a video must have one size"
             )
         if got == size and is_jpeg(payload):
-            return payload
+            return payload, block_means(rgb) if cut_means else None
     else:
         rgb = payload
     if (rgb.shape[1], rgb.shape[0]) != size:
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    return encode_jpeg(np.ascontiguousarray(rgb), quality)
+    rgb = np.ascontiguousarray(rgb)
+    return encode_jpeg(rgb, quality), block_means(rgb) if cut_means else None
 
 
 def _check_size(payload: Payload, expected: tuple[int, int], where: str) -> None:
@@ -91,34 +104,40 @@ def extract(
     out_w, out_h = fit_size(info.width, info.height, params.max_size)
     keep = frame_keeper(info.fps, params.fps, str(source_spec))
     out_fps = info.fps if params.fps is None or not info.fps else min(params.fps, info.fps)
+    src_size = (info.width, info.height)
     kept: list[int] = []
+    detector = CutDetector(params.cut_threshold) if params.cut_threshold is not None else None
 
     with (
         atomic_path(dest, same_kind=is_frame_archive, kind="a frame archive") as tmp,
         ThreadPoolExecutor(params.workers) as pool,
     ):
         writer = FrameArchiveWriter(tmp)
-        pending: collections.deque[Future[bytes]] = collections.deque()
+        pending: collections.deque[Future[tuple[bytes, np.ndarray | None]]] = collections.deque()
         bar = tqdm(desc=f"frames {name}", unit="frame", disable=None if progress else True, leave=False)
+
+        def store(done: Future[tuple[bytes, np.ndarray | None]]) -> None:
+            """Write the oldest pending frame; cut detection scores it against the one before."""
+            jpeg, means = done.result()
+            writer.add(jpeg)
+            if detector is not None and means is not None:  # block means come exactly when detecting
+                detector.add(means)
+            bar.update()
+
         try:
             for index, payload in source.frames():
                 if not keep(index):
                     continue
-                _check_size(payload, (info.width, info.height), f"{source_spec} frame {index}")
+                _check_size(payload, src_size, f"{source_spec} frame {index}")
                 # errors name the image file, or the frame of a video
                 where = f"{source_spec} frame {index}" if isinstance(source, VideoSource) else source.name_of(index)
-                pending.append(
-                    pool.submit(
-                        _to_jpeg, payload, (out_w, out_h), params.jpeg_quality, where, (info.width, info.height)
-                    )
-                )
+                job = (payload, (out_w, out_h), params.jpeg_quality, where, src_size, detector is not None)
+                pending.append(pool.submit(_to_jpeg, *job))
                 kept.append(index)
                 while len(pending) > 4 * params.workers:  # bounded memory: at most a few frames in flight
-                    writer.add(pending.popleft().result())
-                    bar.update()
+                    store(pending.popleft())
             while pending:
-                writer.add(pending.popleft().result())
-                bar.update()
+                store(pending.popleft())
         except BaseException:
             for f in pending:
                 f.cancel()
@@ -147,6 +166,9 @@ def extract(
             "jpeg_quality": params.jpeg_quality,
             # image sources needing no resize keep their JPEG bytes (no second lossy encode)
             "passthrough": info.kind != "video" and (out_w, out_h) == (info.width, info.height),
+            # archive frames that start a new shot (frames.cut_threshold; null: detection was off)
+            "cuts": detector.cuts if detector is not None else [],
+            "cut_threshold": params.cut_threshold,
         }
         writer.close(meta)
     with FrameArchive(dest) as archive:  # read back what was written: count and meta must agree

@@ -14,7 +14,9 @@ Layout (schema 1)::
 ``meta.json`` keys: schema_version, video, source, source_kind, source_sha256, frame_count, fps
 (null when unknown), width, height, source_width, source_height, source_fps, source_indices
 (index in the decoded source of each stored frame), jpeg_quality, passthrough (JPEG bytes copied
-from the source without re-encoding).
+from the source without re-encoding), cuts (archive frames that start a new shot, increasing;
+absent in archives written before cut detection: read as none) and cut_threshold (the
+``frames.cut_threshold`` they were found with; null: detection was off).
 
 Reading treats an archive as untrusted (it may come from a shared remote): meta.json and every
 member are checked against the caps below before being inflated, and the meta keys readers use
@@ -200,6 +202,16 @@ class FrameArchive:
         if not (isinstance(indices, list) and len(indices) == count and all(_is_whole(i, 0) for i in indices)):
             raise FrameArchiveError(
                 f"{self.path}: {META_NAME} source_indices must list {count} frame indices (whole numbers >= 0)"
+            )
+        cuts = meta.get("cuts", [])
+        if not (
+            isinstance(cuts, list)
+            and all(_is_whole(c, 1) and c < count for c in cuts)
+            and all(a < b for a, b in zip(cuts, cuts[1:], strict=False))
+        ):
+            raise FrameArchiveError(
+                f"{self.path}: {META_NAME} cuts must list increasing frame indices in 1..{count - 1}, "
+                f"not {reprlib.repr(cuts)}"
             )
         if not isinstance(meta.get("video", ""), str):
             raise FrameArchiveError(

@@ -1,11 +1,13 @@
 """Track one video: frames archive + tracker + params -> trajectory store (resumable).
 
 Windows of ``window`` frames start every ``window_stride`` frames; windows that would run past
-the last frame are skipped (listed in the store's meta as ``skipped_starts``). Windows are
-tracked in chunks of ``chunk_windows``; each finished chunk is saved in a work folder outside
-the output (see :class:`~densemotion.trajectories.store.ChunkedStoreWriter`), so a rerun after
-an interruption continues after the last finished chunk, and the final store is assembled in one
-atomic step, byte-identical to an uninterrupted run.
+the last frame are skipped (listed in the store's meta as ``skipped_starts``), and so are windows
+spanning a shot cut found by the frames stage (the archive meta's ``cuts``; listed as
+``cut_starts``), whose tracks would join unrelated frames. Windows are tracked in chunks of
+``chunk_windows``; each finished chunk is saved in a work folder outside the output (see
+:class:`~densemotion.trajectories.store.ChunkedStoreWriter`), so a rerun after an interruption
+continues after the last finished chunk, and the final store is assembled in one atomic step,
+byte-identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class Plan:
     skipped: list[int]  # starts of windows that would run past the end
     window: int
     stride: int
+    cuts: list[int]  # archive frames that start a new shot
+    cut_starts: list[int]  # starts of windows that span a cut (skipped)
 
     def chunks(self, chunk_windows: int) -> list[np.ndarray]:
         return [self.starts[i : i + chunk_windows] for i in range(0, len(self.starts), chunk_windows)]
@@ -71,12 +75,32 @@ def make_plan(source: FrameReader, params: TrajectoriesParams) -> Plan:
     frame_size = (int(meta["height"]), int(meta["width"]))
     tracking_size = params.resolution if params.resolution is not None else frame_size
     stride = params.window_stride or params.window
+    cuts = [int(c) for c in meta.get("cuts") or []]  # archives from before cut detection have none
     try:
         starts, skipped = grid.window_starts(len(source), params.window, stride)
         shape = grid.grid_shape(tracking_size, params.grid_stride, params.margin)
     except grid.GridError as err:
         raise TrajectoriesError(f"video {video!r}: {err}") from None
-    return Plan(video, len(source), frame_size, tracking_size, shape, starts, skipped, params.window, stride)
+    spans = spans_cut(starts, params.window, cuts)
+    if spans.all():
+        raise TrajectoriesError(
+            f"video {video!r}: all {len(starts)} windows of {params.window} frames (stride {stride}) span a shot "
+            f"cut (new shots start at frames {cuts}), fewer than one window is left; use a shorter "
+            "trajectories.window or window_stride, or frames.cut_threshold: null if these are not cuts"
+        )
+    cut_starts = [int(s) for s in starts[spans]]
+    kept = starts[~spans]
+    return Plan(
+        video, len(source), frame_size, tracking_size, shape, kept, skipped, params.window, stride, cuts, cut_starts
+    )
+
+
+def spans_cut(starts: np.ndarray, window: int, cuts: list[int]) -> np.ndarray:
+    """(Nw,) bool: the window [s, s + window) holds frames of two shots, i.e. a cut c (frame c-1 and
+    frame c are different shots) with s < c <= s + window - 1."""
+    c = np.asarray(cuts, np.int64)[None, :]  # (1, K)
+    s = np.asarray(starts, np.int64)[:, None]  # (Nw, 1)
+    return np.asarray(((s < c) & (c < s + window)).any(axis=1))
 
 
 def tracker_params(params: TrajectoriesParams) -> dict:
@@ -110,6 +134,8 @@ def store_meta(plan: Plan, params: TrajectoriesParams, frames_sha256: str) -> di
         "frame_count": plan.num_frames,
         "past_end": "skip",
         "skipped_starts": plan.skipped,
+        "cuts": plan.cuts,  # part of the chunks' fingerprint: other cuts, other windows
+        "cut_starts": plan.cut_starts,
     }
 
 
