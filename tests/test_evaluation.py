@@ -83,8 +83,8 @@ def test_errors_follow_the_predicted_layout_at_frame_scale(tmp_path):
     true = raw["disp"][:, 3].astype(np.float32)  # (Nw, Hg, Wg, 2)
     seen = raw["vis"][:, 3] >= 128
     err = np.hypot(*((KnownField.field(12, 16)[None] - true) * 2.0)[seen].T)
-    assert summary["vs_tracker"]["model_epe"] == pytest.approx(err.mean(), rel=1e-5)
-    assert summary["vs_tracker"]["model_epe_median"] == pytest.approx(np.median(err), rel=1e-5)
+    assert summary["headline"]["model_epe_px"] == pytest.approx(err.mean(), rel=1e-5)
+    assert summary["details"]["vs_tracker"]["model_epe_px_median"] == pytest.approx(np.median(err), rel=1e-5)
 
 
 def test_an_oracle_scores_zero_and_draws_the_tracker_motion(tmp_path):
@@ -98,7 +98,8 @@ def test_an_oracle_scores_zero_and_draws_the_tracker_motion(tmp_path):
         params=EvaluateParams(pictures=6, picture_scale=1),
         device="cpu",
     )
-    assert summary["vs_tracker"]["model_epe"] == 0.0 and summary["vs_tracker"]["zero_epe"] > 0.5
+    assert summary["headline"]["model_epe_px"] == 0.0 and summary["headline"]["zero_epe_px"] > 0.5
+    assert summary["headline"]["beats_zero_motion"] is True
     pictures = sorted((tmp_path / "out" / "pictures").iterdir())
     assert len(pictures) == 6
     raw = synthetic_windows(6, 12, 16, 4, 0)
@@ -132,14 +133,15 @@ def test_errors_are_at_frame_scale_with_baselines_on_the_same_points(tmp_path):
         disp = raw["disp"][:, 3].astype(np.float32)[raw["vis"][:, 3] >= 128]  # (n, 2) visible only
         zero.append(np.hypot(*disp.T) * factor)
         mean.append(np.hypot(*(disp - [0.5, -0.25]).T) * factor)
-    errors = summary["vs_tracker"]
-    assert errors["zero_epe"] == pytest.approx(np.concatenate(zero).mean(), rel=1e-5)
-    assert errors["mean_epe"] == pytest.approx(np.concatenate(mean).mean(), rel=1e-5)
-    assert errors["model_epe"] == errors["zero_epe"]  # an untrained net predicts no motion (zero-init head)
-    assert errors["points"] == sum(z.size for z in zero)
+    errors = summary["details"]["vs_tracker"]
+    assert errors["zero_epe_px"] == pytest.approx(np.concatenate(zero).mean(), rel=1e-5)
+    assert errors["mean_epe_px"] == pytest.approx(np.concatenate(mean).mean(), rel=1e-5)
+    assert errors["model_epe_px"] == errors["zero_epe_px"]  # an untrained net predicts no motion (zero-init head)
+    assert errors["points"] == sum(z.size for z in zero) == summary["points"]
+    assert summary["headline"]["beats_zero_motion"] is False  # a tie is no win
     per_video = json.loads((tmp_path / "out" / "per_video.json").read_text())
-    assert per_video["b"]["zero_epe"] == pytest.approx(zero[1].mean(), rel=1e-5)
-    assert "vs_truth" not in summary
+    assert per_video["b"]["zero_epe_px"] == pytest.approx(zero[1].mean(), rel=1e-5)
+    assert "vs_truth" not in summary and "vs_truth" not in summary["details"]
 
 
 def test_output_files(tmp_path):
@@ -155,11 +157,12 @@ def test_output_files(tmp_path):
     )
     out = tmp_path / "out"
     summary = json.loads((out / "summary.json").read_text())
-    assert {"model_epe_all_steps", "zero_epe_all_steps", "mean_epe_all_steps"} <= set(summary["vs_tracker"])
-    assert summary["target"] == "trajectory" and summary["test_videos"] == ["a"]
+    details = json.loads((out / "details.json").read_text())
+    assert {"model_epe_px_all_steps", "zero_epe_px_all_steps", "mean_epe_px_all_steps"} <= set(details["vs_tracker"])
+    assert summary["target"] == "trajectory" and details["test_videos"] == ["a"]
     rows = list(csv.DictReader((out / "per_video.csv").open()))
     assert [r["bar"] for r in rows] == ["a: model vs tracker", "a: zero vs tracker", "a: mean vs tracker"]
-    assert float(rows[1]["epe_px"]) == pytest.approx(summary["vs_tracker"]["zero_epe"], rel=1e-5)
+    assert float(rows[1]["epe_px"]) == pytest.approx(summary["headline"]["zero_epe_px"], rel=1e-5)
     hist = list(csv.DictReader((out / "epe_hist.csv").open()))
     assert len(hist) == 10 and float(hist[0]["epe_px"]) == pytest.approx(0.4)
     for method in ("model", "zero", "mean"):
@@ -230,11 +233,12 @@ def test_ground_truth_scores_use_clip_pixels_and_frames(tmp_path):
         device="cpu",
         truth_dir=tmp_path / "truth",
     )
-    truth = summary["vs_truth"]
+    truth = summary["details"]["vs_truth"]
     assert truth["videos"] == 1 and truth["points"] > 100
-    assert truth["tracker_epe"] < 0.02  # the 'tracker' is the truth (float16 rounding only)
-    assert truth["zero_epe"] > 1.0  # sprites do move
-    assert truth["zero_epe"] == pytest.approx(summary["vs_tracker"]["zero_epe"], rel=0.02)
+    assert truth["tracker_epe_px"] < 0.02  # the 'tracker' is the truth (float16 rounding only)
+    assert truth["zero_epe_px"] > 1.0  # sprites do move
+    assert truth["zero_epe_px"] == pytest.approx(summary["headline"]["zero_epe_px"], rel=0.02)
+    assert summary["vs_truth"] == {f"{m}_epe_px": truth[f"{m}_epe_px"] for m in ("model", "tracker", "zero", "mean")}
     rows = list(csv.DictReader((tmp_path / "out" / "per_video.csv").open()))
     assert [r["method"] for r in rows] == [
         "model vs tracker",
@@ -311,7 +315,8 @@ def test_evaluate_cli(tmp_path, capsys):
         str(params),
     ]
     assert main(args) == 0
-    assert "model_to_zero" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed.lstrip().startswith('{\n  "headline": {\n    "model_epe_px"') and "model_to_zero" in printed
     assert json.loads((tmp_path / "metrics" / "summary.json").read_text())["epochs"] == 1
     assert len(list((tmp_path / "metrics" / "pictures").iterdir())) == 2
     torch.save({"model": {}}, tmp_path / "foreign.pt")

@@ -46,7 +46,7 @@ def test_trained_model_beats_zero_motion_on_held_out_video(tmp_path):
     videos = _videos(tmp_path / "traj", n=4, nw=16, hg=12, wg=16, t=4)
     tp = TrainParams(device="cpu", epochs=10, batch_size=8, lr=1e-2, hflip=False, val_videos=1, test_videos=1)
     state = _run(tmp_path, videos, mp=ModelParams(input_scale=4), tp=tp)
-    assert state["history"][-1]["val/epe"] < 0.8 * state["history"][-1]["val/zero_epe"]
+    assert state["history"][-1]["val/epe_px"] < 0.8 * state["history"][-1]["val/zero_epe_px"]
     model = model_from_checkpoint(state)
     summary = evaluate(
         model=model,
@@ -56,10 +56,11 @@ def test_trained_model_beats_zero_motion_on_held_out_video(tmp_path):
         params=EvaluateParams(pictures=0),
         device="cpu",
     )
-    errors = summary["vs_tracker"]
-    assert summary["test_videos"] == state["split"]["test"] and len(summary["test_videos"]) == 1
-    assert errors["model_epe"] < 0.7 * errors["zero_epe"], errors
-    assert errors["model_epe"] < 0.7 * errors["mean_epe"], errors
+    errors = summary["headline"]
+    assert summary["details"]["test_videos"] == state["split"]["test"] and summary["videos"] == 1
+    assert errors["model_epe_px"] < 0.7 * errors["zero_epe_px"], errors
+    assert errors["model_epe_px"] < 0.7 * errors["mean_epe_px"], errors
+    assert errors["beats_zero_motion"] is True
 
 
 def _killed_in_second_epoch(monkeypatch):
@@ -104,9 +105,9 @@ def test_resumed_run_reaches_the_same_weights(tmp_path, monkeypatch, mode):
     assert load_checkpoint(tmp_path / "parts.pt")["epoch"] == 3
     assert (tmp_path / "parts.pt").read_bytes() == (tmp_path / "whole.pt").read_bytes()  # DVC sees one output
     assert not (tmp_path / "work" / "checkpoint.pt").exists()  # finished: nothing left to resume
-    rows = (live / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
-    assert rows[0] == "step\tloss" and [r.split("\t")[0] for r in rows[1:]] == ["0", "1", "2"]  # each epoch once
-    assert [float(r.split("\t")[1]) for r in rows[1:]] == pytest.approx([h["train/loss"] for h in whole["history"]])
+    rows = (live / "plots" / "metrics" / "train" / "loss_px.tsv").read_text().splitlines()
+    assert rows[0] == "step\tloss_px" and [r.split("\t")[0] for r in rows[1:]] == ["1", "2", "3"]  # each epoch once
+    assert [float(r.split("\t")[1]) for r in rows[1:]] == pytest.approx([h["train/loss_px"] for h in whole["history"]])
 
 
 def test_work_dir_checkpoint_of_other_settings_or_data_is_set_aside(tmp_path, monkeypatch, capsys):
@@ -175,10 +176,11 @@ def test_checkpoint_is_complete_and_loads_weights_only(tmp_path):
     assert float(model.disp_scale) == pytest.approx(state["stats"]["rms"])
 
     metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
-    assert {"loss", "epe"} <= set(metrics["train"]) and {"loss", "epe", "zero_epe"} <= set(metrics["val"])
-    assert metrics["step"] == 1  # epochs 0 and 1
-    assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
-    assert (tmp_path / "live" / "plots" / "metrics" / "val" / "epe.tsv").is_file()
+    assert set(metrics["train"]) == {"loss_px", "epe_px"}
+    assert set(metrics["val"]) == {"loss_px", "epe_px", "zero_epe_px"}
+    assert metrics["step"] == 2 and metrics["best_epoch"] == state["best_epoch"]  # steps are epochs 1 and 2
+    assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss_px.tsv").is_file()
+    assert (tmp_path / "live" / "plots" / "metrics" / "val" / "epe_px.tsv").is_file()
     assert "lraspp_mobilenet_v3_large" in (tmp_path / "live" / "params.yaml").read_text()
 
 

@@ -12,12 +12,23 @@ Where ground truth exists (the built-in sample), the same predictions, the track
 displacements and the baselines are also scored against the true motion of the grid points
 (their positions mapped to the clip's pixels), on the points truly visible at the last frame.
 
-Outputs (``out_dir``): ``summary.json`` and ``per_video.json`` (DVC metrics), ``per_video.csv``
-and ``epe_hist.csv`` (DVC plot data), ``epe_hist.png`` and ``per_video.png``, and
-``pictures/*.png``: input frame | tracker motion | predicted motion | colour-wheel legend.
-An undefined score (a test video where the tracker saw no point) is null in the JSON (strict:
-no NaN token) and an empty cell in the CSV; when no test video has a visible point at all,
-evaluation is refused, as there is nothing to score.
+Outputs (``out_dir``), every error in px at frame scale and every key saying so (``_px``):
+
+- ``summary.json`` (the DVC metric, small): first the ``headline``, the model against both
+  baselines (``model_epe_px``, ``zero_epe_px``, ``mean_epe_px``, ``model_to_zero``,
+  ``model_to_mean``, ``beats_zero_motion``), then the means against ground truth where there is
+  some (``vs_truth``), the model, its epochs, ``weights_epoch`` (the checkpoint's ``best_epoch``:
+  whose weights were scored), and the counts scored.
+- ``details.json``: the pooled statistics (means, medians, ratios, points) against the tracker
+  and the truth, and the test videos' names; ``per_video.json``: the same per video.
+- ``per_video.csv`` and ``epe_hist.csv`` (DVC plot data), ``epe_hist.png`` and ``per_video.png``,
+  and ``pictures/*.png``: input frame | tracker motion | predicted motion | colour-wheel legend.
+
+The model beats zero motion when its EPE is lower by more than :data:`BEAT_MARGIN` (a tie, such as
+an untrained net's zero-initialised head, is no win); when it does not, ``beats_zero_motion`` is
+false and a ``WARNING`` line goes to stderr. An undefined score (a test video where the tracker
+saw no point) is null in the JSON (strict: no NaN token) and an empty cell in the CSV; when no
+test video has a visible point at all, evaluation is refused, as there is nothing to score.
 
 Letters: Nw windows of S frames, K predicted steps, Hg x Wg grid, N = Hg * Wg points.
 """
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import json
 import math
 import os
 import sys
@@ -37,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from densemotion.atomic import atomic_path, write_json
+from densemotion.atomic import atomic_path, finite_json, write_json
 from densemotion.metrics import endpoint_error, error_summary, frame_scale, rescale_points, size_ratio
 from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import EvaluateParams
@@ -45,6 +57,9 @@ from densemotion.trajectories.store import TrajectoryStore, grid_points
 
 METHODS = ("model", "zero", "mean")
 TRUTH_METHODS = ("model", "tracker", "zero", "mean")
+
+# the model beats zero motion when its EPE is lower by more than this fraction of zero motion's
+BEAT_MARGIN = 1e-3
 
 
 class EvaluationError(ValueError):
@@ -181,24 +196,42 @@ def truth_lookup(store: TrajectoryStore, truth, source_indices: list[int] | None
 
 
 def _stats(errors: dict[str, np.ndarray], prefix: str = "") -> dict[str, float]:
-    """Per method: ``<method>_epe`` (mean) and ``<method>_epe_median``; the model over each baseline."""
+    """Per method: ``<method>_epe_px`` (mean) and ``<method>_epe_px_median``; the model over each baseline."""
     out: dict[str, float] = {}
     for method, err in errors.items():
         summary = error_summary(err)
-        out[f"{prefix}{method}_epe"] = summary["epe_mean"]
-        out[f"{prefix}{method}_epe_median"] = summary["epe_median"]
+        out[f"{prefix}{method}_epe_px"] = summary["epe_mean"]
+        out[f"{prefix}{method}_epe_px_median"] = summary["epe_median"]
     if "model" in errors:
         for base in ("zero", "mean"):
-            denom = out.get(f"{prefix}{base}_epe", float("nan"))
-            out[f"{prefix}model_to_{base}"] = out[f"{prefix}model_epe"] / denom if denom > 0 else float("nan")
+            denom = out.get(f"{prefix}{base}_epe_px", float("nan"))
+            out[f"{prefix}model_to_{base}"] = out[f"{prefix}model_epe_px"] / denom if denom > 0 else float("nan")
     out[f"{prefix}points"] = int(next(iter(errors.values())).size) if errors else 0
     return out
+
+
+def headline(vs_tracker: dict) -> dict:
+    """The model against both baselines, pooled over the test videos (px at frame scale), and
+    whether it beats zero motion (by more than :data:`BEAT_MARGIN`; undefined scores do not)."""
+    model, zero = vs_tracker["model_epe_px"], vs_tracker["zero_epe_px"]
+    beats = math.isfinite(model) and math.isfinite(zero) and model < (1 - BEAT_MARGIN) * zero
+    keys = ("model_epe_px", "zero_epe_px", "mean_epe_px", "model_to_zero", "model_to_mean")
+    return {**{k: vs_tracker[k] for k in keys}, "beats_zero_motion": bool(beats)}
+
+
+def not_beating_warning(head: dict) -> str:
+    """The stderr line for a model that does no better than predicting no motion."""
+    return (
+        f"WARNING: the model does not beat zero motion on the held-out videos: EPE {head['model_epe_px']:.4g} px, "
+        f"zero motion {head['zero_epe_px']:.4g} px, training-set mean {head['mean_epe_px']:.4g} px (at frame "
+        "scale); predicting no motion does as well: check the training curves, the data and the split"
+    )
 
 
 def video_row(v: VideoErrors, target: str) -> dict:
     row: dict = {"video": v.video, "windows": v.windows, **_stats(v.tracker)}
     if target == "trajectory":
-        row.update({f"{m}_epe_all_steps": s for m, s in v.steps.items()})
+        row.update({f"{m}_epe_px_all_steps": s for m, s in v.steps.items()})
     if v.truth:
         row.update(_stats(v.truth, "truth_"))
     return row
@@ -211,7 +244,10 @@ def summarize(videos: list[VideoErrors], target: str, extra: dict) -> dict:
     if target == "trajectory":
         total = sum(v.tracker["model"].size for v in videos) or 1
         summary["vs_tracker"].update(
-            {f"{m}_epe_all_steps": sum(v.steps[m] * v.tracker["model"].size for v in videos) / total for m in METHODS}
+            {
+                f"{m}_epe_px_all_steps": sum(v.steps[m] * v.tracker["model"].size for v in videos) / total
+                for m in METHODS
+            }
         )
     with_truth = [v for v in videos if v.truth]
     if with_truth:
@@ -248,10 +284,10 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 def write_plots(out_dir: Path, rows: list[dict], centres: np.ndarray, fractions: dict[str, np.ndarray]) -> None:
     """CSV data for DVC plots, and the same as PNG charts."""
-    truth_cols = [f"truth_{m}_epe" for m in TRUTH_METHODS] if all("truth_model_epe" in r for r in rows) else []
-    cols = [f"{m}_epe" for m in METHODS] + truth_cols
+    truth_cols = [f"truth_{m}_epe_px" for m in TRUTH_METHODS] if all("truth_model_epe_px" in r for r in rows) else []
+    cols = [f"{m}_epe_px" for m in METHODS] + truth_cols
     labels = {
-        c: f"{c.removeprefix('truth_').removesuffix('_epe')} vs {'truth' if c.startswith('truth_') else 'tracker'}"
+        c: f"{c.removeprefix('truth_').removesuffix('_epe_px')} vs {'truth' if c.startswith('truth_') else 'tracker'}"
         for c in cols
     }
     # long format, one bar per (video, method): DVC's bar templates plot one column against one label
@@ -273,7 +309,11 @@ def write_plots(out_dir: Path, rows: list[dict], centres: np.ndarray, fractions:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for m in METHODS:
         ax.plot(centres, fractions[m], label=m, drawstyle="steps-mid")
-    ax.set(xlabel="end-point error vs tracker (px, frame scale; last bin: larger)", ylabel="fraction of points")
+    ax.set(
+        title="held-out end-point error vs tracker",
+        xlabel="end-point error (px at frame scale; last bin: larger)",
+        ylabel="fraction of points",
+    )
     ax.legend()
     _save_figure(fig, out_dir / "epe_hist.png")
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.12 * len(rows) * len(cols)))
@@ -283,7 +323,7 @@ def write_plots(out_dir: Path, rows: list[dict], centres: np.ndarray, fractions:
         ax.barh(y + k * height, [r[c] for r in rows], height=height, label=labels[c])
     ax.set_yticks(y + 0.4 - height / 2, [r["video"] for r in rows])
     ax.invert_yaxis()
-    ax.set(xlabel="mean end-point error (px, frame scale)")
+    ax.set(title="held-out end-point error per video", xlabel="mean end-point error (px at frame scale)")
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save_figure(fig, out_dir / "per_video.png")
 
@@ -338,7 +378,10 @@ def evaluate(
     truth_dir: str | Path | None = None,
     frames_dir: str | Path | None = None,
 ) -> dict:
-    """Evaluate ``model`` (from ``checkpoint``) on the checkpoint's test videos; write ``out_dir``."""
+    """Evaluate ``model`` (from ``checkpoint``) on the checkpoint's test videos; write ``out_dir``.
+
+    Returns summary.json's contents with ``details`` (details.json's) added.
+    """
     out_dir = Path(out_dir)
     videos = list(checkpoint["split"]["test"])
     if not videos:
@@ -356,19 +399,41 @@ def evaluate(
         results.append(video_errors(model, store, mean_disp, target, device, params.batch_size, truth_fn))
     rows = [video_row(r, target) for r in results]
     centres, fractions = histogram(results, params.hist_bins, params.hist_max_px)
-    extra = {
-        "target": target,
-        "model": checkpoint["model_params"]["name"],
-        "epochs": int(checkpoint["epoch"]),
-        "test_videos": videos,
-    }
-    summary = summarize(results, target, extra)
+    details = summarize(results, target, {"test_videos": videos})
+    summary = brief(details, checkpoint)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "details.json", details)
     write_json(out_dir / "per_video.json", {r["video"]: {k: v for k, v in r.items() if k != "video"} for r in rows})
     write_plots(out_dir, rows, centres, fractions)
     write_pictures(out_dir, model, stores, params.pictures, params.picture_scale, device)
+    write_ordered_json(out_dir / "summary.json", summary)  # last: the metric exists only when all else does
+    if not summary["headline"]["beats_zero_motion"]:
+        print(not_beating_warning(summary["headline"]), file=sys.stderr)
+    return {**summary, "details": details}
+
+
+def brief(details: dict, checkpoint: dict) -> dict:
+    """summary.json: the headline first, the means against ground truth, what was scored."""
+    summary: dict = {"headline": headline(details["vs_tracker"])}
+    if "vs_truth" in details:
+        summary["vs_truth"] = {f"{m}_epe_px": details["vs_truth"][f"{m}_epe_px"] for m in TRUTH_METHODS}
+    epochs = int(checkpoint["epoch"])
+    summary.update(
+        model=checkpoint["model_params"]["name"],
+        target=checkpoint["model_params"]["target"],
+        epochs=epochs,
+        weights_epoch=int(checkpoint.get("best_epoch", epochs)),  # the scored weights' (older checkpoints: the last)
+        videos=details["videos"],
+        windows=details["windows"],
+        points=details["vs_tracker"]["points"],
+    )
     return summary
+
+
+def write_ordered_json(dest: Path, obj: dict) -> None:
+    """Strict JSON in the order given (write_json sorts keys): a person reads the top first."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n")
 
 
 def _check_visible(stores: dict[str, TrajectoryStore], window: int) -> None:

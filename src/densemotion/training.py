@@ -1,9 +1,23 @@
 """The training loop: AdamW, a per-batch LR schedule, a masked loss, checkpoints, resume, dvclive.
 
-Reads top to bottom: :func:`train` prepares data and model, then per epoch calls
-:func:`train_one_epoch` and :func:`validate`, logs, and writes a complete checkpoint (model,
-optimizer, scheduler, scaler, epoch, RNG state, params, split, data statistics) atomically,
-so a killed run resumes exactly where the last finished epoch left it.
+Reads top to bottom: :func:`train` prepares data and model (printing the split and warning about
+parts too small to trust), then per epoch calls :func:`train_one_epoch` and :func:`validate`,
+logs, and writes a complete checkpoint (best and last weights, optimizer, scheduler, scaler,
+epoch, RNG state, params, split, data statistics) atomically, so a killed run resumes exactly
+where the last finished epoch left it.
+
+The model kept (``model`` in every checkpoint, the whole of the finished one) is the weights of
+the best epoch, ``best_epoch``: lowest validation EPE, the first of equal ones; without a
+validation video there is nothing to choose by, and the last epoch is kept (said on stderr).
+Resuming needs the last epoch's weights too (``last_model``, dropped from the finished model).
+
+Units: every logged number is in pixels of the frames archive ("px at frame scale", as
+evaluation reports), and says so in its name: ``epe_px`` the end-point error at the last
+predicted step, ``loss_px`` the training loss (``train.loss`` over all predicted steps, plus the
+auxiliary head's when ``model.aux_loss``) evaluated at frame scale. The optimiser itself
+minimises the same loss in tracking pixels (what the network predicts); only the log is rescaled.
+dvclive logs them per epoch (its ``step`` is the epoch, from 1) with ``best_epoch`` and
+``best_val_epe_px`` in ``metrics.json``; the split's video names go to ``split.json`` beside it.
 
 Loss (``train.loss``), over the visible points only (tracker visibility >= 0.5):
 
@@ -44,6 +58,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
 from tqdm import tqdm
 
+from densemotion.atomic import write_json
 from densemotion.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -69,6 +84,14 @@ from densemotion.trajectories.store import store_sha256
 # train params that may change between a run and its resumption (they do not change results)
 _RESUMABLE_CHANGES = {"device", "workers"}
 
+# fewer videos than this in a part of the split draw a warning: one or two videos make its
+# numbers (and the best epoch chosen by validation) hinge on those videos' content
+MIN_VIDEOS = {"train": 5, "val": 3, "test": 3}
+
+# the model beats zero motion when its EPE is lower by more than this fraction: a tie within
+# rounding (an untrained net's zero-initialised head predicts no motion) is no win
+BEAT_MARGIN = 1e-3
+
 
 class TrainingError(ValueError):
     """Training cannot start or go on: bad checkpoint, mismatched params, no visible point, NaN loss."""
@@ -79,7 +102,18 @@ class TrainingError(ValueError):
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
     """Mean loss over visible points. pred, target (B, K, 2, Hg, Wg) px; mask (B, K, Hg, Wg) bool."""
-    diff = pred.float() - target
+    return _masked_mean(pred.float() - target, mask, kind)
+
+
+def loss_px(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor, kind: str
+) -> torch.Tensor:
+    """:func:`masked_loss` at frame scale, for the log: differences times each sample's frame px
+    per tracking px (scale (B, 2), x and y), so the loss reads in the unit of the EPE."""
+    return _masked_mean((pred.float() - target) * scale[:, None, :, None, None], mask, kind)
+
+
+def _masked_mean(diff: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "epe":
         per_point = torch.sqrt((diff * diff).sum(dim=2) + 1e-8)  # eps keeps the gradient finite at 0
     elif kind == "l1":
@@ -132,6 +166,42 @@ def prepare_data(
     for part, ds in (("training", train_ds), ("validation", val_ds)):
         check_visible_points(ds, part)
     return split, train_ds, val_ds
+
+
+def report_split(split: Split, seed: int) -> None:
+    """Print the split (names and counts) on stderr and warn about parts too small to trust
+    (:data:`MIN_VIDEOS`): a tiny split otherwise passes silently, and its scores with it."""
+    lines = [f"video split (train.split_seed {seed}):"]
+    for part, names in split.as_dict().items():
+        shown = ", ".join(names[:10]) + (f", ... ({len(names) - 10} more)" if len(names) > 10 else "")
+        lines.append(f"  {part:5} {len(names):3}: {shown or '-'}")
+    print("\n".join(lines), file=sys.stderr)
+    for warning in split_warnings(split):
+        print(f"WARNING: {warning}", file=sys.stderr)
+
+
+def split_warnings(split: Split) -> list[str]:
+    """What is wrong with a split's sizes, one sentence each ([] when every part is big enough)."""
+    found = []
+    counts = {part: len(names) for part, names in split.as_dict().items()}
+    if counts["val"] == 0:
+        found.append(
+            "no validation video (train.val_videos 0): the best epoch cannot be chosen, "
+            "the model kept is the last epoch's"
+        )
+    if counts["test"] == 0:
+        found.append("no test video (train.test_videos 0): densemotion evaluate will have nothing to score")
+    for part, least in MIN_VIDEOS.items():
+        if 0 < counts[part] < least:
+            found.append(f"only {counts[part]} {part} video(s), fewer than {least}: {_FEW[part]}")
+    return found
+
+
+_FEW = {
+    "train": "the model sees little variety and may not generalise; add videos",
+    "val": "the validation EPE, and the best epoch chosen by it, hinge on them; add videos or raise train.val_videos",
+    "test": "evaluate's held-out scores hinge on them; add videos or raise train.test_videos",
+}
 
 
 def check_visible_points(dataset: MotionDataset, part: str) -> None:
@@ -207,7 +277,10 @@ def train_one_epoch(
     epoch: int,
     frozen: bool,
 ) -> dict[str, float]:
-    """One pass over ``loader``; raises TrainingError on a non-finite loss (nothing saved)."""
+    """One pass over ``loader``; raises TrainingError on a non-finite loss (nothing saved).
+
+    Returns ``loss_px`` (mean over batches of the loss at frame scale) and ``epe_px`` (pooled).
+    """
     model.train()
     set_backbone_trainable(model, not frozen)
     loss_sum, err_sum, err_n, batches = 0.0, 0.0, 0, 0
@@ -229,27 +302,37 @@ def train_one_epoch(
         scaler.step(opt)
         scaler.update()
         sched.step()
-        loss_sum += float(loss.detach())
+        loss_sum += _objective_px(out, batch, tp)
         s, n = endpoint_epe_sum(out["out"].detach(), batch["target"], batch["mask"], batch["scale"])
         err_sum, err_n, batches = err_sum + s, err_n + n, batches + 1
-        bar.set_postfix(loss=f"{loss_sum / batches:.3f}")
-    return {"loss": loss_sum / max(batches, 1), "epe": err_sum / max(err_n, 1)}
+        bar.set_postfix(loss_px=f"{loss_sum / batches:.3f}")
+    return {"loss_px": loss_sum / max(batches, 1), "epe_px": err_sum / max(err_n, 1)}
+
+
+@torch.no_grad()
+def _objective_px(out: dict, batch: dict, tp: TrainParams) -> float:
+    """The batch's training loss (both heads) at frame scale, for the log."""
+    args = (batch["target"], batch["mask"], batch["scale"], tp.loss)
+    value = loss_px(out["out"].detach(), *args)
+    if "aux" in out:
+        value = value + tp.aux_weight * loss_px(out["aux"].detach(), *args)
+    return float(value)
 
 
 @torch.no_grad()
 def validate(model: MotionNet, loader: DataLoader, device: str, loss_kind: str) -> dict[str, float]:
-    """Mean loss per batch and end-point error (frame px) of the model and of zero motion."""
+    """Mean loss per batch (main head) and end-point error of the model and of zero motion, in frame px."""
     model.eval()
     loss_sum, batches, err_sum, zero_sum, err_n = 0.0, 0, 0.0, 0.0, 0
     for batch in loader:
         batch = _to(batch, device)
         pred = model(batch["image"])["out"]
-        loss_sum += float(masked_loss(pred, batch["target"], batch["mask"], loss_kind))
+        loss_sum += float(loss_px(pred, batch["target"], batch["mask"], batch["scale"], loss_kind))
         s, n = endpoint_epe_sum(pred, batch["target"], batch["mask"], batch["scale"])
         z, _ = endpoint_epe_sum(torch.zeros_like(pred), batch["target"], batch["mask"], batch["scale"])
         err_sum, zero_sum, err_n, batches = err_sum + s, zero_sum + z, err_n + n, batches + 1
     n = max(err_n, 1)
-    return {"loss": loss_sum / max(batches, 1), "epe": err_sum / n, "zero_epe": zero_sum / n}
+    return {"loss_px": loss_sum / max(batches, 1), "epe_px": err_sum / n, "zero_epe_px": zero_sum / n}
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -273,6 +356,8 @@ def resume_differences(
     ckpt: dict, mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str]
 ) -> list[str]:
     """Why a checkpoint cannot be resumed with these settings and data ([] when it can)."""
+    if "last_model" not in ckpt:
+        return ["the checkpoint has no last-epoch weights (written by an older densemotion, or a finished model)"]
     diffs = _param_differences(ckpt, mp, tp)
     if ckpt.get("split") != split.as_dict():
         diffs.append(f"video split: checkpoint {ckpt.get('split')}, now {split.as_dict()}")
@@ -313,7 +398,7 @@ def _resume_state(
 
 
 def _restore(state: dict, model: MotionNet, opt, sched, scaler) -> None:
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state["last_model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
@@ -337,13 +422,23 @@ def _set_rng_state(state: dict) -> None:
 
 
 # what only resuming needs; the finished model (the train stage's output) goes without it
-RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng")
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "last_model")
 
 
 def released(state: dict) -> dict:
-    """The finished model's checkpoint: weights, model and train params, split, data statistics and
-    history, without the optimiser, scheduler, scaler and RNG states (most of a resumable file)."""
+    """The finished model's checkpoint: the best epoch's weights, model and train params, split,
+    data statistics and history, without the last epoch's weights and the optimiser, scheduler,
+    scaler and RNG states (most of a resumable file)."""
     return {k: v for k, v in state.items() if k not in RESUME_KEYS}
+
+
+def best_epoch(history: list[dict]) -> int:
+    """The epoch whose weights are kept: the lowest ``val/epe_px`` (the first of equal ones), or
+    the last epoch when there was no validation (0 before any epoch)."""
+    scored = [r for r in history if "val/epe_px" in r]
+    if not scored:
+        return int(history[-1]["epoch"]) if history else 0
+    return int(min(scored, key=lambda r: r["val/epe_px"])["epoch"])
 
 
 def _new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str], stats: dict) -> dict:
@@ -357,6 +452,7 @@ def _new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, data
         "data": data,  # video -> sha256 of its trajectory store (train and val videos)
         "stats": stats,  # training-set displacement mean (K, 2) and RMS, tracking px
         "epoch": 0,  # finished epochs
+        "best_epoch": 0,  # the epoch of the weights in "model" (see best_epoch)
         "history": [],  # per-epoch metrics
     }
 
@@ -370,18 +466,33 @@ def _open_live(live_dir: str | Path | None, params: dict, history: list[dict]):
 
     live = Live(dir=str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None)
     live.log_params(params)
-    for record in history:
-        _log_epoch(live, record)
+    for i, record in enumerate(history):
+        _log_epoch(live, record, history[: i + 1])
     return live
 
 
-def _log_epoch(live, record: dict) -> None:
+def _log_epoch(live, record: dict, history: list[dict]) -> None:
+    """One epoch's metrics at dvclive step = the epoch (from 1), and the best of ``history`` so far
+    (``best_epoch``, ``best_val_epe_px``: the latest values are the last epoch's, not the kept one's)."""
     if live is None:
         return
+    live.step = int(record["epoch"])
     for key, value in record.items():
         if key != "epoch":
             live.log_metric(key, value)
+    best = best_epoch(history)
+    live.summary["best_epoch"] = best
+    kept = next(r for r in history if r["epoch"] == best)
+    if "val/epe_px" in kept:
+        live.summary["best_val_epe_px"] = kept["val/epe_px"]
     live.next_step()
+
+
+def write_split(live_dir: str | Path | None, split: Split) -> None:
+    """``split.json`` beside the dvclive metrics: the video names of each part and their counts."""
+    if live_dir is not None:
+        parts = split.as_dict()
+        write_json(Path(live_dir) / "split.json", {"counts": {k: len(v) for k, v in parts.items()}, **parts})
 
 
 def check_writable(folder: str | Path, what: str) -> None:
@@ -413,7 +524,7 @@ def _check_outputs(out: Path, work_dir: str | Path | None, live_dir: str | Path 
 def _check_finite(record: dict, state: dict, epoch: int, ckpt_path: Path, saved_epoch: int) -> None:
     """Refuse to save weights or metrics made NaN / inf by the epoch's last steps (the loss of a
     batch is checked before its step, the weights it leaves behind only here)."""
-    bad = nonfinite_tensors({"model": state["model"], "optimizer": state["optimizer"]})
+    bad = nonfinite_tensors({"model": state["last_model"], "optimizer": state["optimizer"]})
     if bad:
         what = f"the weights became non-finite (NaN or inf in {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})"
     else:
@@ -438,6 +549,25 @@ def _describe(record: dict) -> str:
     parts = [f"epoch {record['epoch']}"]
     parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr")]
     return "  ".join(parts)
+
+
+def final_report(state: dict) -> list[str]:
+    """Lines on the kept epoch for stderr: which it is, and a warning when at that epoch the
+    model does not beat zero motion on the validation videos (worse than doing nothing)."""
+    history, best = state["history"], state["best_epoch"]
+    if not history:
+        return []
+    record = next(r for r in history if r["epoch"] == best)
+    if "val/epe_px" not in record:
+        return [f"kept the last epoch ({best}): no validation video to choose the best by"]
+    epe, zero = record["val/epe_px"], record["val/zero_epe_px"]
+    lines = [f"kept epoch {best} of {state['epoch']}: the lowest validation EPE, {epe:.4g} px at frame scale"]
+    if not epe < (1 - BEAT_MARGIN) * zero:
+        lines.append(
+            f"WARNING: the model does not beat zero motion on the validation videos: EPE {epe:.4g} px, "
+            f"zero motion {zero:.4g} px (at its best epoch, {best})"
+        )
+    return lines
 
 
 def train(
@@ -465,6 +595,8 @@ def train(
     _check_outputs(out, work_dir, live_dir)
     device = resolve_device(tp.device)
     split, train_ds, val_ds = prepare_data(trajectories, videos, mp, tp)
+    report_split(split, tp.split_seed)
+    write_split(live_dir, split)
     data = {v: store_sha256(Path(trajectories) / v) for v in (*split.train, *split.val)}
     torch.manual_seed(tp.seed)
     model = build_model(mp, train_ds.window, pretrained_dir=pretrained_dir).to(device)
@@ -497,10 +629,15 @@ def train(
         if len(val_ds):
             record.update({f"val/{k}": v for k, v in validate(model, val_loader, device, tp.loss).items()})
         record["lr"] = opt.param_groups[0]["lr"]
+        history = [*state["history"], record]
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # kept: not live
+        best = best_epoch(history)
         update = {
             "epoch": epoch + 1,
-            "history": [*state["history"], record],
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "history": history,
+            "best_epoch": best,
+            "model": weights if best == epoch + 1 else state["model"],
+            "last_model": weights,
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "scaler": scaler.state_dict(),
@@ -509,11 +646,13 @@ def train(
         _check_finite(record, update, epoch + 1, ckpt_path, state["epoch"])
         state.update(update)
         save_checkpoint(ckpt_path, state)
-        _log_epoch(live, record)
+        _log_epoch(live, record, history)
         tqdm.write(_describe(record), file=sys.stderr)
     if ckpt_path != out:
         save_checkpoint(out, released(state))  # the stage's output: what evaluation and users need
         ckpt_path.unlink(missing_ok=True)  # finished: nothing left to resume
     if live is not None:
         live.end()
+    for line in final_report(state):
+        print(line, file=sys.stderr)
     return state

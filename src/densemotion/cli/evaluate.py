@@ -7,6 +7,10 @@ The test videos are the checkpoint's own test split. End-point errors are in pix
 frames archive. ``--truth`` adds scores against ground truth for videos that have a
 ``<video>.npz`` there; ``--frames`` maps archive frames to the clip's frames through each
 archive's ``source_indices`` (needed when ``frames.fps`` subsampled the clips).
+
+Prints ``summary.json`` (strict JSON), its ``headline`` first: the model's EPE against zero
+motion's and the training-set mean's. A model that does not beat zero motion gets a
+``WARNING`` line on stderr (and ``beats_zero_motion: false``); the exit status stays 0.
 """
 
 from __future__ import annotations
@@ -51,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         truth_dir=args.truth,
         frames_dir=args.frames,
     )
-    scores = {k: summary[k] for k in ("vs_tracker", "vs_truth") if k in summary}
-    print(json.dumps(finite_json(scores), indent=2, allow_nan=False))  # strict JSON: undefined scores are null
+    brief = {k: v for k, v in summary.items() if k != "details"}  # summary.json: the headline first
+    print(json.dumps(finite_json(brief), indent=2, allow_nan=False))  # strict JSON: undefined scores are null
     return 0
 
 

@@ -10,7 +10,11 @@ A complete checkpoint is written after every epoch: to ``--work-dir``/checkpoint
 finds it and resumes if params, split and data are unchanged, and ``--out`` only at the end;
 without ``--work-dir``, to ``--out`` every epoch, which ``--resume`` continues from (same params
 required). Pretrained weights (``model.pretrained``) come from ``--pretrained-dir``. dvclive logs per-epoch
-metrics and the params to ``--live-dir``.
+metrics (px at frame scale) and the params to ``--live-dir``, with ``split.json`` (the videos of each part).
+
+The split is printed first, with a warning for a part of few videos. ``--out`` holds the weights
+of the best epoch (lowest validation EPE; the last epoch without validation videos); the line
+printed at the end names it, and warns when it does not beat zero motion on validation.
 """
 
 from __future__ import annotations
@@ -54,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         work_dir=args.work_dir,
         pretrained_dir=args.pretrained_dir,
     )
-    last = state["history"][-1] if state["history"] else {}
+    best: dict = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
     print(
-        f"{args.out}: {params.model.name} after {state['epoch']} epochs; "
-        + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch")
+        f"{args.out}: {params.model.name} after {state['epoch']} epochs, the weights of epoch {state['best_epoch']}"
+        + ("".join(f", {k} {v:.4g}" for k, v in best.items() if k not in ("epoch", "lr")) if best else "")
     )
     return 0
 

@@ -1,0 +1,85 @@
+"""The charts `dvc plots show` draws, as rendered by the real DVC on a repository whose outputs exist
+(the tiny pipeline test_e2e_dvc builds), and the `dvc exp show` line that keeps what matters.
+
+Every top-level plot of dvc.yaml is checked: its title, x and y fields, axis labels and series;
+and no other Vega chart is drawn (a data file declared as a stage plot is drawn against its row
+index, which means nothing for these files).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+import test_e2e_dvc as e2e
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+built_repo = e2e.built_repo  # the e2e fixtures, shared: the pipeline reproduced once
+repo = e2e.repo
+
+# plot id -> (x field, y field, series: the dash legend's names, or the bar labels' methods)
+EXPECTED = {
+    "epe_per_epoch": ("step", "epe_px", ["train/epe_px.tsv", "val/epe_px.tsv"]),
+    "loss_per_epoch": ("step", "loss_px", ["train/loss_px.tsv", "val/loss_px.tsv"]),
+    "epe_histogram": ("epe_px", "dvc_inferred_y_value", ["mean", "model", "zero"]),
+    "epe_per_video": ("epe_px", "bar", ["model vs tracker", "zero vs tracker", "mean vs tracker"]),
+}
+
+# the columns that matter in `dvc exp show` (README): what was tried, and how it did
+EXP_SHOW_KEEP = r"Experiment$|model\.name$|train\.(epochs|lr)$|best_|headline\."
+EXP_SHOW = ["dvc", "exp", "show", "--drop", ".*", "--keep", EXP_SHOW_KEEP]
+
+
+def _declared(repo) -> dict[str, dict]:
+    plots = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    return {name: props for entry in plots for name, props in entry.items()}
+
+
+def test_every_declared_chart_renders_with_its_title_axes_and_series(repo):
+    declared = _declared(repo)
+    assert set(declared) == set(EXPECTED)
+    shown = json.loads(e2e.run(repo, "dvc", "plots", "show", "--json").stdout)["data"]
+    vega = {name: renders[0]["content"] for name, renders in shown.items() if renders[0]["type"] == "vega"}
+    assert set(vega) == set(EXPECTED)  # nothing drawn against a row index
+    details = json.loads((repo / "metrics" / "evaluate" / "details.json").read_text())
+    epochs = json.loads((repo / "metrics" / "train" / "metrics.json").read_text())["step"]
+    for name, (x, y, series) in EXPECTED.items():
+        spec, props = vega[name], declared[name]
+        enc = spec["encoding"]
+        assert spec["title"]["text"] == props["title"], name
+        assert (enc["x"]["field"], enc["x"]["title"]) == (x, props["x_label"]), name
+        assert (enc["y"]["field"], enc["y"]["title"]) == (y, props["y_label"]), name
+        assert "px at frame scale" in props["x_label"] + props["y_label"] + props["title"], name
+        rows = spec["data"]["values"]
+        if name == "epe_per_video":  # one bar per (video, method): value against video, not row index
+            bars = sorted(r["bar"] for r in rows)
+            truth = [f"{m} vs truth" for m in ("model", "tracker", "zero", "mean")] if "vs_truth" in details else []
+            assert bars == sorted(f"{v}: {m}" for v in details["test_videos"] for m in [*series, *truth])
+            assert all(float(r["epe_px"]) >= 0 for r in rows)
+        else:
+            assert enc["strokeDash"]["scale"]["domain"] == series, name
+            field = enc["strokeDash"]["field"]
+            assert sorted({r[field] for r in rows}) == series, name
+        if x == "step":  # dvclive's step is the epoch, from 1
+            assert props["x_label"] == "epoch"
+            assert sorted({int(r["step"]) for r in rows}) == list(range(1, epochs + 1)), name
+
+
+def test_exp_show_keeps_the_columns_that_matter(repo):
+    header = e2e.run(repo, *EXP_SHOW, "--csv").stdout.splitlines()[0].split(",")
+    assert header[0] == "Experiment" and sorted(header[1:]) == sorted(
+        [
+            "best_epoch",
+            "best_val_epe_px",
+            *(f"headline.{k}" for k in ("model_epe_px", "zero_epe_px", "mean_epe_px")),
+            *(f"headline.{k}" for k in ("model_to_zero", "model_to_mean", "beats_zero_motion")),
+            "model.name",
+            "train.epochs",
+            "train.lr",
+        ]
+    ), header
+    table = e2e.run(repo, *EXP_SHOW, "--no-pager").stdout  # the table itself, as a person runs it
+    assert "Experiment" in table and "best_epoch" in table and "overall" not in table
