@@ -171,8 +171,10 @@ def test_dataset_pickles_for_workers_without_memory_maps(stores):
 def test_stores_of_different_windows_are_refused(tmp_path):
     write_motion_store(tmp_path, "a", t=4)
     write_motion_store(tmp_path, "b", t=5)
-    with pytest.raises(DatasetError, match="window length or grid shape"):
+    with pytest.raises(DatasetError, match=r"differ in window length \(a: 4, b: 5\).*trajectories.window"):
         open_stores(tmp_path, ["a", "b"])
+    write_motion_store(tmp_path, "c", t=4, hg=7, wg=20)  # another grid shape is fine
+    assert set(open_stores(tmp_path, ["a", "c"])) == {"a", "c"}
 
 
 def test_missing_store_names_the_path(tmp_path):
@@ -206,3 +208,45 @@ def test_nan_displacements_are_masked_out(tmp_path):
 
 def test_frame_scale():
     assert frame_scale({"frame_size": [360, 640], "tracking_size": [180, 320]}) == (2.0, 2.0)
+
+
+def test_shape_batches_equal_a_seeded_random_sampler_for_one_shape():
+    from torch.utils.data import BatchSampler, RandomSampler
+
+    from densemotion.dataset import ShapeBatchSampler
+
+    for n, bs in ((10, 3), (9, 3), (3, 4)):
+        ours = ShapeBatchSampler([(4, 6)] * n, bs, seed=7, drop_last=True).batches()
+        sampler = RandomSampler(range(n), generator=torch.Generator().manual_seed(7))
+        theirs = list(BatchSampler(sampler, bs, drop_last=n > bs))
+        assert ours == theirs
+    assert ShapeBatchSampler([(4, 6)] * 5, 2, seed=None, drop_last=False).batches() == [[0, 1], [2, 3], [4]]
+
+
+def test_shape_batches_hold_one_shape_each_and_cover_everything():
+    from densemotion.dataset import ShapeBatchSampler
+
+    shapes = [(4, 6)] * 7 + [(6, 4)] * 5 + [(5, 5)]  # the last shape has one window only
+    batches = ShapeBatchSampler(shapes, 3, seed=1, drop_last=True).batches()
+    assert all(len({shapes[i] for i in b}) == 1 and len(b) == 3 for b in batches)
+    assert len(batches) == 2 + 1  # 7 -> 2 full batches, 5 -> 1; the lone (5, 5) window is left out
+    assert batches == ShapeBatchSampler(shapes, 3, seed=1, drop_last=True).batches()  # deterministic
+    assert batches != ShapeBatchSampler(shapes, 3, seed=2, drop_last=True).batches()
+    everything = ShapeBatchSampler(shapes, 3, seed=None, drop_last=False).batches()
+    assert sorted(i for b in everything for i in b) == list(range(len(shapes)))
+
+
+def test_videos_of_different_sizes_train_together(tmp_path):
+    from densemotion.params import ModelParams, TrainParams
+    from densemotion.training import train
+
+    write_motion_store(tmp_path, "wide", hg=8, wg=14, seed=0)
+    write_motion_store(tmp_path, "tall", hg=14, wg=8, seed=1)
+    write_motion_store(tmp_path, "square", hg=10, wg=10, seed=2)
+    write_motion_store(tmp_path, "test", hg=9, wg=12, seed=3)
+    state = train(trajectories=tmp_path, videos=["wide", "tall", "square", "test"],
+                  model_params=ModelParams(input_scale=1), out=tmp_path / "m.pt",
+                  train_params=TrainParams(device="cpu", epochs=2, batch_size=2, val_videos=0, test_videos=1,
+                                           split_seed=0))  # fmt: skip
+    assert state["epoch"] == 2 and len(state["split"]["train"]) == 3
+    assert all(np.isfinite(h["train/loss_px"]) for h in state["history"])

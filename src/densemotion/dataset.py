@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from densemotion.metrics import frame_scale
 from densemotion.model import predicted_steps
@@ -86,13 +86,15 @@ def open_stores(root: str | Path, videos: Sequence[str]) -> dict[str, Trajectory
 
 
 def check_compatible(stores: dict[str, TrajectoryStore]) -> None:
-    """Videos trained or evaluated together need one window length and one grid shape (batching)."""
-    kinds = {(int(s.meta["window"]), tuple(s.meta["grid_shape"])) for s in stores.values()}
-    if len(kinds) > 1:
-        detail = ", ".join(f"{v}: window {s.meta['window']}, grid {s.meta['grid_shape']}" for v, s in stores.items())
+    """Videos trained or evaluated together need one window length (the model's output has a step
+    per frame of it); their grid shapes may differ: batches are made of one shape each
+    (:class:`ShapeBatchSampler`), and each video keeps its own size and aspect."""
+    windows = {int(s.meta["window"]) for s in stores.values()}
+    if len(windows) > 1:
+        detail = ", ".join(f"{v}: {s.meta['window']}" for v, s in stores.items())
         raise DatasetError(
-            "trajectory stores differ in window length or grid shape and cannot be batched together "
-            f"({detail}); set trajectories.resolution so every video is tracked at one size"
+            f"trajectory stores differ in window length ({detail}): re-run the trajectories stage "
+            "so that every video is tracked with the same trajectories.window"
         )
 
 
@@ -132,6 +134,8 @@ class MotionDataset(Dataset):
         self.scales = [frame_scale(s.meta) for s in self._stores.values()]
         # (video index, window index) of every item
         self.index = [(v, w) for v, s in enumerate(self._stores.values()) for w in range(len(s))]
+        grids = [tuple(s.meta["grid_shape"]) for s in self._stores.values()]
+        self.shapes = [grids[v] for v, _ in self.index]  # (Hg, Wg) of every item, for batching
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_stores": None}
@@ -168,6 +172,47 @@ class MotionDataset(Dataset):
             "video": v,
             "window": w,
         }
+
+
+class ShapeBatchSampler(Sampler[list[int]]):
+    """Batches of items that share a grid shape: videos of different sizes train together, and
+    a batch is one tensor.
+
+    Items are shuffled by ``seed`` (None: in order); each shape's items keep that order and are
+    cut into batches, which are interleaved by where they start in it. With one shape this is
+    exactly a seeded RandomSampler (or a SequentialSampler) cut into batches. With ``drop_last``
+    a shape's incomplete last batch is dropped when it has more than ``batch_size`` items, and a
+    lone item never makes a batch (batch norm needs two).
+    """
+
+    def __init__(self, shapes: Sequence[tuple[int, int]], batch_size: int, seed: int | None, drop_last: bool):
+        self.shapes, self.batch_size, self.seed, self.drop_last = list(shapes), batch_size, seed, drop_last
+
+    def batches(self) -> list[list[int]]:
+        n = len(self.shapes)
+        if self.seed is None:
+            order = list(range(n))
+        else:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in order:
+            groups.setdefault(self.shapes[i], []).append(i)
+        out = []
+        for members in groups.values():
+            for b in range(0, len(members), self.batch_size):
+                batch = members[b : b + self.batch_size]
+                short = len(batch) < self.batch_size and len(members) > self.batch_size
+                if self.drop_last and (short or len(batch) < 2):
+                    continue
+                out.append(batch)
+        rank = {i: k for k, i in enumerate(order)}
+        return sorted(out, key=lambda batch: rank[batch[0]])
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()
+
+    def __len__(self) -> int:
+        return len(self.batches())
 
 
 def displacement_stats(dataset: MotionDataset, max_windows: int = 512) -> dict[str, object]:

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from densemotion.atomic import write_json
@@ -69,6 +69,7 @@ from densemotion.checkpoint import (
 )
 from densemotion.dataset import (
     MotionDataset,
+    ShapeBatchSampler,
     Split,
     displacement_stats,
     open_stores,
@@ -156,12 +157,13 @@ def prepare_data(
     val_ds = MotionDataset(root, split.val, target)
     if len(train_ds) == 0:
         raise TrainingError(f"the training videos {list(split.train)} have no trajectory windows")
-    if len(train_ds) < 2 or min(train_params.batch_size, len(train_ds)) < 2:
+    if steps_per_epoch(train_ds, train_params.batch_size, at_least=0) == 0:
+        shapes = sorted({f"{h}x{w}" for h, w in train_ds.shapes})
         raise TrainingError(
-            f"training needs batches of at least 2 windows (batch norm), but the training videos "
-            f"{list(split.train)} have {len(train_ds)} window(s) and train.batch_size is "
-            f"{train_params.batch_size}: add videos, use shorter or overlapping windows "
-            "(trajectories.window, trajectories.window_stride), or raise train.batch_size"
+            f"training needs batches of at least 2 windows of one grid shape (batch norm), but the training "
+            f"videos {list(split.train)} have {len(train_ds)} window(s) (grids {', '.join(shapes)}) and "
+            f"train.batch_size is {train_params.batch_size}: add videos, use shorter or overlapping "
+            "windows (trajectories.window, trajectories.window_stride), or raise train.batch_size"
         )
     for part, ds in (("training", train_ds), ("validation", val_ds)):
         check_visible_points(ds, part)
@@ -219,21 +221,16 @@ def check_visible_points(dataset: MotionDataset, part: str) -> None:
 
 
 def make_loader(dataset: MotionDataset, batch_size: int, *, shuffle_seed: int | None, workers: int) -> DataLoader:
-    """Batches of ``dataset``; shuffled by a generator seeded with ``shuffle_seed`` (None: in order).
-
-    Training drops an incomplete last batch (a batch of one breaks batch norm on pooled features).
-    """
-    sampler: Sampler
-    if shuffle_seed is None:
-        sampler = SequentialSampler(dataset)
-    else:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(shuffle_seed))
-    drop_last = shuffle_seed is not None and len(dataset) > batch_size
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last)
+    """Batches of ``dataset``, each of one grid shape (videos of different sizes train together);
+    shuffled by ``shuffle_seed`` (None: in order). Training drops incomplete last batches and lone
+    windows (a batch of one breaks batch norm on pooled features)."""
+    batches = ShapeBatchSampler(dataset.shapes, batch_size, shuffle_seed, drop_last=shuffle_seed is not None)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers)
 
 
-def steps_per_epoch(num_train: int, batch_size: int) -> int:
-    return max(1, num_train // batch_size) if num_train > batch_size else 1
+def steps_per_epoch(dataset: MotionDataset, batch_size: int, at_least: int = 1) -> int:
+    """Optimiser steps per epoch (the same every epoch: it depends only on the shapes' counts)."""
+    return max(at_least, len(ShapeBatchSampler(dataset.shapes, batch_size, seed=0, drop_last=True)))
 
 
 def make_optimizer(model: MotionNet, tp: TrainParams, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -600,7 +597,7 @@ def train(
     data = {v: store_sha256(Path(trajectories) / v) for v in (*split.train, *split.val)}
     torch.manual_seed(tp.seed)
     model = build_model(mp, train_ds.window, pretrained_dir=pretrained_dir).to(device)
-    total_steps = tp.epochs * steps_per_epoch(len(train_ds), tp.batch_size)
+    total_steps = tp.epochs * steps_per_epoch(train_ds, tp.batch_size)
     opt, sched = make_optimizer(model, tp, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=tp.amp and device == "cuda")
     ckpt_path = Path(work_dir) / "checkpoint.pt" if work_dir is not None else out
