@@ -450,3 +450,41 @@ def test_kills_at_any_point_then_repro_give_the_uninterrupted_lock(repo, built_r
     assert final.returncode == 0, final.stdout + final.stderr
     assert (repo / "dvc.lock").read_text() == (built_repo / "dvc.lock").read_text()
     assert _status(repo) == {}
+
+
+def test_real_videos_of_mixed_sizes_and_a_cut_go_through_unchanged_params(repo):
+    """Real footage as it comes: three sizes and aspects, one shot cut; only use-videos is run."""
+    import numpy as np
+    from PIL import Image
+
+    from densemotion.video import encode_video
+
+    raw = repo / "data" / "raw" / "real"
+    raw.mkdir(parents=True)
+    encode_video(raw / "wide.mp4", moving_frames(24, 48, 112, seed=1), 24)
+    encode_video(raw / "tall.mp4", moving_frames(24, 96, 48, seed=2), 24)
+    shots = np.concatenate([moving_frames(12, 64, 64, seed=3), moving_frames(12, 64, 64, seed=9)])
+    encode_video(raw / "cut.mp4", shots, 24)  # a new shot at frame 12
+    run(repo, "dvc", "add", "data/raw/real")
+    run(repo, BIN / "python", "-m", "densemotion", "use-videos", "data/raw/real")
+    params_before = (repo / "params.yaml").read_text()
+    run(repo, "dvc", "repro")
+    assert (repo / "params.yaml").read_text() == params_before
+    sizes = {"wide": (48, 112), "tall": (96, 48), "cut": (64, 64)}
+    for video, (h, w) in sizes.items():
+        meta = json.loads((repo / f"data/trajectories/{video}/meta.json").read_text())
+        assert meta["tracking_size"] == [h, w] and meta["grid_shape"] == [h // 4, w // 4]  # own size and aspect
+    cut = json.loads((repo / "data/trajectories/cut/meta.json").read_text())
+    assert cut["cuts"] == [12] and cut["cut_starts"] == [8]  # the window 8..15 spans the cut: skipped, listed
+    assert np.load(repo / "data/trajectories/cut/starts.npy").tolist() == [0, 16]
+    summary = json.loads((repo / "metrics/evaluate/summary.json").read_text())
+    (tested,) = json.loads((repo / "metrics/train/split.json").read_text())["test"]
+    h, w = sizes[tested]
+    pictures = sorted((repo / "metrics/evaluate/pictures").iterdir())
+    assert pictures
+    for picture in pictures:
+        image = np.asarray(Image.open(picture).convert("RGB"))
+        white = np.flatnonzero((image == 255).all(axis=(0, 2)))  # the gaps between panels
+        frame_width = int(white[white > 0].min())
+        assert abs(frame_width / image.shape[0] - w / h) < 0.1, (picture.name, frame_width, image.shape)
+    assert "headline" in summary
