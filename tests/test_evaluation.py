@@ -95,7 +95,7 @@ def test_an_oracle_scores_zero_and_draws_the_tracker_motion(tmp_path):
         checkpoint=_checkpoint(["a"], window=4),
         trajectories=tmp_path,
         out_dir=tmp_path / "out",
-        params=EvaluateParams(pictures=6, picture_scale=1),
+        params=EvaluateParams(pictures=6, picture_side=64),
         device="cpu",
     )
     assert summary["headline"]["model_epe_px"] == 0.0 and summary["headline"]["zero_epe_px"] > 0.5
@@ -105,7 +105,9 @@ def test_an_oracle_scores_zero_and_draws_the_tracker_motion(tmp_path):
     raw = synthetic_windows(6, 12, 16, 4, 0)
     for k, path in enumerate(pictures):
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        tracker, predicted = image[:, 16 + 4 : 32 + 4], image[:, 32 + 8 : 48 + 8]
+        top = image.shape[0] - 48  # titles over 48 x 64 panels: 12 x 16 grid cells of 4 px, sampled at their centres
+        cells = image[top + 2 :: 4]
+        tracker, predicted = cells[:, 64 + 4 + 2 : 128 + 4 : 4], cells[:, 128 + 8 + 2 : 192 + 8 : 4]
         seen = raw["vis"][k, 3] >= 128
         assert np.array_equal(tracker[seen], predicted[seen])  # the same motion, the same colours
         # points the tracker lost: its colour half-way to grey (the oracle predicts that motion, opaque)
@@ -146,7 +148,7 @@ def test_errors_are_at_frame_scale_with_baselines_on_the_same_points(tmp_path):
 
 def test_output_files(tmp_path):
     write_motion_store(tmp_path, "a", seed=0, nw=5, t=3)
-    params = EvaluateParams(pictures=3, picture_scale=2, hist_bins=10, hist_max_px=8.0)
+    params = EvaluateParams(pictures=3, picture_side=64, hist_bins=10, hist_max_px=8.0)
     evaluate(
         model=_untrained(3, "trajectory"),
         checkpoint=_checkpoint(["a"], 3, target="trajectory"),
@@ -172,7 +174,9 @@ def test_output_files(tmp_path):
     pictures = sorted((out / "pictures").iterdir())
     assert len(pictures) == 3
     image = cv2.imread(str(pictures[0]))
-    assert image.shape == (24, 3 * 32 + 3 * 4 + 24, 3)  # frame | tracker | model | wheel, 2x enlarged
+    # titles over frame | tracker | model | wheel, panels 48 x 64 (the 96 x 128 frame's longest side
+    # fitted to 64); too low for text under it, the wheel is 48 px alone
+    assert image.shape[0] > 48 and image.shape[1:] == (3 * 64 + 3 * 4 + 48, 3)
 
 
 def _truth_store(tmp_path, clip_every: int = 1):

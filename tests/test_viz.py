@@ -111,18 +111,20 @@ def test_window_pictures_draw_moving_points_in_their_direction(tmp_path):
     reds = np.flatnonzero((middle[:, 0] > 150) & (middle[:, 2] < 60))
     assert reds.size and reds.mean() > np.flatnonzero(spread[coloured.min() + side // 2 - 1] > 60).mean()  # +x: right
     assert (legend[side:] < 128).any()  # black text
-    # flow picture: frame | colour image of the motion | legend. Every grid cell of the moving
-    # half is pure red (+x at full magnitude), of the still half white; the point hidden at the
-    # end (5, 3) is red half-way to grey
-    assert flow.shape[0] == still.shape[0] and flow.shape[1] > 2 * width + 8
-    right = flow[:, width + 4 : 2 * width + 4]
+    # flow picture: titles over frame | colour image of the motion | colour key, panels as large as
+    # the still's frame. Every grid cell of the moving half is pure red (+x at full magnitude), of
+    # the still half white; the point hidden at the end (5, 3) is red half-way to grey
+    top = flow.shape[0] - still.shape[0]  # the title strip
+    assert 0 < top <= 40 and flow.shape[1] > 2 * width + 8
+    assert (flow[:top, :width] < 100).any() and (flow[:top, width + 4 : 2 * width + 4] < 100).any()  # titled
+    right = flow[top:, width + 4 : 2 * width + 4]
     cell = 4 * scale  # grid_stride 4 at the picture's scale
     for i in range(6):
         for j in range(10):
             rgb = right[i * cell + cell // 2, j * cell + cell // 2].tolist()
             want = [191, 64, 64] if (i, j) == (5, 3) else [255, 0, 0] if j < 5 else [255, 255, 255]
             assert rgb == want, (i, j, rgb)
-    flow_legend = flow[:, 2 * width + 8 :]
+    flow_legend = flow[top:, 2 * width + 8 :]
     assert flow_legend[: flow_legend.shape[1] // 2].std() > 20  # the colour wheel is drawn there
 
 
@@ -134,7 +136,8 @@ def test_visualize_cli_writes_png_and_gif(tmp_path, capsys):
     _store(tmp_path)
     assert main([str(tmp_path / "clip"), "--window", "0", "-1", "--out-dir", str(tmp_path / "out")]) == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == [f"clip_w00{k}_{s}" for k in (0, 1) for s in ("flow.png", "tracks.gif", "tracks.png")]
+    drawn = [f"clip_w00{k}_{s}" for k in (0, 1) for s in ("flow.png", "tracks.gif", "tracks.png")]
+    assert names == [*drawn, "contact_sheet.png"]
     with Image.open(tmp_path / "out" / "clip_w001_tracks.gif") as gif:
         assert gif.n_frames == 4
     assert main([str(tmp_path / "clip"), "--window", "5", "--out-dir", str(tmp_path / "out")]) == 1
@@ -146,15 +149,20 @@ def test_visualize_cli_writes_png_and_gif(tmp_path, capsys):
     shutil.copytree(tmp_path / "clip", folder / "clip")
     shutil.copytree(tmp_path / "clip", folder / "stale")
     params = tmp_path / "params.yaml"
-    params.write_text("data:\n  videos: {clip: x.mp4, other: y.mp4}\n")
-    args = ["--max-videos", "1", "--window", "1", "--params", str(params)]
+    params.write_text("data:\n  videos: {clip: x.mp4, other: y.mp4}\nvisualize:\n  max_videos: 1\n")
+    args = ["--window", "1", "--params", str(params)]
     assert main([str(folder), *args, "--out-dir", str(tmp_path / "o2")]) == 1
     assert "stores/stale" in capsys.readouterr().err
     shutil.rmtree(folder / "stale")
-    assert main([str(folder), *args, "--out-dir", str(tmp_path / "o2")]) == 0
+    shutil.copytree(tmp_path / "clip", folder / "other")
+    assert main([str(folder), *args, "--out-dir", str(tmp_path / "o2")]) == 0  # visualize.max_videos: 1
     assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == [
-        f"clip_w001_{s}" for s in ("flow.png", "tracks.gif", "tracks.png")
+        *(f"clip_w001_{s}" for s in ("flow.png", "tracks.gif", "tracks.png")),
+        "contact_sheet.png",  # of both videos
     ]
-    shutil.rmtree(folder / "clip")  # a listed video without its store: named
+    shutil.rmtree(folder / "other")  # a listed video without its store: named, also past max_videos
+    assert main([str(folder), *args, "--out-dir", str(tmp_path / "o3")]) == 1
+    assert "stores/other" in capsys.readouterr().err
+    shutil.rmtree(folder / "clip")
     assert main([str(folder), *args, "--out-dir", str(tmp_path / "o3")]) == 1
     assert "stores/clip" in capsys.readouterr().err

@@ -22,7 +22,8 @@ Outputs (``out_dir``), every error in px at frame scale and every key saying so 
 - ``details.json``: the pooled statistics (means, medians, ratios, points) against the tracker
   and the truth, and the test videos' names; ``per_video.json``: the same per video.
 - ``per_video.csv`` and ``epe_hist.csv`` (DVC plot data), ``epe_hist.png`` and ``per_video.png``,
-  and ``pictures/*.png``: input frame | tracker motion | predicted motion | colour-wheel legend.
+  and ``pictures/*.png``: input frame | tracker motion | predicted motion | colour key, each panel
+  titled, at the video's aspect (the frame from the frames archive when ``frames_dir`` is given).
 
 The model beats zero motion when its EPE is lower by more than :data:`BEAT_MARGIN` (a tie, such as
 an untrained net's zero-initialised head, is no win); when it does not, ``beats_zero_motion`` is
@@ -35,6 +36,7 @@ Letters: Nw windows of S frames, K predicted steps, Hg x Wg grid, N = Hg * Wg po
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -45,6 +47,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -54,6 +57,10 @@ from densemotion.metrics import endpoint_error, error_summary, frame_scale, resc
 from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import EvaluateParams
 from densemotion.trajectories.store import TrajectoryStore, grid_points
+from densemotion.viz import fit_size, grid_frame, motion_picture, save_png
+
+if TYPE_CHECKING:
+    from densemotion.frames.store import FrameArchive
 
 METHODS = ("model", "zero", "mean")
 TRUTH_METHODS = ("model", "tracker", "zero", "mean")
@@ -341,30 +348,78 @@ def write_pictures(
     out_dir: Path,
     model: MotionNet,
     stores: dict[str, TrajectoryStore],
-    count: int,
-    scale: int,
+    params: EvaluateParams,
     device: str,
+    *,
+    model_name: str = "model",
+    frames_dir: str | Path | None = None,
 ) -> list[str]:
-    """``count`` pictures (frame | tracker motion | predicted motion | colour wheel, at the last
-    frame) of windows spread evenly over the test videos; returns their names."""
-    from densemotion.viz import motion_picture, save_png
+    """``params.pictures`` pictures (frame | tracker motion | predicted motion | colour key, at the
+    last frame) of windows spread evenly over the test videos; returns their names.
 
+    The frame is the window's first frame from ``frames_dir/<video>.zip`` (the stored grid-size
+    frame without it); every panel has the video's aspect, its longest side ``params.picture_side``.
+    """
     pairs = [(v, w) for v, s in stores.items() for w in range(len(s))]
-    if not pairs or count == 0:
+    if not pairs or params.pictures == 0:
         return []
-    picks = sorted({pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, min(count, len(pairs))).round()})
+    picks = sorted({pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, min(params.pictures, len(pairs))).round()})
     names = []
     only_pictures = lambda d: all(p.suffix == ".png" for p in d.iterdir())
-    with atomic_path(out_dir / "pictures", is_dir=True, same_kind=only_pictures, kind="a folder of pictures") as tmp:
+    with (
+        atomic_path(out_dir / "pictures", is_dir=True, same_kind=only_pictures, kind="a folder of pictures") as tmp,
+        contextlib.ExitStack() as opened,
+    ):
+        archives = {v: _archive(stores[v], frames_dir, opened) for v in sorted({v for v, _ in picks})}
         for video, w in picks:
-            store = stores[video]
-            window = store.window(w, [int(store.meta["window"]) - 1])
-            pred = predict(model, window["frame0"][None], device)[0, -1]  # (Hg, Wg, 2)
-            motions = [(window["disp"][0], window["visible"][0]), (pred, np.ones(pred.shape[:2], bool))]
+            picture = window_picture(model, stores[video], w, archives[video], params.picture_side, model_name, device)
             name = f"{video}_window{w:04d}.png"
-            save_png(tmp / name, motion_picture(window["frame0"], motions, scale=scale))
+            save_png(tmp / name, picture)
             names.append(name)
     return names
+
+
+def window_picture(
+    model: MotionNet,
+    store: TrajectoryStore,
+    w: int,
+    archive: FrameArchive | None,
+    side: int,
+    model_name: str,
+    device: str,
+) -> np.ndarray:
+    """The picture of window ``w``: its first frame (from ``archive``; the grid thumbnail when
+    None), the tracker's and the model's motion to the last frame, the colour key."""
+    meta = store.meta
+    window = store.window(w, [int(meta["window"]) - 1])
+    pred = predict(model, window["frame0"][None], device)[0, -1]  # (Hg, Wg, 2)
+    motions = [(window["disp"][0], window["visible"][0]), (pred, np.ones(pred.shape[:2], bool))]
+    frame = grid_frame(meta, window["frame0"]) if archive is None else archive.read(window["start"])
+    margin = int(meta["margin"])
+    return motion_picture(
+        frame,
+        motions,
+        titles=["frame", f"tracker ({meta['tracker']})", f"model ({model_name})"],
+        cell=int(meta["grid_stride"]),
+        origin=(margin, margin),
+        extent=meta["tracking_size"],
+        panel=fit_size(meta["frame_size"], (side, side)),
+        px_scale=float(np.mean(frame_scale(meta))),
+    )
+
+
+def _archive(
+    store: TrajectoryStore, frames_dir: str | Path | None, opened: contextlib.ExitStack
+) -> FrameArchive | None:
+    """The frames archive ``store`` was tracked on (None without ``frames_dir``), closed with ``opened``."""
+    if frames_dir is None:
+        return None
+    from densemotion.frames.store import FrameArchive
+
+    archive = opened.enter_context(FrameArchive(Path(frames_dir) / f"{store.video}.zip"))
+    if archive.sha256 != store.meta["frames_sha256"]:
+        raise EvaluationError(f"{store.path} was made from other frames than {archive.path}: re-run its trajectories")
+    return archive
 
 
 def evaluate(
@@ -405,7 +460,8 @@ def evaluate(
     write_json(out_dir / "details.json", details)
     write_json(out_dir / "per_video.json", {r["video"]: {k: v for k, v in r.items() if k != "video"} for r in rows})
     write_plots(out_dir, rows, centres, fractions)
-    write_pictures(out_dir, model, stores, params.pictures, params.picture_scale, device)
+    model_name = str(checkpoint["model_params"]["name"])
+    write_pictures(out_dir, model, stores, params, device, model_name=model_name, frames_dir=frames_dir)
     write_ordered_json(out_dir / "summary.json", summary)  # last: the metric exists only when all else does
     if not summary["headline"]["beats_zero_motion"]:
         print(not_beating_warning(summary["headline"]), file=sys.stderr)

@@ -151,6 +151,13 @@ class TrajectoriesParams(Section):
         return dict(self.model_extra or {})
 
 
+class VisualizeParams(Section):
+    """Pictures of the trajectories (``densemotion visualize``)."""
+
+    # videos of data.videos (first by name) drawn window by window; None: all. The contact sheet has every video
+    max_videos: int | None = Field(2, ge=1)
+
+
 class ModelParams(Section):
     """The motion network: a torchvision segmentation net whose last layer outputs motion."""
 
@@ -214,7 +221,7 @@ class EvaluateParams(Section):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     batch_size: int = Field(16, ge=1)
     pictures: int = Field(4, ge=0)  # side-by-side PNGs of frame, tracker and predicted motion
-    picture_scale: int = Field(4, ge=1)  # grid images are enlarged this much (nearest) in pictures
+    picture_side: int = Field(320, ge=64, le=2048)  # px: the longest side of each panel of a picture
     hist_bins: int = Field(40, ge=2)  # bins of the end-point error histogram
     hist_max_px: float = Field(16.0, gt=0)  # its upper edge, pixels at frame scale (larger errors in the last bin)
 
@@ -226,6 +233,7 @@ class Params(Section):
     data: DataParams
     frames: FramesParams = FramesParams()
     trajectories: TrajectoriesParams = TrajectoriesParams()
+    visualize: VisualizeParams = VisualizeParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()

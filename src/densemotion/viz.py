@@ -8,6 +8,9 @@ downwards in the image: yellow; -x: cyan; -y: violet), saturation its magnitude 
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -71,37 +74,162 @@ def motion_picture(
     frame: np.ndarray,
     motions: list[tuple[np.ndarray, np.ndarray]],
     *,
+    titles: Sequence[str] = (),
     cell: int = 1,
     origin: tuple[int, int] = (0, 0),
-    scale: int = 1,
+    extent: Sequence[int] | None = None,
+    panel: Sequence[int] | None = None,
+    px_scale: float = 1.0,
 ) -> np.ndarray:
-    """The one flow picture: frame | a colour image per motion | colour-wheel legend.
+    """The one flow picture: frame | a colour image per motion | colour-wheel legend, each under a title.
 
-    frame (H, W, 3) uint8; motions: (disp (Hg, Wg, 2) px, visible (Hg, Wg) bool) of a grid whose
-    cells are ``cell`` px wide starting at ``origin`` (y, x) in the frame. All motions share the
-    first one's colour scale (:func:`motion_scale`), printed under the wheel. ``scale`` enlarges
-    the whole picture (nearest for the motions).
+    frame (H, W, 3) uint8 at any resolution; motions: (disp (Hg, Wg, 2) px, visible (Hg, Wg) bool)
+    of a grid whose cells are ``cell`` px wide from ``origin`` (y, x) in a frame of ``extent``
+    (H, W) px, the grid's own pixels (default: the frame's size). Every panel is ``panel`` (H, W)
+    px (default: the frame's size): the frame resized by :func:`fit_image`, the motions by nearest
+    so that grid cells stay visible. ``titles``: the frame's, then one per motion (missing ones
+    read "frame" and "motion"). All motions share the first one's colour scale
+    (:func:`motion_scale`); the legend prints it times ``px_scale`` (frame px per grid px).
     """
-    h, w = frame.shape[:2]
+    size = _pair(frame.shape[:2] if panel is None else panel)
+    grid_extent = _pair(frame.shape[:2] if extent is None else extent)
     max_mag = motion_scale(*motions[0])
-    y0, x0 = origin
-    panels = [_upscale(frame, scale)]
+    panels = [fit_image(frame, size)]
     for disp, visible in motions:
-        hg, wg = disp.shape[:2]
-        canvas = np.full((h, w, 3), 255, np.uint8)
-        canvas[y0 : y0 + hg * cell, x0 : x0 + wg * cell] = _upscale(motion_image(disp, visible, max_mag), cell, True)
-        panels.append(_upscale(canvas, scale, nearest=True))
-    side = panels[0].shape[0]
-    labelled = side >= 32  # room for the magnitude under the wheel
-    wheel = color_wheel(min(64, side - 14) if labelled else side)
-    legend = np.full((side, max(wheel.shape[1], 48 if labelled else 0), 3), 255, np.uint8)
-    legend[: wheel.shape[0], : wheel.shape[1]] = wheel
-    if labelled:
-        cv2.putText(legend, f"{max_mag:.1f} px", (2, wheel.shape[0] + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
-    gap = np.full((side, 4, 3), 255, np.uint8)
-    parts = [p for panel in [*panels, legend] for p in (panel, gap)][:-1]
-    return np.concatenate(parts, axis=1)
+        panels.append(_motion_panel(motion_image(disp, visible, max_mag), size, grid_extent, cell, origin))
+    panels.append(flow_legend(size[0], size[1], max_mag * px_scale))
+    defaults = ["frame", *["motion"] * len(motions)]
+    names = [*titles[: len(defaults)], *defaults[len(titles) :], "colour key"]
+    return side_by_side(with_titles(panels, names))
+
+
+def _pair(size: Sequence[int]) -> tuple[int, int]:
+    return int(size[0]), int(size[1])
+
+
+def _motion_panel(
+    colors: np.ndarray, size: tuple[int, int], extent: tuple[int, int], cell: int, origin: tuple[int, int]
+) -> np.ndarray:
+    """(H, W, 3) white panel of ``size`` with the grid's colours (Hg, Wg, 3) where the grid lies in
+    a frame of ``extent`` (cells ``cell`` px from ``origin`` (y, x)), enlarged by nearest."""
+    (ph, pw), (eh, ew) = size, extent
+    hg, wg = colors.shape[:2]
+    y0, x0 = round(origin[0] * ph / eh), round(origin[1] * pw / ew)
+    y1, x1 = min(ph, round((origin[0] + hg * cell) * ph / eh)), min(pw, round((origin[1] + wg * cell) * pw / ew))
+    canvas = np.full((ph, pw, 3), 255, np.uint8)
+    if y1 > y0 and x1 > x0:
+        canvas[y0:y1, x0:x1] = fit_image(colors, (y1 - y0, x1 - x0), nearest=True)
+    return canvas
+
+
+MAX_WHEEL = 200  # px: a larger colour wheel reads no better
+
+
+def flow_legend(height: int, max_side: int, max_mag: float) -> np.ndarray:
+    """(height, W, 3) key to the motion panels: the colour wheel, as large as the height leaves
+    beside the text and at most ``max_side`` (and :data:`MAX_WHEEL`), over the magnitude drawn in
+    full colour ("N px at frame scale"). W is the wheel's or the text's width, whichever is wider."""
+    lines = ["full colour =", f"{_px(max_mag)} px at", "frame scale"]
+    text_h = len(lines) * LINE_HEIGHT + 4
+    if height - text_h < 32:  # too low for the text under a readable wheel: the wheel alone
+        lines, text_h = [], 0
+    side = max(1, min(height - text_h, max_side, MAX_WHEEL))
+    width = max([side, *(_text_width(line) + 4 for line in lines)])
+    legend = np.full((height, width, 3), 255, np.uint8)
+    x0 = (width - side) // 2
+    legend[:side, x0 : x0 + side] = color_wheel(side)
+    legend[side:] = text_block(lines, width, height - side)
+    return legend
+
+
+def _px(value: float) -> str:
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+# --- layout: panel sizes, titles, text ------------------------------------------------------
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+TEXT_SCALE = 0.45  # titles and labels: about 7 px per character
+LINE_HEIGHT = 16  # px per line of text at TEXT_SCALE
+GAP = 4  # white px between panels
+
+
+def fit_size(size: Sequence[int], box: Sequence[int]) -> tuple[int, int]:
+    """(H, W) of an image of ``size`` (H, W) enlarged or shrunk to just fit ``box`` (H, W), aspect kept."""
+    (h, w), (bh, bw) = (int(size[0]), int(size[1])), box
+    s = min(bh / h, bw / w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def fit_image(image: np.ndarray, size: Sequence[int], nearest: bool = False) -> np.ndarray:
+    """``image`` (H, W, C) resized to ``size`` (H, W): area-averaged when shrinking, linear when
+    enlarging, nearest on request (grid cells stay crisp); unchanged when already that size."""
+    h, w = image.shape[:2]
+    ph, pw = int(size[0]), int(size[1])
+    if (h, w) == (ph, pw):
+        return np.ascontiguousarray(image)
+    if nearest:
+        interp = cv2.INTER_NEAREST
+    else:
+        interp = cv2.INTER_AREA if ph <= h and pw <= w else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(image), (pw, ph), interpolation=interp)
+
+
+def _text_width(text: str, scale: float = TEXT_SCALE) -> int:
+    return cv2.getTextSize(text, FONT, scale, 1)[0][0]
+
+
+def wrap_text(text: str, width: int, scale: float = TEXT_SCALE) -> list[str]:
+    """``text`` in lines no wider than ``width`` px, broken after spaces and underscores (inside a
+    word only where the word is longer than a line)."""
+    lines: list[str] = []
+    line = ""
+    for piece in (p for p in re.findall(r"[^ _]*[ _]?", text) if p):
+        if line and _text_width((line + piece).rstrip(), scale) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+        while len(line) > 1 and _text_width(line.rstrip(), scale) > width:  # a word longer than a line
+            cut = _fitting(line, width, scale)
+            lines.append(line[:cut])
+            line = line[cut:]
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
+
+
+def _fitting(text: str, width: int, scale: float) -> int:
+    """How many leading characters of ``text`` fit in ``width`` px (at least one)."""
+    n = 1
+    while n < len(text) and _text_width(text[: n + 1], scale) <= width:
+        n += 1
+    return n
+
+
+def text_block(lines: Sequence[str], width: int, height: int, centre: bool = False) -> np.ndarray:
+    """(height, width, 3) white block with ``lines`` in dark text from the top; lines that do not fit are left out."""
+    block = np.full((height, width, 3), 255, np.uint8)
+    for i, line in enumerate(lines):
+        baseline = (i + 1) * LINE_HEIGHT - 4
+        if baseline + 3 > height:
+            break
+        x = max(0, (width - _text_width(line)) // 2) if centre else 2
+        cv2.putText(block, line, (x, baseline), FONT, TEXT_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+    return block
+
+
+def with_titles(panels: Sequence[np.ndarray], titles: Sequence[str]) -> list[np.ndarray]:
+    """Each panel under its title, wrapped to the panel's width; every title strip as high as the tallest."""
+    wrapped = [wrap_text(t, p.shape[1] - 4) for p, t in zip(panels, titles, strict=True)]
+    height = max(len(lines) for lines in wrapped) * LINE_HEIGHT + 4
+    strips = [text_block(lines, p.shape[1], height, centre=True) for p, lines in zip(panels, wrapped, strict=True)]
+    return [np.concatenate([strip, p]) for strip, p in zip(strips, panels, strict=True)]
+
+
+def side_by_side(panels: Sequence[np.ndarray]) -> np.ndarray:
+    """Panels of one height in a row, :data:`GAP` white px apart."""
+    gap = np.full((panels[0].shape[0], GAP, 3), 255, np.uint8)
+    return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
 
 
 def save_png(path: str | Path, image: np.ndarray) -> None:
@@ -185,17 +313,20 @@ def draw_trajectories(
     colors: np.ndarray,
     tail: int = 4,
     scale: int = 1,
+    stroke: int | None = None,
 ) -> np.ndarray:
     """Frame with each point's path up to frame ``t`` drawn over it, older segments fainter.
 
     frame (H, W, 3) uint8; tracks (S, N, 2) xy in frame pixels; vis (S, N) in [0, 1]; colors
     (N, 3) uint8. Segments are drawn while both ends are visible; a point's position at ``t`` is a
-    filled dot when visible, an open circle when not. ``scale`` upscales the picture first.
+    filled dot when visible, an open circle when not. ``scale`` upscales the picture first;
+    ``stroke`` (px) is the lines' thickness and the dots' radius (default: from ``scale``).
     """
     canvas = _upscale(frame, scale).astype(np.float32)
     fixed = np.rint(((tracks + 0.5) * scale - 0.5) * 16).astype(np.int64)  # cv2 shift=4: 1/16 px
     seen = np.asarray(vis) >= 0.5
-    thickness = max(1, scale // 2)
+    thickness = max(1, scale // 2) if stroke is None else stroke
+    radius = max(1, scale) if stroke is None else stroke
     for u in range(max(1, t - tail + 1), t + 1):  # oldest segment first
         layer = canvas.copy()
         for n in np.flatnonzero(seen[u] & seen[u - 1]).tolist():
@@ -205,8 +336,8 @@ def draw_trajectories(
         canvas = alpha * layer + (1 - alpha) * canvas
     for n in range(tracks.shape[1]):
         color = tuple(int(c) for c in colors[n])
-        filled = -1 if seen[t, n] else max(1, scale // 3)
-        cv2.circle(canvas, tuple(fixed[t, n]), max(1, scale) * 16, color, filled, cv2.LINE_AA, shift=4)
+        filled = -1 if seen[t, n] else max(1, radius // 3)
+        cv2.circle(canvas, tuple(fixed[t, n]), radius * 16, color, filled, cv2.LINE_AA, shift=4)
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
@@ -218,6 +349,25 @@ def _thin_grid(shape: tuple[int, int], max_tracks: int) -> np.ndarray:
     return (ii * wg + jj).ravel()
 
 
+def grid_frame(meta: dict, frame0: np.ndarray) -> np.ndarray:
+    """(H, W, 3) at the tracking size of a store's ``meta``: its grid-resolution frame ``frame0``
+    (Hg, Wg, 3) blown up over the grid, black margins; what there is to draw on without frames."""
+    th, tw = meta["tracking_size"]
+    g, margin = int(meta["grid_stride"]), int(meta["margin"])
+    hg, wg = meta["grid_shape"]
+    background = np.zeros((th, tw, 3), np.uint8)
+    background[margin : margin + hg * g, margin : margin + wg * g] = _upscale(frame0, g)
+    return background
+
+
+def _window_tracks(store, w: dict, max_tracks: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tracks (S, n, 2) xy tracking px, vis (S, n)) of about ``max_tracks`` grid points of window ``w``."""
+    pick = _thin_grid(tuple(store.meta["grid_shape"]), max_tracks)
+    points = store.grid_points()[pick]  # (n, 2)
+    tracks = w["disp"].reshape(len(w["disp"]), -1, 2)[:, pick] + points
+    return tracks, w["vis"].reshape(len(w["vis"]), -1)[:, pick]
+
+
 def window_pictures(
     store, k: int, frames: np.ndarray | None = None, max_tracks: int = 600, tail: int = 4
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -225,21 +375,18 @@ def window_pictures(
 
     ``frames`` (S, H, W, 3) at the store's tracking size; None draws over the stored frame 0
     (grid resolution, blown up) instead. ``still`` is the last frame with full trails; it and the
-    animation frames carry a legend on the right (:func:`track_legend`).
+    animation frames carry a legend on the right (:func:`track_legend`). The flow picture is
+    :func:`motion_picture` of the tracker's motion to the last frame, panels as large as the still.
     """
+    from densemotion.metrics import frame_scale
+
     meta = store.meta
     th, tw = meta["tracking_size"]
     g, margin = int(meta["grid_stride"]), int(meta["margin"])
-    hg, wg = meta["grid_shape"]
     w = store.window(k)
     if frames is None:
-        background = np.zeros((th, tw, 3), np.uint8)
-        background[margin : margin + hg * g, margin : margin + wg * g] = _upscale(w["frame0"], g)
-        frames = np.broadcast_to(background, (w["disp"].shape[0], th, tw, 3))
-    pick = _thin_grid((hg, wg), max_tracks)
-    points = store.grid_points()[pick]  # (n, 2)
-    tracks = w["disp"].reshape(len(w["disp"]), -1, 2)[:, pick] + points  # (S, n, 2)
-    vis = w["vis"].reshape(len(w["vis"]), -1)[:, pick]  # (S, n)
+        frames = np.broadcast_to(grid_frame(meta, w["frame0"]), (w["disp"].shape[0], th, tw, 3))
+    tracks, vis = _window_tracks(store, w, max_tracks)  # (S, n, 2), (S, n)
     max_mag = track_scale(tracks)
     colors = direction_colors(tracks, max_mag)
     scale = _scale_for(tw)
@@ -253,7 +400,68 @@ def window_pictures(
         with_legend(draw_trajectories(frames[t], tracks, vis, t, colors, tail, scale)) for t in range(last + 1)
     ]
     still = with_legend(draw_trajectories(frames[last], tracks, vis, last, colors, tail=last, scale=scale))
+    start = w["start"]
     flow = motion_picture(
-        np.asarray(frames[0]), [(w["disp"][-1], w["visible"][-1])], cell=g, origin=(margin, margin), scale=scale
+        np.asarray(frames[0]),
+        [(w["disp"][-1], w["visible"][-1])],
+        titles=[f"frame {start}", f"tracker ({meta['tracker']}): motion to frame {start + last}"],
+        cell=g,
+        origin=(margin, margin),
+        extent=(th, tw),
+        panel=(th * scale, tw * scale),
+        px_scale=float(np.mean(frame_scale(meta))),
     )
     return still, animation, flow
+
+
+def tracks_thumbnail(store, k: int, frame: np.ndarray | None, size: Sequence[int], max_tracks: int = 100) -> np.ndarray:
+    """(H, W, 3) of ``size`` (H, W): window ``k``'s whole tracks over ``frame``, its last frame at
+    any resolution (None: the stored grid-resolution frame 0), a contact sheet's cell."""
+    from densemotion.metrics import rescale_points
+
+    w = store.window(k)
+    th, tw = store.meta["tracking_size"]
+    tracks, vis = _window_tracks(store, w, max_tracks)
+    shown = rescale_points(tracks, (size[1] / tw, size[0] / th)).astype(np.float32)  # (S, n, 2) thumbnail px
+    background = fit_image(grid_frame(store.meta, w["frame0"]) if frame is None else frame, size)
+    last = len(tracks) - 1
+    return draw_trajectories(background, shown, vis, last, direction_colors(tracks), tail=max(last, 1), stroke=2)
+
+
+SHEET_BOX = (180, 240)  # (H, W) every contact-sheet thumbnail is fitted into
+SHEET_GAP = 12  # white px between cells
+
+
+def sheet_columns(count: int) -> int:
+    """Cells per row of a contact sheet of ``count``: about square, at least 3 (or ``count``), at most 8."""
+    return max(1, min(count, 8, max(3, math.ceil(math.sqrt(count)))))
+
+
+def contact_sheet(cells: Sequence[tuple[np.ndarray, Sequence[str]]], title: str) -> np.ndarray:
+    """Thumbnails (each fitting :data:`SHEET_BOX`) with their label lines under them, in a grid of
+    :func:`sheet_columns` columns under ``title``: every video at a glance.
+
+    Each cell is a box as wide as SHEET_BOX and as high as the tallest thumbnail, its thumbnail
+    bottom-aligned and centred, then the labels (wrapped to the box's width; every label block as
+    high as the tallest). Row r, column c starts at y = header + r * (cell height + SHEET_GAP),
+    x = SHEET_GAP + c * (box width + SHEET_GAP).
+    """
+    if not cells:
+        raise ValueError("contact_sheet: no thumbnails to lay out")
+    bh, bw = max(min(t.shape[0], SHEET_BOX[0]) for t, _ in cells), SHEET_BOX[1]  # no row taller than its thumbnails
+    labels = [[part for line in lines for part in wrap_text(line, bw - 4)] for _, lines in cells]
+    label_h = max(len(lines) for lines in labels) * LINE_HEIGHT + 4
+    columns = sheet_columns(len(cells))
+    rows = -(-len(cells) // columns)
+    width = SHEET_GAP + columns * (bw + SHEET_GAP)
+    header = wrap_text(title, width - 4)
+    header_h = len(header) * LINE_HEIGHT + 8
+    cell_h = bh + label_h
+    sheet = np.full((header_h + rows * (cell_h + SHEET_GAP), width, 3), 255, np.uint8)
+    sheet[:header_h] = text_block(header, width, header_h)
+    for i, ((thumb, _), lines) in enumerate(zip(cells, labels, strict=True)):
+        y, x = header_h + (i // columns) * (cell_h + SHEET_GAP), SHEET_GAP + (i % columns) * (bw + SHEET_GAP)
+        h, w = min(thumb.shape[0], bh), min(thumb.shape[1], bw)
+        sheet[y + bh - h : y + bh, x + (bw - w) // 2 : x + (bw - w) // 2 + w] = thumb[:h, :w]
+        sheet[y + bh : y + cell_h, x : x + bw] = text_block(lines, bw, label_h, centre=True)
+    return sheet

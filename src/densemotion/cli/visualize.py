@@ -1,19 +1,23 @@
 """``densemotion visualize``: draw the trajectories of a few windows as PNG and animated GIF.
 
     densemotion visualize TRAJ_DIR [TRAJ_DIR ...] --window K [K ...] --out-dir DIR
-        [--frames FRAMES.zip | --frames-dir DIR] [--max-videos N] [--max-tracks N] [--tail T]
+        [--frames FRAMES.zip | --frames-dir DIR] [--max-tracks N] [--tail T] [--params params.yaml]
 
 A TRAJ_DIR that is a folder of stores (``data/trajectories``) stands for the stores of the
-first ``--max-videos`` videos of ``data.videos`` by name (``--params``), so a DVC stage keeps
-working whatever videos are configured, and never draws a store left from an earlier list.
+videos of ``data.videos`` (``--params``), so a DVC stage keeps working whatever videos are
+configured, and never draws a store left from an earlier list; the first
+``visualize.max_videos`` of them by name (null: all) are drawn window by window.
 
-For each store and window K it writes, into DIR:
+For each store drawn window by window and each window K it writes, into DIR:
 
 - ``<video>_w<K>_tracks.png``: the window's last frame with every drawn point's whole path,
   coloured by its direction on the colour wheel;
 - ``<video>_w<K>_tracks.gif``: the window frame by frame with fading tails;
-- ``<video>_w<K>_flow.png``: frame 0 beside the colour-wheel image of the end-point displacement
-  (legend top left; points hidden at the end drawn half grey).
+- ``<video>_w<K>_flow.png``: frame 0 beside the colour-wheel image of the end-point displacement,
+  titled, with the colour key (points hidden at the end drawn half grey);
+
+and ``contact_sheet.png``: window 0's tracks over its last frame for every store (every video of
+``data.videos`` for a folder), labelled with the video's name and frame size, in a grid.
 
 Frames come from the archive (``--frames`` for one store, or ``--frames-dir`` holding
 ``<video>.zip``); without one, the paths are drawn over the stored low-resolution frame 0.
@@ -31,7 +35,7 @@ from densemotion.frames.store import FrameArchive
 from densemotion.outputs import check_no_leftovers
 from densemotion.tracking.grid import resize_frames
 from densemotion.trajectories.store import TrajectoryStore
-from densemotion.viz import save_gif, save_png, window_pictures
+from densemotion.viz import SHEET_BOX, contact_sheet, fit_size, save_gif, save_png, tracks_thumbnail, window_pictures
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,9 +53,6 @@ def _parser() -> argparse.ArgumentParser:
     frames = p.add_mutually_exclusive_group()
     frames.add_argument("--frames", help="frames archive of the (single) store")
     frames.add_argument("--frames-dir", help="folder of frames archives <video>.zip")
-    p.add_argument(
-        "--max-videos", type=int, default=None, help="from a folder of stores, draw only the first N (by name)"
-    )
     p.add_argument("--max-tracks", type=int, default=600, help="about this many paths are drawn")
     p.add_argument("--tail", type=int, default=4, help="frames of fading tail in the GIF")
     add_params_argument(p)
@@ -75,44 +76,79 @@ def _archive_for(args: argparse.Namespace, store_dir: Path) -> FrameArchive | No
     return None
 
 
-def _store_dirs(args: argparse.Namespace) -> list[Path]:
-    """Expand folders of stores into the stores of data.videos (first ``--max-videos`` by name)."""
-    out: list[Path] = []
+def _store_dirs(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """(stores drawn window by window, stores on the contact sheet): a folder of stores stands for
+    the stores of data.videos by name, the first ``visualize.max_videos`` of them drawn in full."""
+    drawn: list[Path] = []
+    listed: list[Path] = []
     for path in map(Path, args.stores):
         if (path / "meta.json").is_file() or not path.is_dir():
-            out.append(path)  # a store (or a missing path: TrajectoryStore names it)
+            drawn.append(path)  # a store (or a missing path: TrajectoryStore names it)
+            listed.append(path)
             continue
-        listed = params_from(args).data.videos
-        check_no_leftovers([path, *([args.frames_dir] if args.frames_dir else [])], listed)
-        out.extend(path / v for v in sorted(listed)[: args.max_videos])  # a missing one: TrajectoryStore names it
-    return out
+        params = params_from(args)
+        videos = sorted(params.data.videos)
+        check_no_leftovers([path, *([args.frames_dir] if args.frames_dir else [])], params.data.videos)
+        drawn.extend(path / v for v in videos[: params.visualize.max_videos])  # a missing one: TrajectoryStore names it
+        listed.extend(path / v for v in videos)
+    return drawn, listed
+
+
+def _thumbnail(args: argparse.Namespace, store_dir: Path) -> tuple[np.ndarray, list[str]]:
+    """A contact sheet's cell: window 0's tracks over its last frame, and its label lines.
+
+    The archive's frame size is checked against the store (its checksum only for stores drawn in
+    full: hashing every video's frames for one thumbnail each would take long).
+    """
+    store = TrajectoryStore(store_dir)
+    h, w = (int(n) for n in store.meta["frame_size"])
+    size = fit_size((h, w), SHEET_BOX)
+    label = [store.video, f"{w} x {h} px, {len(store)} windows"]
+    if len(store) == 0:
+        return np.full((*size, 3), 200, np.uint8), label
+    archive = _archive_for(args, store_dir)
+    frame = None
+    if archive is not None:
+        with archive:
+            if archive.size != (h, w):
+                raise StageError(f"{store_dir} was made from frames of another size than {archive.path}")
+            frame = archive.read(int(store.starts[0]) + int(store.meta["window"]) - 1)
+    return tracks_thumbnail(store, 0, frame, size), label
+
+
+def _draw_windows(args: argparse.Namespace, store_dir: Path, out_dir: Path) -> None:
+    """The tracks PNG, the tracks GIF and the flow PNG of each ``--window`` of one store."""
+    store = TrajectoryStore(store_dir)
+    archive = _archive_for(args, store_dir)
+    for k in args.window:
+        if not -len(store) <= k < len(store):
+            raise StageError(f"{store_dir}: no window {k} (the store has {len(store)} windows)")
+        k = k % len(store)
+        still, animation, flow = window_pictures(
+            store, k, _window_frames(archive, store, k), max_tracks=args.max_tracks, tail=args.tail
+        )
+        stem = out_dir / f"{store.video}_w{k:03d}"
+        save_png(f"{stem}_tracks.png", still)
+        save_gif(f"{stem}_tracks.gif", animation, fps=4.0)
+        save_png(f"{stem}_flow.png", flow)
+        print(f"{stem}_{{tracks.png,tracks.gif,flow.png}}")
+    if archive is not None:
+        archive.close()
 
 
 @clean_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    stores = _store_dirs(args)
-    if args.frames and len(stores) > 1:
+    drawn, listed = _store_dirs(args)
+    if args.frames and len(listed) > 1:
         raise StageError("--frames goes with one store; use --frames-dir for several")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for store_dir in stores:
-        store = TrajectoryStore(store_dir)
-        archive = _archive_for(args, store_dir)
-        for k in args.window:
-            if not -len(store) <= k < len(store):
-                raise StageError(f"{store_dir}: no window {k} (the store has {len(store)} windows)")
-            k = k % len(store)
-            still, animation, flow = window_pictures(
-                store, k, _window_frames(archive, store, k), max_tracks=args.max_tracks, tail=args.tail
-            )
-            stem = out_dir / f"{store.video}_w{k:03d}"
-            save_png(f"{stem}_tracks.png", still)
-            save_gif(f"{stem}_tracks.gif", animation, fps=4.0)
-            save_png(f"{stem}_flow.png", flow)
-            print(f"{stem}_{{tracks.png,tracks.gif,flow.png}}")
-        if archive is not None:
-            archive.close()
+    for store_dir in drawn:
+        _draw_windows(args, store_dir, out_dir)
+    title = "window 0 of every video: tracks coloured by direction, over the window's last frame"
+    save_png(out_dir / "contact_sheet.png", contact_sheet([_thumbnail(args, d) for d in listed], title))
+    print(f"{out_dir / 'contact_sheet.png'}: {len(listed)} videos")
     return 0
 
 
