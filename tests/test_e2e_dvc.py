@@ -447,6 +447,10 @@ def test_kills_at_any_point_then_repro_give_the_uninterrupted_lock(repo, built_r
         # (DVC's defect, not a stage's): README's "Failure modes" says to delete it, as here
         (repo / ".dvc" / "tmp" / "rwlock").unlink()
         final = run(repo, "dvc", "repro", check=False)
+    if final.returncode != 0 and "dvc.lock' validation failed" in final.stdout + final.stderr:
+        # DVC writes dvc.lock in place too (its defect again): README's remedy, the run cache restores
+        (repo / "dvc.lock").unlink()
+        final = run(repo, "dvc", "repro", check=False)
     assert final.returncode == 0, final.stdout + final.stderr
     assert (repo / "dvc.lock").read_text() == (built_repo / "dvc.lock").read_text()
     assert _status(repo) == {}
@@ -482,9 +486,14 @@ def test_real_videos_of_mixed_sizes_and_a_cut_go_through_unchanged_params(repo):
     h, w = sizes[tested]
     pictures = sorted((repo / "metrics/evaluate/pictures").iterdir())
     assert pictures
-    for picture in pictures:
+    for picture in pictures:  # titles over frame | tracker | model | colour key, every panel at the video's aspect
         image = np.asarray(Image.open(picture).convert("RGB"))
         white = np.flatnonzero((image == 255).all(axis=(0, 2)))  # the gaps between panels
         frame_width = int(white[white > 0].min())
-        assert abs(frame_width / image.shape[0] - w / h) < 0.1, (picture.name, frame_width, image.shape)
+        framed = np.flatnonzero((image[:, :frame_width] != 255).any(axis=-1).all(axis=1))  # under the title
+        assert framed.max() == image.shape[0] - 1 and framed.size == image.shape[0] - framed.min() > 0
+        assert abs(frame_width / framed.size - w / h) < 0.1, (picture.name, frame_width, framed.size)
+    visuals = sorted(p.name for p in (repo / "metrics/visuals").iterdir())
+    assert "contact_sheet.png" in visuals  # every video at a glance
+    assert len([v for v in visuals if v.endswith("_w000_tracks.png")]) == 2  # visualize.max_videos
     assert "headline" in summary
