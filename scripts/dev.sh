@@ -49,9 +49,9 @@ ensure_sshd() {
 
 checks() {
   echo "==> ruff check (lint)"
-  "$VENV/bin/ruff" check src tests bench
+  "$VENV/bin/ruff" check src tests bench scripts
   echo "==> ruff format --check"
-  "$VENV/bin/ruff" format --check src tests bench
+  "$VENV/bin/ruff" format --check src tests bench scripts
   echo "==> mypy src"
   "$VENV/bin/mypy"
   "$VENV/bin/pre-commit" validate-config .pre-commit-config.yaml

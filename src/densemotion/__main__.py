@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "evaluate the motion network against tracker and baselines"),
     "fetch-pips": ("fetch_pips", "unpack the published PIPs checkpoint into models/pips/"),
     "tidy": ("tidy", "set aside the outputs of videos no longer in data.videos"),
+    "report": ("report", "markdown report of the workspace against a git revision (metrics, params, plots)"),
 }
 
 
