@@ -4,8 +4,8 @@
 #   bash scripts/ci-local.sh report       one job (test | report)
 # Installs what it needs: gitlab-ci-local 4.60.1 (newer ones fail on Node 20) into .ci-local/,
 # rsync, and Node/npm where apt-get can. With no Docker, jobs run in a shell here
-# (--force-shell-executor) on a copy of the repository in .gitlab-ci-local/. The merge request's
-# variables are given with --variable; its base is the previous commit.
+# (--force-shell-executor) in a fresh clone of HEAD (.ci-local/clone/), as GitLab's runner would.
+# The merge request's variables are given with --variable; its base is the previous commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=4.60.1
@@ -28,16 +28,21 @@ if [ ! -x "$BIN" ] || [ "$("$BIN" --version 2>/dev/null)" != "$VERSION" ]; then
 fi
 git rev-parse --verify --quiet HEAD~1 >/dev/null || { echo "ci-local needs two commits (the report's base)" >&2; exit 1; }
 
-# gitlab-ci-local copies the git-tracked files; a clean tree is what GitLab would see
-[ -z "$(git status --porcelain --untracked-files=no)" ] || echo "note: uncommitted changes to tracked files go into the run"
+# GitLab sees a fresh clone of the commit, not this working tree (its .venv, its data, its edits):
+# the jobs run in a clone of HEAD whose origin is this repository (so the report can fetch)
+[ -z "$(git status --porcelain --untracked-files=no)" ] || echo "note: uncommitted changes are not in the run (GitLab would not see them)"
+CLONE="$PWD/.ci-local/clone"
+rm -rf "$CLONE"
+git clone --quiet --no-hardlinks . "$CLONE"
+BRANCH="$(git rev-parse --abbrev-ref HEAD)"
 MR=(--variable CI_PIPELINE_SOURCE=merge_request_event
     --variable CI_MERGE_REQUEST_IID=1
     --variable "CI_MERGE_REQUEST_DIFF_BASE_SHA=$(git rev-parse HEAD~1)"
-    --variable "CI_MERGE_REQUEST_TARGET_BRANCH_NAME=$(git rev-parse --abbrev-ref HEAD)")
-for job in "${@:-test report}"; do
-  for j in $job; do
-    echo "==> gitlab-ci-local $j"
-    "$BIN" --force-shell-executor "${MR[@]}" "$j"
-  done
+    --variable "CI_MERGE_REQUEST_TARGET_BRANCH_NAME=$BRANCH")
+JOBS=("$@")
+[ ${#JOBS[@]} -gt 0 ] || JOBS=(test report)
+for job in "${JOBS[@]}"; do
+  echo "==> gitlab-ci-local $job"
+  "$PWD/$BIN" --cwd "$CLONE" --force-shell-executor "${MR[@]}" "$job"
 done
-echo "==> ci-local: every job passed; the report is in .gitlab-ci-local/builds/report/report/"
+echo "==> ci-local: every job passed; the report is in .ci-local/clone/.gitlab-ci-local/builds/report/report/"
