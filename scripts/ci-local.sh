@@ -31,9 +31,9 @@ git rev-parse --verify --quiet HEAD~1 >/dev/null || { echo "ci-local needs two c
 # GitLab sees a fresh clone of the commit, not this working tree (its .venv, its data, its edits):
 # the jobs run in a clone of HEAD whose origin is this repository (so the report can fetch)
 [ -z "$(git status --porcelain --untracked-files=no)" ] || echo "note: uncommitted changes are not in the run (GitLab would not see them)"
-CLONE="$PWD/.ci-local/clone"
+CLONE=.ci-local/clone   # gitlab-ci-local wants --cwd relative
 rm -rf "$CLONE"
-git clone --quiet --no-hardlinks . "$CLONE"
+git clone --quiet --no-hardlinks "$PWD" "$CLONE"
 BRANCH="$(git rev-parse --abbrev-ref HEAD)"
 MR=(--variable CI_PIPELINE_SOURCE=merge_request_event
     --variable CI_MERGE_REQUEST_IID=1
