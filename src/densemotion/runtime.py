@@ -1,10 +1,16 @@
-"""Where torch work runs: the device named in params (cpu, cuda, cuda:N or auto).
+"""Where torch work runs: the device named in params (cpu, cuda, cuda:N or auto), and this
+process's rank when torchrun started several.
 
 Kept apart from the trackers and the training loop so that every stage that uses torch picks
 its device the same way, and none of them imports another's code for it.
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 
 class DeviceError(ValueError):
@@ -20,3 +26,77 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} was asked for but no CUDA GPU is available (use 'auto' or 'cpu')")
     return device
+
+
+@dataclass(frozen=True)
+class Rank:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """The rank that prints summaries and writes shared outputs."""
+        return self.rank == 0
+
+
+def rank_from_env(env: Mapping[str, str] | None = None) -> Rank:
+    """torchrun's RANK, WORLD_SIZE and LOCAL_RANK; absent, a single process."""
+    env = os.environ if env is None else env
+    try:
+        rank = Rank(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+    except ValueError:
+        raise DeviceError(
+            "RANK, WORLD_SIZE and LOCAL_RANK must be integers (set by torchrun; unset them to run alone)"
+        ) from None
+    if not (rank.world_size >= 1 and 0 <= rank.rank < rank.world_size and rank.local_rank >= 0):
+        raise DeviceError(f"inconsistent torchrun environment: RANK={rank.rank}, WORLD_SIZE={rank.world_size}")
+    return rank
+
+
+@contextlib.contextmanager
+def distributed(device: str) -> Iterator[Rank]:
+    """Join torchrun's process group for the block (nccl on CUDA, gloo on CPU), then leave it.
+
+    On CUDA each rank takes the GPU of its LOCAL_RANK as its current device, so ``cuda`` means
+    that GPU everywhere below. A single process joins nothing.
+    """
+    rank = rank_from_env()
+    if rank.world_size == 1:
+        yield rank
+        return
+    import torch
+    import torch.distributed as dist
+
+    if device.startswith("cuda"):
+        if rank.local_rank >= torch.cuda.device_count():
+            raise DeviceError(f"LOCAL_RANK {rank.local_rank} but only {torch.cuda.device_count()} GPU(s) here")
+        torch.cuda.set_device(rank.local_rank)
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        yield rank
+    finally:
+        dist.destroy_process_group()
+
+
+def agree(value: str, what: str) -> None:
+    """Refuse to go on unless every rank holds the same ``value`` (e.g. a digest of the params)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    values: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    if len(set(values)) > 1:
+        differing = [r for r, v in enumerate(values) if v != values[0]]
+        raise DeviceError(f"the ranks of this torchrun job disagree on {what} (ranks {differing} differ from rank 0)")
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op alone)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -200,6 +200,18 @@ def track_chunk(
     return out
 
 
+def store_is_current(out_dir: str | Path, source: FrameReader, params: TrajectoriesParams) -> bool:
+    """Whether ``out_dir`` holds the finished store that :func:`track_video` would write now
+    (same frames, tracker, tracker params and grid): a rerun of a multi-video job skips it."""
+    meta_path = Path(out_dir) / "meta.json"
+    try:
+        found = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
+    expected = store_meta(make_plan(source, params), params, source.sha256)
+    return isinstance(found, dict) and all(found.get(k) == v for k, v in expected.items())
+
+
 def track_video(
     source: FrameReader,
     out_dir: str | Path,
