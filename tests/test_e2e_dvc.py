@@ -287,6 +287,26 @@ def test_pips_experiment_runs_the_whole_pipeline_with_a_test_made_checkpoint(rep
     assert '"tracker": "pips"' in shown
 
 
+def test_raft_experiment_runs_to_evaluate_with_a_test_made_checkpoint(repo):
+    import torch
+
+    from densemotion.tracking.raft.model import WEIGHTS, save_random_weights
+
+    path = save_random_weights(repo / "models" / "raft" / WEIGHTS["small"][0], "small")  # torchvision's format
+    state = torch.load(path, weights_only=True)
+    for key in ("update_block.flow_head.conv2.weight", "update_block.flow_head.conv2.bias"):
+        state[key].zero_()  # every flow update 0: points stand still, so training has visible ones
+    torch.save(state, path)
+    out = run(
+        repo, "dvc", "exp", "run", "-n", "raft", "-S", "trajectories.tracker=raft",
+        "-S", "trajectories.raft.model=small", "-S", "trajectories.raft.num_flow_updates=2",
+    )  # fmt: skip
+    stages = ran_stages(out.stdout)
+    assert {"trajectories@sample00", "tracker_accuracy", "train", "evaluate"} <= set(stages), stages
+    meta = json.loads((repo / "data/trajectories/sample00/meta.json").read_text())
+    assert meta["tracker"] == "raft" and meta["tracker_params"]["model"] == "small"
+
+
 def test_pips_without_weights_fails_with_the_fetch_command(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["trajectories"]["tracker"] = "pips"

@@ -1,4 +1,4 @@
-"""The weight-free ``dis`` tracker: OpenCV DIS optical flow chained over the window (``flow.py``)."""
+"""The weight-free ``dis`` tracker: OpenCV DIS optical flow (``flow.py``) chained over the window (``flowchain.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from densemotion.tracking.base import Tracker, TrackerSpec
 
 
 class DisParams(Section):
-    """``trajectories.dis``: OpenCV DIS flow chained over a window (``flow.py`` explains the checks)."""
+    """``trajectories.dis``: OpenCV DIS flow chained over a window (``tracking/flowchain.py`` explains the checks)."""
 
     preset: Literal["ultrafast", "fast", "medium"] = "medium"  # OpenCV's DIS preset
     finest_scale: int | None = Field(0, ge=0, le=6)  # pyramid level DIS stops at (0: full res); None: preset's
