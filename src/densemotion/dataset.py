@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,14 +40,27 @@ class Split:
         return {"train": list(self.train), "val": list(self.val), "test": list(self.test)}
 
 
-def split_videos(names: Sequence[str], *, val: int, test: int, seed: int, group: str | None = None) -> Split:
+def split_videos(
+    names: Sequence[str],
+    *,
+    val: int,
+    test: int,
+    seed: int,
+    group: str | None = None,
+    partition: Mapping[str, str] | None = None,
+) -> Split:
     """Split whole videos: sorted names shuffled by ``seed``; the first ``test`` are the test set,
     the next ``val`` the validation set, the rest (at least one) the training set.
 
     ``group``: a regular expression; videos whose names give the same match (its first group
     if it has one) stay together and the counts count groups (e.g. TaiChi clips cut from one
     YouTube video: ``^(.+)_\\d+_\\d+$``). Names it does not match form groups of their own.
+
+    ``partition`` (name -> ``train`` or ``test``, a data set's own split): the test set is the
+    ``test`` videos, whatever ``test`` says, and ``val`` groups are drawn from the ``train`` ones.
     """
+    if partition is not None:
+        return _split_partition(names, partition, val=val, seed=seed, group=group)
     groups: dict[str, list[str]] = {}
     for name in sorted(set(names)):
         groups.setdefault(_group_key(name, group), []).append(name)
@@ -64,6 +77,25 @@ def split_videos(names: Sequence[str], *, val: int, test: int, seed: int, group:
         return tuple(sorted(n for k in part for n in groups[k]))
 
     return Split(train=members(keys[test + val :]), val=members(keys[test : test + val]), test=members(keys[:test]))
+
+
+def _split_partition(
+    names: Sequence[str], partition: Mapping[str, str], *, val: int, seed: int, group: str | None
+) -> Split:
+    """The split of ``train.split_partition``: test as partitioned, val drawn from train."""
+    outside = sorted(n for n in set(names) if partition.get(n) not in ("train", "test"))
+    if outside:
+        listed = ", ".join(outside[:5]) + (", ..." if len(outside) > 5 else "")
+        raise DatasetError(
+            f"train.split_partition: {len(outside)} video(s) have their source in neither a train/ nor a test/ "
+            f"folder ({listed}); use `densemotion use-videos` on a folder with train/ and test/ sub-folders, "
+            "or set train.split_partition to false"
+        )
+    test = tuple(sorted(n for n in set(names) if partition[n] == "test"))
+    if not test:
+        raise DatasetError("train.split_partition: no video has its source in a test/ folder")
+    rest = split_videos([n for n in names if partition[n] == "train"], val=val, test=0, seed=seed, group=group)
+    return Split(train=rest.train, val=rest.val, test=test)
 
 
 def _group_key(name: str, pattern: str | None) -> str:

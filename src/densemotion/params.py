@@ -25,10 +25,10 @@ def check_stage_names(names: list[str], key: str) -> None:
     if len(set(names)) != len(names):
         raise ValueError(f"{key}: names must be unique, got {names}")
     for name in names:
-        if not name or any(c in name for c in "/\\@#: \t"):
+        if not name or any(c in name for c in "/\\@#: \t") or name.startswith("-"):
             raise ValueError(
-                f"{key}: name {name!r} must not contain '/', '\\', '@', '#', ':' or spaces "
-                "(it becomes a DVC stage name and a file name)"
+                f"{key}: name {name!r} must not contain '/', '\\', '@', '#', ':' or spaces, nor start "
+                "with '-' (it becomes a DVC stage name, a file name and a command-line argument)"
             )
 
 
@@ -64,10 +64,20 @@ class SampleParams(Section):
         return v
 
 
+# folders that carry a data set's own train / test partition (TaiChi-HD's, as `densemotion acquire`
+# writes it): a video whose source sits directly in one belongs to that part (train.split_partition)
+PARTITIONS = ("train", "test")
+
+
 class DataParams(Section):
     """Which videos the pipeline runs on: name -> source path (video file, frame folder or zip)."""
 
     videos: dict[str, str]
+
+    def partitions(self) -> dict[str, str]:
+        """Name -> ``train`` or ``test`` for each video whose source's folder is named so."""
+        parents = {name: Path(source).parent.name for name, source in self.videos.items()}
+        return {name: parent for name, parent in parents.items() if parent in PARTITIONS}
 
     @field_validator("videos")
     @classmethod
@@ -205,6 +215,9 @@ class TrainParams(Section):
     # regex: videos whose names give the same match (its group 1 if any) stay in one split, and
     # the counts below count such groups (clips cut from one source video); null: every video alone
     split_group: str | None = None
+    # true: the test set is the videos whose source sits in a test/ folder and validation is drawn
+    # from those in train/ (a data set's own partition, e.g. TaiChi-HD's); test_videos is then unused
+    split_partition: bool = False
     val_videos: int = Field(1, ge=0)  # held out for per-epoch validation
     test_videos: int = Field(1, ge=0)  # held out for the evaluate stage
     freeze_backbone_epochs: int = Field(0, ge=0)  # train only the heads for the first N epochs

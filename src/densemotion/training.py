@@ -50,6 +50,7 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -141,9 +142,17 @@ def endpoint_epe_sum(
 
 
 def prepare_data(
-    root: str | Path, videos: list[str], model_params: ModelParams, train_params: TrainParams
+    root: str | Path,
+    videos: list[str],
+    model_params: ModelParams,
+    train_params: TrainParams,
+    partition: Mapping[str, str] | None = None,
 ) -> tuple[Split, MotionDataset, MotionDataset]:
-    """Split the videos and build the training (flipped) and validation datasets."""
+    """Split the videos and build the training (flipped) and validation datasets.
+
+    ``partition``: name -> ``train`` / ``test`` from the sources' folders, used when
+    ``train.split_partition`` is set.
+    """
     open_stores(root, videos)  # every video readable, one window length and grid shape
     split = split_videos(
         videos,
@@ -151,6 +160,7 @@ def prepare_data(
         test=train_params.test_videos,
         seed=train_params.split_seed,
         group=train_params.split_group,
+        partition=(partition or {}) if train_params.split_partition else None,
     )
     target = model_params.target
     train_ds = MotionDataset(root, split.train, target, hflip=train_params.hflip, seed=train_params.seed)
@@ -578,10 +588,12 @@ def train(
     resume: bool = False,
     work_dir: str | Path | None = None,
     pretrained_dir: str | Path | None = None,
+    partition: Mapping[str, str] | None = None,
 ) -> dict:
     """Train on the trajectory stores ``trajectories/<video>``; returns the final checkpoint state.
 
     ``pretrained_dir``: where the files of ``model.pretrained`` are (default ``models/pretrained/<it>``).
+    ``partition``: each video's ``train`` / ``test`` folder, the split of ``train.split_partition``.
 
     Without ``work_dir``: a checkpoint goes to ``out`` every epoch, and ``resume`` continues from
     an existing ``out`` (params and data must match). With ``work_dir``: every epoch's checkpoint
@@ -591,7 +603,7 @@ def train(
     mp, tp, out = model_params, train_params, Path(out)
     _check_outputs(out, work_dir, live_dir)
     device = resolve_device(tp.device)
-    split, train_ds, val_ds = prepare_data(trajectories, videos, mp, tp)
+    split, train_ds, val_ds = prepare_data(trajectories, videos, mp, tp, partition)
     report_split(split, tp.split_seed)
     write_split(live_dir, split)
     data = {v: store_sha256(Path(trajectories) / v) for v in (*split.train, *split.val)}

@@ -25,8 +25,9 @@ SAMPLE_VIDEO_DIR = "data/sample/videos"  # where the sample stage writes its cli
 
 
 def stage_name(raw: str) -> str:
-    """A name usable as a DVC stage suffix and file name ('#', '@', ':', '/' and spaces -> '_')."""
-    name = re.sub(r"[^A-Za-z0-9._+-]", "_", raw).strip("._") or "video"
+    """A name usable as a DVC stage suffix, file name and command-line argument ('#', '@', ':',
+    '/' and spaces -> '_'; no leading '-', '.' or '_': YouTube ids may start with '-')."""
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", raw).lstrip("-._").rstrip("._") or "video"
     return name
 
 
@@ -87,8 +88,29 @@ def resolve_source(spec: str, name: str) -> str:
     )
 
 
+def _is_frame_folder(entry: Path) -> bool:
+    return entry.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entry.iterdir())
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The entries of ``folder``, with those of its ``train/`` and ``test/`` sub-folders (a data
+    set's own partition, as ``densemotion acquire`` writes it) in place of those folders."""
+    from densemotion.params import PARTITIONS
+
+    out: list[Path] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.name in PARTITIONS and entry.is_dir() and not _is_frame_folder(entry):
+            out.extend(e for e in sorted(entry.iterdir()) if not e.name.startswith("."))
+        else:
+            out.append(entry)
+    return out
+
+
 def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
-    """Every video file, frame folder and zip of frames directly under ``folder``.
+    """Every video file, frame folder and zip of frames directly under ``folder`` or under its
+    ``train/`` and ``test/`` sub-folders (whose names ``train.split_partition`` reads back).
 
     Returns (name -> source path, names of the entries skipped as not videos). Every video of a
     zip that holds several gets its own entry whose path is the zip (see :func:`resolve_source`).
@@ -98,11 +120,9 @@ def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
     pinned: dict[str, str] = {}  # videos inside multi-video zips: their name picks their folder
     loose: list[tuple[str, str]] = []
     skipped: list[str] = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
+    for entry in _entries(folder):
         suffix = entry.suffix.lower()
-        if entry.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entry.iterdir()):
+        if _is_frame_folder(entry):
             loose.append((entry.name, str(entry)))
         elif entry.is_file() and suffix == ".zip":
             inner = zip_videos(entry)
@@ -118,7 +138,7 @@ def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
         elif entry.is_file() and suffix in VIDEO_EXTENSIONS:
             loose.append((entry.stem, str(entry)))
         else:
-            skipped.append(entry.name + ("/" if entry.is_dir() else ""))
+            skipped.append(str(entry.relative_to(folder)) + ("/" if entry.is_dir() else ""))
     if not pinned and not loose:
         raise ValueError(f"{folder}: no videos ({', '.join(VIDEO_EXTENSIONS)}), frame folders or zips found")
     taken = set(pinned)

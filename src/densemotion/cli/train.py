@@ -4,7 +4,8 @@
         --live-dir metrics/train [--work-dir data/work/train | --resume] \\
         [--pretrained-dir models/pretrained/coco] [--params params.yaml]
 
-Videos are split by name (``train.val_videos``, ``train.test_videos``, ``train.split_seed``).
+Videos are split by name (``train.val_videos``, ``train.test_videos``, ``train.split_seed``), or
+by their sources' train/ and test/ folders (``train.split_partition``).
 A complete checkpoint is written after every epoch: to ``--work-dir``/checkpoint.pt when given
 (``dvc repro`` does: DVC deletes ``--out`` before the stage runs), where a rerun after a kill
 finds it and resumes if params, split and data are unchanged, and ``--out`` only at the end;
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume,
         work_dir=args.work_dir,
         pretrained_dir=args.pretrained_dir,
+        partition=params.data.partitions(),
     )
     best: dict = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
     print(
