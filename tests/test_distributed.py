@@ -114,3 +114,43 @@ def test_ranks_that_disagree_are_refused(tmp_path):
     out = subprocess.run([str(TORCHRUN), "--standalone", "--nproc-per-node=2", str(script)], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert out.returncode != 0 and "disagree on the params (ranks [1] differ from rank 0)" in out.stderr
+
+
+def test_alone_the_command_tracks_every_listed_video_and_skips_finished_stores(tmp_path, monkeypatch, capsys):
+    """Without torchrun (rank 0 of 1, no process group), in this process."""
+    from densemotion.cli import trajectories_all
+
+    project = _project(tmp_path, {"a": 8, "b": 12})
+    monkeypatch.chdir(project)
+    assert trajectories_all.main([]) == 0
+    assert "2 videos tracked into data/trajectories by 1 process(es)" in capsys.readouterr().out
+    first = _files(project / "data" / "trajectories")
+    assert {Path(name).parts[0] for name in first} == {"a", "b"}
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["trajectories"]["grid_stride"] = 16  # other params: b's store is no longer current
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    assert trajectories_all.main([]) == 0
+    assert "up to date" not in capsys.readouterr().out
+    assert _files(project / "data" / "trajectories") != first
+    assert trajectories_all.main([]) == 0
+    assert capsys.readouterr().out.count("up to date") == 2
+
+
+def test_agree_and_barrier_in_a_group_of_one(monkeypatch):
+    """The collectives' own code, in this process: a one-rank gloo group agrees with itself."""
+    import socket
+
+    import torch.distributed as dist
+
+    from densemotion.runtime import agree, barrier
+
+    agree("anything", "the params")  # no group: nothing to check
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        agree("same", "the params")
+        barrier()
+    finally:
+        dist.destroy_process_group()

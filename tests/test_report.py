@@ -4,11 +4,13 @@ merge-request note that carries it, posted once and edited on every push."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,8 +21,12 @@ from test_e2e_dvc import BIN, built_repo, ran_stages, repo, run  # the e2e fixtu
 
 
 def _report(repo: Path, base: str) -> tuple[str, Path]:
+    """The command as a user runs it, in this process (so that coverage sees it)."""
+    from densemotion.cli import report
+
     out = repo / "report" / "report.md"
-    run(repo, BIN / "python", "-m", "densemotion", "report", "--base", base, "--out", str(out))
+    with mock.patch.dict(os.environ, {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}):  # this venv's dvc
+        assert report.main(["--base", base, "--out", str(out), "--repo", str(repo)]) == 0
     return out.read_text(), out.parent
 
 
