@@ -13,6 +13,7 @@ import sys
 # command -> (module under densemotion.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("sample", "generate one built-in synthetic clip and its ground truth"),
+    "acquire": ("acquire", "download, cut and crop the clips of a published clip list (TaiChi-HD), with a manifest"),
     "use-videos": ("use_videos", "point params.yaml at a folder of videos, frame folders or zips"),
     "frames": ("frames", "decode videos into per-video frame archives"),
     "trajectories": ("trajectories", "track a dense grid over every window of a video"),
