@@ -27,10 +27,9 @@ class PipsParams(Section):
     stride: Literal[4, 8] = 4  # feature map = frame size / stride (the published demo: 4 at 360x640)
     iters: int = Field(6, ge=1)  # refinement iterations (published demo: 6)
     chunk_size: int = Field(256, ge=1)  # points refined at once: bounds memory, not results (CPU best ~256)
-    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision on CUDA; ignored on CPU
-
-
-_AMP = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
+    # encoder, feature pyramid and Mixer in bf16/fp16, the rest fp32; auto: bf16 where the CPU or GPU
+    # multiplies bf16 natively, else fp32 (tracking/pips/precision.py; fp16 is GPU-only)
+    autocast: Literal["none", "bf16", "fp16", "auto"] = "none"
 
 
 class PipsTracker:
@@ -59,20 +58,18 @@ class PipsTracker:
 def _make(section: BaseModel, device: str, weights: Path | None) -> Tracker:
     """Build the tracker from ``trajectories.pips`` and the checkpoint at ``weights``.
 
-    Autocast applies on CUDA only (CPU stays float32).
+    ``autocast`` picks what runs in a lower precision on the resolved device (precision.py).
     """
-    import torch
-
     from densemotion.runtime import resolve_device
     from densemotion.tracking.pips.checkpoint import load_pips
     from densemotion.tracking.pips.engine import PipsEngine
+    from densemotion.tracking.pips.precision import resolve_precision
 
     assert isinstance(section, PipsParams) and weights is not None
     device = resolve_device(device)
     net = load_pips(weights, stride=section.stride, device=device)
-    amp = _AMP[section.autocast]
-    amp_dtype = getattr(torch, amp) if amp is not None and torch.device(device).type == "cuda" else None
-    engine = PipsEngine(net, device, iters=section.iters, chunk_size=section.chunk_size, amp_dtype=amp_dtype)
+    precision = resolve_precision(section.autocast, device)
+    engine = PipsEngine(net, device, iters=section.iters, chunk_size=section.chunk_size, precision=precision)
     return PipsTracker(engine)
 
 

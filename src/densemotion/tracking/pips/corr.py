@@ -114,7 +114,8 @@ class FeaturePyramid:
     """Feature pyramids of T frames, channels-last with a zero border, for :class:`SampledLookup`.
 
     Built once per clip (or window) and shared by every chunk of points and every window that
-    uses those frames. Level l is kept as a flat (T * Hp * Wp, C) table, Hp = Hl + 2 * pad.
+    uses those frames. Level l is kept as a flat (T * Hp * Wp, C) table, Hp = Hl + 2 * pad, in
+    the dtype of ``fmaps`` (bf16 in bf16 mode: the lookup's dot products are then bf16).
     """
 
     def __init__(self, fmaps: Tensor) -> None:
@@ -164,12 +165,14 @@ class SampledLookup(CorrLookup):
             corner = (fids * Hp + by) * Wp + bx  # (S, N) flat index of the block's top-left
             # each block row is 8 neighbouring locations, i.e. 8 * C contiguous numbers of the table
             rows = table.as_strided((table.shape[0] - _BLOCK + 1, _BLOCK * C), (C, 1))
-            f = feats.reshape(S * N, C, 1)
+            f = feats.reshape(S * N, C, 1).to(table.dtype)  # a bf16 pyramid: bf16 dot products
             dots = (
                 torch.stack(  # one block row at a time: transient memory S * N * 8 * C
                     [torch.bmm(rows[(corner + r * Wp).view(-1)].view(S * N, _BLOCK, C), f) for r in range(_BLOCK)],
                     dim=1,
-                ).view(S, N, _BLOCK, _BLOCK)
+                )
+                .view(S, N, _BLOCK, _BLOCK)
+                .to(feats.dtype)
                 / CORR_DIVISOR
             )  # (S, N, 8 y, 8 x)
             fx, fy = frac[:, :, 0], frac[:, :, 1]

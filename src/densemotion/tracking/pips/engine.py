@@ -25,6 +25,7 @@ import torch
 from densemotion.tracking.base import TrackerError
 from densemotion.tracking.pips.corr import LEVELS, FeaturePyramid, SampledLookup
 from densemotion.tracking.pips.model import PipsNet
+from densemotion.tracking.pips.precision import Precision, lower_mixer
 
 VIS_THRESHOLD = 0.9  # chaining: restart at the latest frame more surely visible than this
 VIS_THRESHOLD_STEP = 0.02  # ... lowered by this while no frame qualifies
@@ -77,19 +78,20 @@ class PipsEngine:
         device: str | torch.device = "cpu",
         iters: int = 6,
         chunk_size: int = 1024,
-        amp_dtype: torch.dtype | None = None,
+        precision: Precision | None = None,
     ) -> None:
         self.net = net.to(device).eval()
         self.device = torch.device(device)
         self.dtype = next(net.parameters()).dtype
         self.iters = iters
         self.chunk_size = chunk_size
-        self.amp_dtype = amp_dtype  # bf16/fp16 autocast, or None
+        self.precision = precision or Precision()  # what runs in bf16/fp16 (precision.py)
+        self.mixer = lower_mixer(self.net, self.precision.mixer)
 
-    def _autocast(self):
-        if self.amp_dtype is None:
+    def _encoder_autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision.encoder is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.precision.encoder)
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> FeaturePyramid:
@@ -98,8 +100,8 @@ class PipsEngine:
         for i in range(0, len(frames), ENCODE_BATCH):
             rgbs = torch.from_numpy(np.ascontiguousarray(frames[i : i + ENCODE_BATCH])).to(self.device)
             rgbs = rgbs.permute(0, 3, 1, 2).to(self.dtype)  # (b, 3, H, W)
-            with self._autocast():
-                fmaps.append(self.net.encode(rgbs).to(self.dtype))
+            with self._encoder_autocast():
+                fmaps.append(self.net.encode(rgbs).to(self.precision.lookup or self.dtype))
         return FeaturePyramid(torch.cat(fmaps))
 
     @torch.inference_mode()
@@ -124,8 +126,9 @@ class PipsEngine:
         for lo in range(0, N, self.chunk_size):
             hi = min(lo + self.chunk_size, N)
             f0 = None if feat_init is None else feat_init[lo:hi]
-            with self._autocast():
-                out = self.net.refine(lookup, xy[lo:hi].to(self.device, self.dtype), self.iters, feat_init=f0)
+            out = self.net.refine(
+                lookup, xy[lo:hi].to(self.device, self.dtype), self.iters, feat_init=f0, mixer=self.mixer
+            )
             tracks[:, lo:hi] = out.trajs[-1].float().cpu()
             logits[:, lo:hi] = out.vis_logits.float().cpu()
             if feats is not None:

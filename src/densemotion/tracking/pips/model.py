@@ -11,6 +11,7 @@ Coordinates inside the refinement are in feature-map units (pixels / stride).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,25 +133,41 @@ class DeltaBlock(nn.Module):
 
         Works token-major (S, N, D) so that token mixing is one matrix product over all tracks,
         (4S, S) @ (S, N * D), instead of N tiny 1x1 convolutions; same numbers as the modules.
+        Without autograd, GELUs and residual sums work in place (same numbers, fewer large
+        allocations, each of which costs page faults on the CPU).
         """
         S, N = x.shape[:2]
         seq: Any = self.to_delta  # indexed by position: typed as Module by torch
+        inplace = not torch.is_grad_enabled()
         x = seq[0](x)  # (S, N, D)
         for block in seq[1 : 1 + MIXER_DEPTH]:
             tokens, channels = block[0], block[1]
-            x = x + _mix_tokens(tokens.fn, tokens.norm(x))
-            x = channels(x)
+            x = _add(x, _mix_tokens(tokens.fn, tokens.norm(x), inplace), inplace)
+            x = _add(x, _mix_channels(channels.fn, channels.norm(x), inplace), inplace)
         x = seq[1 + MIXER_DEPTH](x).mean(dim=0)  # LayerNorm, mean over the S tokens: (N, D)
         return seq[3 + MIXER_DEPTH](x).view(N, S, LATENT + 2).transpose(0, 1)
 
 
-def _mix_tokens(ff: Any, y: Tensor) -> Tensor:
+def _add(x: Tensor, y: Tensor, inplace: bool) -> Tensor:
+    return x.add_(y) if inplace else x + y
+
+
+def _gelu(h: Tensor, inplace: bool) -> Tensor:
+    return torch.ops.aten.gelu_(h) if inplace else F.gelu(h)
+
+
+def _mix_tokens(ff: Any, y: Tensor, inplace: bool = False) -> Tensor:
     """The token feed-forward (1x1 Conv1d S -> 4S, GELU, 4S -> S) applied to y (S, N, D)."""
     S, N, D = y.shape
     conv1, conv2 = ff[0], ff[3]
     h = torch.addmm(conv1.bias[:, None], conv1.weight[:, :, 0], y.reshape(S, N * D))  # (4S, N * D)
-    h = torch.addmm(conv2.bias[:, None], conv2.weight[:, :, 0], ff[1](h))  # (S, N * D)
+    h = torch.addmm(conv2.bias[:, None], conv2.weight[:, :, 0], _gelu(h, inplace))  # (S, N * D)
     return h.view(S, N, D)
+
+
+def _mix_channels(ff: Any, y: Tensor, inplace: bool = False) -> Tensor:
+    """The channel feed-forward (Linear D -> 4D, GELU, 4D -> D) applied to y (S, N, D)."""
+    return ff[3](_gelu(ff[0](y), inplace))
 
 
 def sincos_embedding(v: Tensor, channels: int = EMBED_CHANNELS) -> Tensor:
@@ -165,6 +182,24 @@ def sincos_embedding(v: Tensor, channels: int = EMBED_CHANNELS) -> Tensor:
 def time_values(S: int, dtype: torch.dtype, device: torch.device | str) -> Tensor:
     """(S,) frame times 0..S: float32 numbers at any precision, as in the published code."""
     return torch.linspace(0, S, S, dtype=torch.float32, device=device).to(dtype)
+
+
+@dataclass
+class Mixer:
+    """The modules of an iteration that may run in a lower precision, and that precision.
+
+    ``dtype`` None runs them as they are; otherwise they run under autocast to ``dtype``
+    (``precision.lower_mixer`` gives copies whose matmul weights are cast once, not per call).
+    """
+
+    delta_block: DeltaBlock
+    ffeat_updater: nn.Module
+    dtype: torch.dtype | None = None
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.dtype)
 
 
 @dataclass
@@ -199,13 +234,18 @@ class PipsNet(nn.Module):
         iters: int,
         coords_init: Tensor | None = None,
         feat_init: Tensor | None = None,
+        mixer: Mixer | None = None,
     ) -> PipsOutput:
         """Iteratively track ``xys`` (N, 2) pixels of frame 0 through the window behind ``lookup``.
 
         coords_init: optional (S, N, 2) pixels to start from (default: zero velocity at xys).
         feat_init: optional (N, C) frame-0 track feature (default: sampled at the start point).
+        mixer: the Mixer and feature updater to use, maybe in a lower precision (default: this
+        model's own, in its dtype). The lookup, norms, coordinates and visibility stay in the
+        dtype of ``xys``.
         """
         S, st = self.S, self.stride
+        mix = Mixer(self.delta_block, self.ffeat_updater) if mixer is None else mixer
         if coords_init is None:
             coords = (xys / st).unsqueeze(0).repeat(S, 1, 1)  # (S, N, 2) feature units
         else:
@@ -219,8 +259,11 @@ class PipsNet(nn.Module):
             corr = lookup(feats, coords)  # (S, N, 196)
             motion = torch.cat([coords - coords[:1], times], dim=2)  # (S, N, 3)
             x = torch.cat([feats, corr, sincos_embedding(motion)], dim=2)  # (S, N, 519)
-            delta = self.delta_block(x)  # (S, N, 130)
-            upd = self.ffeat_updater(self.norm(delta[..., 2:].reshape(-1, LATENT)))
+            with mix.autocast(x.device):
+                delta = mix.delta_block(x).to(x.dtype)  # (S, N, 130)
+            normed = self.norm(delta[..., 2:].reshape(-1, LATENT))
+            with mix.autocast(x.device):
+                upd = mix.ffeat_updater(normed)
             feats = feats + upd.view(feats.shape).to(feats.dtype)
             coords = coords + delta[..., :2].to(coords.dtype)
             coords[0] = start
