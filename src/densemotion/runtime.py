@@ -42,6 +42,9 @@ class Rank:
         return self.rank == 0
 
 
+ALONE = Rank()  # a process not started by torchrun
+
+
 def rank_from_env(env: Mapping[str, str] | None = None) -> Rank:
     """torchrun's RANK, WORLD_SIZE and LOCAL_RANK; absent, a single process."""
     env = os.environ if env is None else env

@@ -50,13 +50,13 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from densemotion.atomic import write_json
@@ -80,7 +80,7 @@ from densemotion.dataset import (
 from densemotion.metrics import endpoint_error
 from densemotion.model import MotionNet, build_model, set_backbone_trainable
 from densemotion.params import ModelParams, TrainParams
-from densemotion.runtime import resolve_device
+from densemotion.runtime import ALONE, Rank, agree, barrier, resolve_device
 from densemotion.trajectories.store import store_sha256
 
 # train params that may change between a run and its resumption (they do not change results)
@@ -230,17 +230,60 @@ def check_visible_points(dataset: MotionDataset, part: str) -> None:
         print(f"{part} videos with no visible point: {', '.join(blind)} (they add nothing)", file=sys.stderr)
 
 
-def make_loader(dataset: MotionDataset, batch_size: int, *, shuffle_seed: int | None, workers: int) -> DataLoader:
+class RankBatches(Sampler[list[int]]):
+    """This rank's share of the batches of one process (``ShapeBatchSampler``).
+
+    ``within`` (training): every global batch of one process is cut across the ranks, so the
+    ranks together take the same optimiser steps on the same items; global batches too small to
+    give each rank two items (batch norm) are left out. Otherwise (validation): whole batches
+    round-robin. Alone (world size 1) it is the sampler itself.
+    """
+
+    def __init__(self, batches: ShapeBatchSampler, rank: Rank, within: bool):
+        self.sampler, self.rank, self.within = batches, rank, within
+
+    def batches(self) -> list[list[int]]:
+        every, r, w = self.sampler.batches(), self.rank.rank, self.rank.world_size
+        if w == 1:
+            return every
+        if self.within:
+            return [batch[r::w] for batch in every if len(batch) >= 2 * w]
+        return every[r::w]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+def make_loader(
+    dataset: MotionDataset, batch_size: int, *, shuffle_seed: int | None, workers: int, rank: Rank = ALONE
+) -> DataLoader:
     """Batches of ``dataset``, each of one grid shape (videos of different sizes train together);
     shuffled by ``shuffle_seed`` (None: in order). Training drops incomplete last batches and lone
-    windows (a batch of one breaks batch norm on pooled features)."""
-    batches = ShapeBatchSampler(dataset.shapes, batch_size, shuffle_seed, drop_last=shuffle_seed is not None)
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+    windows (a batch of one breaks batch norm on pooled features). Under torchrun, this rank's
+    share (:class:`RankBatches`)."""
+    training = shuffle_seed is not None
+    batches = ShapeBatchSampler(dataset.shapes, batch_size, shuffle_seed, drop_last=training)
+    return DataLoader(dataset, batch_sampler=RankBatches(batches, rank, within=training), num_workers=workers)
 
 
-def steps_per_epoch(dataset: MotionDataset, batch_size: int, at_least: int = 1) -> int:
+def steps_per_epoch(dataset: MotionDataset, batch_size: int, at_least: int = 1, world_size: int = 1) -> int:
     """Optimiser steps per epoch (the same every epoch: it depends only on the shapes' counts)."""
-    return max(at_least, len(ShapeBatchSampler(dataset.shapes, batch_size, seed=0, drop_last=True)))
+    sampler = ShapeBatchSampler(dataset.shapes, batch_size, seed=0, drop_last=True)
+    return max(at_least, len(RankBatches(sampler, Rank(0, world_size), within=True)))
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """Element-wise sums over the ranks of a torchrun job (the values themselves alone)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
 
 
 def make_optimizer(model: MotionNet, tp: TrainParams, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -283,22 +326,37 @@ def train_one_epoch(
     *,
     epoch: int,
     frozen: bool,
+    forward: torch.nn.Module | None = None,
+    world_size: int = 1,
+    show: bool = True,
 ) -> dict[str, float]:
     """One pass over ``loader``; raises TrainingError on a non-finite loss (nothing saved).
 
-    Returns ``loss_px`` (mean over batches of the loss at frame scale) and ``epe_px`` (pooled).
+    ``forward``: the module to call (the DistributedDataParallel wrapper of ``model`` under
+    torchrun, whose ``world_size`` ranks each hold a slice of every batch). Returns ``loss_px``
+    (mean over batches of the loss at frame scale) and ``epe_px`` (pooled over the ranks). ``show``:
+    draw the progress bar (rank 0's only).
     """
     model.train()
     set_backbone_trainable(model, not frozen)
+    net = forward if forward is not None else model
     loss_sum, err_sum, err_n, batches = 0.0, 0.0, 0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tp.epochs}", leave=False, disable=None, file=sys.stderr)
+    bar = tqdm(
+        loader, desc=f"epoch {epoch + 1}/{tp.epochs}", leave=False, disable=None if show else True, file=sys.stderr
+    )
     for b, batch in enumerate(bar):
         batch = _to(batch, device)
         with autocast(device, tp.amp):
-            out = model(batch["image"])
+            out = net(batch["image"])
             loss = masked_loss(out["out"], batch["target"], batch["mask"], tp.loss)
             if "aux" in out:
                 loss = loss + tp.aux_weight * masked_loss(out["aux"], batch["target"], batch["mask"], tp.loss)
+        if world_size > 1:
+            # each rank's mean is over its own visible points; DDP averages the ranks' gradients:
+            # weighting by the rank's share of the batch's points gives the one-process mean's gradient
+            count = float(batch["mask"].sum())
+            (total,) = all_sum([count])
+            loss = loss * (max(count, 1.0) * world_size / max(total, 1.0))
         if not torch.isfinite(loss):
             raise TrainingError(f"the loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1}")
         opt.zero_grad(set_to_none=True)
@@ -313,7 +371,8 @@ def train_one_epoch(
         s, n = endpoint_epe_sum(out["out"].detach(), batch["target"], batch["mask"], batch["scale"])
         err_sum, err_n, batches = err_sum + s, err_n + n, batches + 1
         bar.set_postfix(loss_px=f"{loss_sum / batches:.3f}")
-    return {"loss_px": loss_sum / max(batches, 1), "epe_px": err_sum / max(err_n, 1)}
+    loss_all, err_all, n_all, batches_all = all_sum([loss_sum, err_sum, err_n, batches])  # the ranks' together
+    return {"loss_px": loss_all / max(batches_all, 1), "epe_px": err_all / max(n_all, 1)}
 
 
 @torch.no_grad()
@@ -338,8 +397,9 @@ def validate(model: MotionNet, loader: DataLoader, device: str, loss_kind: str) 
         s, n = endpoint_epe_sum(pred, batch["target"], batch["mask"], batch["scale"])
         z, _ = endpoint_epe_sum(torch.zeros_like(pred), batch["target"], batch["mask"], batch["scale"])
         err_sum, zero_sum, err_n, batches = err_sum + s, zero_sum + z, err_n + n, batches + 1
-    n = max(err_n, 1)
-    return {"loss_px": loss_sum / max(batches, 1), "epe_px": err_sum / n, "zero_epe_px": zero_sum / n}
+    loss_all, batches_all, err_all, zero_all, n_all = all_sum([loss_sum, batches, err_sum, zero_sum, err_n])
+    points = max(n_all, 1.0)
+    return {"loss_px": loss_all / max(batches_all, 1), "epe_px": err_all / points, "zero_epe_px": zero_all / points}
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -589,8 +649,14 @@ def train(
     work_dir: str | Path | None = None,
     pretrained_dir: str | Path | None = None,
     partition: Mapping[str, str] | None = None,
+    rank: Rank = ALONE,
 ) -> dict:
     """Train on the trajectory stores ``trajectories/<video>``; returns the final checkpoint state.
+
+    ``rank``: this process's place in a torchrun job (joined by :func:`densemotion.runtime.distributed`):
+    the model is wrapped in DistributedDataParallel (SyncBatchNorm on CUDA), each global batch of
+    one process is cut across the ranks, validation sums are reduced, and only rank 0 writes the
+    checkpoint (the unwrapped model, loadable alone), dvclive logs and messages.
 
     ``pretrained_dir``: where the files of ``model.pretrained`` are (default ``models/pretrained/<it>``).
     ``partition``: each video's ``train`` / ``test`` folder, the split of ``train.split_partition``.
@@ -603,13 +669,20 @@ def train(
     mp, tp, out = model_params, train_params, Path(out)
     _check_outputs(out, work_dir, live_dir)
     device = resolve_device(tp.device)
+    main, world = rank.is_main, rank.world_size
     split, train_ds, val_ds = prepare_data(trajectories, videos, mp, tp, partition)
-    report_split(split, tp.split_seed)
-    write_split(live_dir, split)
     data = {v: store_sha256(Path(trajectories) / v) for v in (*split.train, *split.val)}
+    agree(repr((mp.model_dump(), tp.model_dump(), split.as_dict(), data)), "the params, the split or the data")
+    if main:
+        report_split(split, tp.split_seed)
+        write_split(live_dir, split)
     torch.manual_seed(tp.seed)
     model = build_model(mp, train_ds.window, pretrained_dir=pretrained_dir).to(device)
-    total_steps = tp.epochs * steps_per_epoch(train_ds, tp.batch_size)
+    if world > 1 and steps_per_epoch(train_ds, tp.batch_size, at_least=0, world_size=world) == 0:
+        raise TrainingError(
+            f"train.batch_size {tp.batch_size} cannot give each of {world} ranks two windows of a batch: raise it"
+        )
+    total_steps = tp.epochs * steps_per_epoch(train_ds, tp.batch_size, world_size=world)
     opt, sched = make_optimizer(model, tp, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=tp.amp and device == "cuda")
     ckpt_path = Path(work_dir) / "checkpoint.pt" if work_dir is not None else out
@@ -618,20 +691,26 @@ def train(
         state = _resume_state(ckpt_path, work_dir is None, mp, tp, split, train_ds.window, data)
     if state is not None:
         _restore(state, model, opt, sched, scaler)
-        print(f"resuming from {ckpt_path} after epoch {state['epoch']}", file=sys.stderr)
+        if main:
+            print(f"resuming from {ckpt_path} after epoch {state['epoch']}", file=sys.stderr)
     else:
         state = _new_state(mp, tp, split, train_ds.window, data, displacement_stats(train_ds))
         model.disp_scale.fill_(max(float(state["stats"]["rms"]), 1e-3))
+    forward = _distributed_model(model, device, rank, find_unused=tp.freeze_backbone_epochs > 0)
     run_params = {"model": mp.model_dump(), "train": tp.model_dump(), "split": split.as_dict()}
-    live = _open_live(live_dir, run_params, state["history"])
+    live = _open_live(live_dir, run_params, state["history"]) if main else None
 
-    val_loader = make_loader(val_ds, tp.batch_size, shuffle_seed=None, workers=tp.workers)
+    val_loader = make_loader(val_ds, tp.batch_size, shuffle_seed=None, workers=tp.workers, rank=rank)
     for epoch in range(state["epoch"], tp.epochs):
         train_ds.set_epoch(epoch)
-        loader = make_loader(train_ds, tp.batch_size, shuffle_seed=_epoch_seed(tp.seed, epoch), workers=tp.workers)
+        seed = _epoch_seed(tp.seed, epoch)
+        loader = make_loader(train_ds, tp.batch_size, shuffle_seed=seed, workers=tp.workers, rank=rank)
         frozen = epoch < tp.freeze_backbone_epochs
         try:
-            train_stats = train_one_epoch(model, loader, opt, sched, scaler, tp, device, epoch=epoch, frozen=frozen)
+            train_stats = train_one_epoch(
+                model, loader, opt, sched, scaler, tp, device, epoch=epoch, frozen=frozen,
+                forward=forward, world_size=world, show=main,
+            )  # fmt: skip
         except TrainingError as err:
             raise TrainingError(f"{err}: {_stopped(ckpt_path, state['epoch'])}") from None
         record = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in train_stats.items()}}
@@ -654,14 +733,33 @@ def train(
         }
         _check_finite(record, update, epoch + 1, ckpt_path, state["epoch"])
         state.update(update)
-        save_checkpoint(ckpt_path, state)
-        _log_epoch(live, record, history)
-        tqdm.write(_describe(record), file=sys.stderr)
-    if ckpt_path != out:
+        if main:
+            save_checkpoint(ckpt_path, state)
+            _log_epoch(live, record, history)
+            tqdm.write(_describe(record), file=sys.stderr)
+    if main and ckpt_path != out:
         save_checkpoint(out, released(state))  # the stage's output: what evaluation and users need
         ckpt_path.unlink(missing_ok=True)  # finished: nothing left to resume
     if live is not None:
         live.end()
-    for line in final_report(state):
-        print(line, file=sys.stderr)
+    if main:
+        for line in final_report(state):
+            print(line, file=sys.stderr)
+    barrier()  # the job ends when rank 0 has written everything
     return state
+
+
+def _distributed_model(model: MotionNet, device: str, rank: Rank, find_unused: bool) -> torch.nn.Module:
+    """``model`` itself alone; under torchrun, wrapped in DistributedDataParallel (which starts
+    every rank from rank 0's weights). Batch norm is synchronised across ranks on CUDA
+    (SyncBatchNorm has no CPU kernels: on CPU each rank normalises over its slice of the batch)."""
+    if rank.world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.startswith("cuda"):
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return DistributedDataParallel(
+            model, device_ids=[torch.cuda.current_device()], find_unused_parameters=find_unused
+        )
+    return DistributedDataParallel(model, find_unused_parameters=find_unused)

@@ -16,6 +16,9 @@ metrics (px at frame scale) and the params to ``--live-dir``, with ``split.json`
 The split is printed first, with a warning for a part of few videos. ``--out`` holds the weights
 of the best epoch (lowest validation EPE; the last epoch without validation videos); the line
 printed at the end names it, and warns when it does not beat zero motion on validation.
+
+Under ``torchrun --nproc-per-node=K -m densemotion train ...`` the K ranks train one model
+(DistributedDataParallel, each global batch cut across them); only rank 0 writes and prints.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 
 from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.outputs import check_no_leftovers
+from densemotion.runtime import distributed, resolve_device
 from densemotion.training import train
 
 
@@ -48,18 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args)
     check_no_leftovers([args.trajectories], params.data.videos)  # they would enter the stage's hash
-    state = train(
-        trajectories=args.trajectories,
-        videos=sorted(params.data.videos),
-        model_params=params.model,
-        train_params=params.train,
-        out=args.out,
-        live_dir=args.live_dir,
-        resume=args.resume,
-        work_dir=args.work_dir,
-        pretrained_dir=args.pretrained_dir,
-        partition=params.data.partitions(),
-    )
+    with distributed(resolve_device(params.train.device)) as rank:  # alone: rank 0 of 1, no group
+        state = train(
+            trajectories=args.trajectories,
+            videos=sorted(params.data.videos),
+            model_params=params.model,
+            train_params=params.train,
+            out=args.out,
+            live_dir=args.live_dir,
+            resume=args.resume,
+            work_dir=args.work_dir,
+            pretrained_dir=args.pretrained_dir,
+            partition=params.data.partitions(),
+            rank=rank,
+        )
+    if not rank.is_main:
+        return 0
     best: dict = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
     print(
         f"{args.out}: {params.model.name} after {state['epoch']} epochs, the weights of epoch {state['best_epoch']}"
