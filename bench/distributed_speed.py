@@ -1,11 +1,13 @@
-"""Tracking scaled across processes: `trajectories-all` alone against `torchrun --nproc-per-node=K`.
+"""Tracking and training scaled across processes: alone against `torchrun --nproc-per-node=K`.
 
     .venv/bin/python bench/distributed_speed.py [--videos 4] [--frames 32] [--ranks 2] [--size 128 224]
+        [--epochs 2]
 
 Makes ``--videos`` frame archives of moving textures (``--frames`` each), then tracks them all
 with ``dis`` once in one process and once under torchrun with ``--ranks`` processes on the CPU,
 each in a fresh folder, and prints both wall times, the speed-up and the scaling efficiency
-(speed-up / ranks), and checks that both wrote the same bytes. Every process gets
+(speed-up / ranks), and checks that both wrote the same bytes. Then it trains the motion network
+on those stores for ``--epochs`` the same two ways (`densemotion train`, the same global batch). Every process gets
 ``cores // ranks`` threads (torchrun's default of 1 would starve the single run). Start-up
 (importing torch, joining the group) is included: it is what a user waits for.
 """
@@ -32,6 +34,7 @@ def make_project(root: Path, videos: int, frames: int, size: tuple[int, int]) ->
     params = {
         "data": {"videos": {f"v{i}": f"x/v{i}.mp4" for i in range(videos)}},
         "trajectories": {"tracker": "dis", "device": "cpu", "window": 8, "grid_stride": 4},
+        "train": {"device": "cpu", "epochs": 2, "batch_size": 8},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     sample = SampleParams(clips=[f"v{i}" for i in range(videos)], num_frames=frames, height=size[0], width=size[1])
@@ -59,6 +62,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--size", type=int, nargs=2, default=[128, 224])
+    p.add_argument("--epochs", type=int, default=2)
     args = p.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,11 +78,20 @@ def main() -> None:
             for a in (alone / "data" / "trajectories").rglob("*")
             if a.is_file()
         )
-    speedup = one / many
+        train = ["-m", "densemotion", "train", "--trajectories", "data/trajectories", "--out", "m.pt",
+                 "--params", "params.yaml"]  # fmt: skip
+        for root in (alone, spread):
+            text = (root / "params.yaml").read_text().replace("epochs: 2", f"epochs: {args.epochs}")
+            (root / "params.yaml").write_text(text)
+        train_one = timed([sys.executable, *train], alone, cores)
+        train_many = timed([str(torchrun), "--standalone", f"--nproc-per-node={args.ranks}", *train], spread,
+                           max(1, cores // args.ranks))  # fmt: skip
     print(f"{args.videos} videos x {args.frames} frames {args.size[0]}x{args.size[1]}, dis, {cores} cores")
-    print(f"| processes | wall s | speed-up | efficiency |\n|---|---|---|---|\n| 1 | {one:.1f} | 1.00 | 1.00 |")
-    print(f"| {args.ranks} (torchrun) | {many:.1f} | {speedup:.2f} | {speedup / args.ranks:.2f} |")
-    print(f"same bytes: {same}")
+    print("| stage | processes | wall s | speed-up | efficiency |\n|---|---|---|---|---|")
+    for stage, a, b in (("trajectories-all", one, many), (f"train ({args.epochs} epochs)", train_one, train_many)):
+        print(f"| {stage} | 1 | {a:.1f} | 1.00 | 1.00 |")
+        print(f"| {stage} | {args.ranks} (torchrun) | {b:.1f} | {a / b:.2f} | {a / b / args.ranks:.2f} |")
+    print(f"same tracking bytes: {same}")
 
 
 if __name__ == "__main__":
