@@ -241,10 +241,10 @@ def _name(dtype: torch.dtype | None) -> str:
 
 def main() -> None:
     from densemotion.params import SampleParams
+    from densemotion.runtime import cpu_has_native_bf16
     from densemotion.sample import render_clip
     from densemotion.tracking.pips.checkpoint import fixture_state_dict
     from densemotion.tracking.pips.model import PipsNet
-    from densemotion.tracking.pips.precision import cpu_has_native_bf16
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", default="360x640")

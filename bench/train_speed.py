@@ -1,14 +1,14 @@
 """Training speed of every motion model, and the data loader's share of a training step.
 
     .venv/bin/python bench/train_speed.py [--models all] [--grid 32x56] [--input-scale 4]
-        [--batch-size 8] [--steps 4] [--threads 2] [--device cpu] [--amp] [--json OUT.json]
+        [--batch-size 8] [--steps 4] [--threads 2] [--device cpu] [--autocast none] [--json OUT.json]
 
 Writes synthetic schema-1 stores of the sample's shape (6 videos x 6 windows of 8 frames,
 32x56 grid = 128x224 frames at grid stride 4) to a temporary folder and runs the real training
 step (``densemotion.training.train_one_epoch``'s pieces: MotionDataset -> DataLoader ->
 MotionNet -> masked EPE loss -> AdamW -> OneCycle) on it. Per model it prints training samples
 per second (after one warm-up step) and the fraction of step time spent waiting for the
-loader's next batch (goal: under 10%). ``--amp`` uses float16 autocast on CUDA.
+loader's next batch (goal: under 10%). ``--autocast`` as ``train.autocast`` (none, bf16, fp16, auto).
 """
 
 from __future__ import annotations
@@ -67,10 +67,10 @@ def measure(name: str, dataset: MotionDataset, args: argparse.Namespace) -> dict
     """Time ``args.steps`` training steps after one warm-up step; loader waits timed apart."""
     torch.manual_seed(0)
     mp = ModelParams(name=name, input_scale=args.input_scale, aux_loss=SPECS[name].has_aux)
-    tp = TrainParams(device=args.device, batch_size=args.batch_size, amp=args.amp)
+    tp = TrainParams(device=args.device, batch_size=args.batch_size, autocast=args.autocast)
     model = build_model(mp, WINDOW).to(args.device).train()
     opt, sched = make_optimizer(model, tp, total_steps=10_000)
-    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=args.autocast == "fp16" and args.device.startswith("cuda"))
     loader_time = step_time = 0.0
     done = 0
     seed = 0
@@ -85,7 +85,7 @@ def measure(name: str, dataset: MotionDataset, args: argparse.Namespace) -> dict
                 break
             batch = {k: v.to(args.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             t1 = time.perf_counter()
-            with autocast(args.device, args.amp):
+            with autocast(args.device, args.autocast):
                 out = model(batch["image"])
                 loss = masked_loss(out["out"], batch["target"], batch["mask"], "epe")
                 if "aux" in out:
@@ -121,7 +121,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
+    p.add_argument("--autocast", default="none", choices=["none", "bf16", "fp16", "auto"], help="as train.autocast")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -129,7 +129,7 @@ def main() -> None:
     hg, wg = (int(x) for x in args.grid.split("x"))
     print(
         f"grid {hg}x{wg}, net input {hg * args.input_scale}x{wg * args.input_scale}, batch {args.batch_size}, "
-        f"device {args.device}{' amp' if args.amp else ''}, {args.threads} threads, {args.workers} workers"
+        f"device {args.device}, autocast {args.autocast}, {args.threads} threads, {args.workers} workers"
     )
     results = []
     with tempfile.TemporaryDirectory() as tmp:

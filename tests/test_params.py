@@ -70,3 +70,19 @@ def test_missing_and_invalid_files(tmp_path):
     (tmp_path / "p.yaml").write_text("frames: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(tmp_path / "p.yaml")
+
+
+def test_the_old_train_amp_key_still_reads_with_a_message(capsys):
+    """One precision vocabulary for every stage; params.yaml files of before keep working."""
+    from densemotion.params import TrainParams
+
+    assert TrainParams.model_validate({"amp": True}).autocast == "fp16"
+    assert "train.amp is now train.autocast; read amp: true as autocast: fp16" in capsys.readouterr().err
+    assert TrainParams.model_validate({"amp": False}).autocast == "none"
+    assert TrainParams.model_validate({"autocast": "auto"}).autocast == "auto"
+    with pytest.raises(ValueError, match="both set"):
+        TrainParams.model_validate({"amp": True, "autocast": "bf16"})
+    with pytest.raises(ValueError, match="must be true or false"):
+        TrainParams.model_validate({"amp": "yes"})
+    with pytest.raises(ValueError, match="autocast"):
+        TrainParams.model_validate({"autocast": "fp8"})

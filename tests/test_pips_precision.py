@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from densemotion.tracking.pips import precision
+from densemotion import runtime
 from densemotion.tracking.pips.checkpoint import fixture_state_dict
 from densemotion.tracking.pips.corr import FeaturePyramid, SampledLookup
 from densemotion.tracking.pips.model import PipsNet
@@ -76,16 +76,16 @@ def test_resolve_precision_per_device(monkeypatch):
     both = Precision(mixer=torch.bfloat16, encoder=torch.bfloat16, lookup=torch.bfloat16)
     with pytest.warns(UserWarning, match="GPU mode"):
         assert resolve_precision("fp16", "cpu") == Precision()
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == both
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_precision("bf16", "cpu") == both
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", "cpu") == Precision()
     with pytest.warns(UserWarning, match="no native bf16"):
         assert resolve_precision("bf16", "cpu") == both  # as asked
-    monkeypatch.setattr(precision, "cuda_has_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cuda_has_bf16", lambda: True)
     assert resolve_precision("auto", "cuda") == both and resolve_precision("bf16", "cuda:0") == both
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -96,18 +96,18 @@ def test_resolve_precision_per_device(monkeypatch):
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
-    assert "avx512_bf16" in precision.cpu_flags(info)
-    assert precision.cpu_flags(tmp_path / "missing") == set()
-    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert "avx512_bf16" in runtime.cpu_flags(info)
+    assert runtime.cpu_flags(tmp_path / "missing") == set()
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx2", "avx512f"})
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    precision.cpu_has_native_bf16.cache_clear()
+    runtime.cpu_has_native_bf16.cache_clear()
     try:
-        assert not precision.cpu_has_native_bf16()
-        monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
-        precision.cpu_has_native_bf16.cache_clear()
-        assert precision.cpu_has_native_bf16() == torch.backends.mkldnn.is_available()
+        assert not runtime.cpu_has_native_bf16()
+        monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+        runtime.cpu_has_native_bf16.cache_clear()
+        assert runtime.cpu_has_native_bf16() == torch.backends.mkldnn.is_available()
     finally:
-        precision.cpu_has_native_bf16.cache_clear()
+        runtime.cpu_has_native_bf16.cache_clear()
 
 
 def test_tracker_applies_autocast_on_the_cpu(tmp_path):

@@ -291,3 +291,25 @@ def test_frozen_backbone_epochs_train_only_the_heads(tmp_path):
     )
     state = _run(tmp_path, videos, mp=mp, tp=TrainParams(device="cpu", epochs=1, batch_size=2), out="free.pt")
     assert not all(torch.equal(state["model"][k], initial[k]) for k in backbone)
+
+
+def test_training_autocast_follows_the_one_vocabulary(monkeypatch):
+    """train.autocast: none is float32; bf16 autocasts on the CPU; fp16 on a CPU runs float32 with
+    a warning; auto is bf16 only where the CPU multiplies it natively."""
+    import warnings
+
+    from densemotion import runtime
+
+    x, w = torch.ones(4, 4), torch.ones(4, 4)
+    with training.autocast("cpu", "none"):
+        assert (x @ w).dtype == torch.float32
+    with training.autocast("cpu", "bf16"):
+        assert (x @ w).dtype == torch.bfloat16
+    with pytest.warns(UserWarning, match="train.autocast: fp16 is a GPU mode"), training.autocast("cpu", "fp16"):
+        assert (x @ w).dtype == torch.float32
+    for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda native=native: native)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with training.autocast("cpu", "auto"):
+                assert (x @ w).dtype == dtype

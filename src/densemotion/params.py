@@ -7,6 +7,7 @@ with a silently ignored setting.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -225,7 +226,28 @@ class TrainParams(Section):
     # is set by their texture, which a mirror does not change (a mirrored world is plausible for real video)
     hflip: bool = False
     workers: int = Field(0, ge=0)  # DataLoader worker processes; results do not depend on it
-    amp: bool = False  # float16 autocast + grad scaling on CUDA (no effect on CPU)
+    # mixed precision, as trajectories.pips.autocast (runtime.Autocast): fp16 adds grad scaling on
+    # CUDA; auto is bf16 where the GPU or CPU has it natively, else float32
+    autocast: Literal["none", "bf16", "fp16", "auto"] = "none"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_amp_key(cls, data: object) -> object:
+        """``train.amp`` (before one vocabulary): true reads as ``autocast: fp16``, with a message."""
+        if isinstance(data, dict) and "amp" in data:
+            data = dict(data)
+            amp = data.pop("amp")
+            if not isinstance(amp, bool):
+                raise ValueError(f"train.amp (now train.autocast) must be true or false, got {amp!r}")
+            if "autocast" in data:
+                raise ValueError("train.amp and train.autocast are both set: keep train.autocast (none|bf16|fp16|auto)")
+            data["autocast"] = "fp16" if amp else "none"
+            print(
+                f"params: train.amp is now train.autocast; read amp: {str(amp).lower()} as autocast: "
+                f"{data['autocast']} (rename it in params.yaml)",
+                file=sys.stderr,
+            )
+        return data
 
 
 class EvaluateParams(Section):

@@ -9,8 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+# mixed precision, one vocabulary for every stage (trajectories.pips.autocast, train.autocast):
+# none = float32; bf16 / fp16 = autocast to that dtype; auto = bf16 where the hardware has it
+Autocast = Literal["none", "bf16", "fp16", "auto"]
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 dot products
 
 
 class DeviceError(ValueError):
@@ -43,6 +55,59 @@ class Rank:
 
 
 ALONE = Rank()  # a process not started by torchrun
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (Linux); empty where they cannot be read."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@cache
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 natively (AVX512_BF16 or AMX) and oneDNN can use it;
+    elsewhere bf16 falls back to reference kernels, many times slower than float32."""
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        return False
+    capability = torch.backends.cpu.get_cpu_capability()  # e.g. "AVX512"; "AMX" where torch sees it
+    return "AMX" in capability.upper() or bool(cpu_flags() & set(NATIVE_BF16_FLAGS))
+
+
+def cuda_has_bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def autocast_dtype(mode: Autocast, device: str, who: str) -> torch.dtype | None:
+    """The dtype ``mode`` autocasts to on ``device`` (None: float32). ``auto`` is bf16 where the
+    GPU or CPU has it natively; fp16 on a CPU runs float32, and bf16 on a CPU without native bf16
+    runs as asked: both with a warning naming ``who`` (the params key)."""
+    import torch
+
+    cuda = torch.device(device).type == "cuda"
+    if mode == "auto":
+        mode = "bf16" if (cuda_has_bf16() if cuda else cpu_has_native_bf16()) else "none"
+    if mode == "none":
+        return None
+    if mode == "fp16" and not cuda:
+        warnings.warn(f"{who}: fp16 is a GPU mode; on the CPU it runs float32 (use bf16 or auto)", stacklevel=2)
+        return None
+    if mode == "bf16" and not cuda and not cpu_has_native_bf16():
+        warnings.warn(
+            f"{who}: this CPU has no native bf16 (AVX512_BF16 or AMX): bf16 runs 5-65x slower than float32 "
+            "here; use auto or none",
+            stacklevel=2,
+        )
+    return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
 def rank_from_env(env: Mapping[str, str] | None = None) -> Rank:

@@ -80,7 +80,7 @@ from densemotion.dataset import (
 from densemotion.metrics import endpoint_error
 from densemotion.model import MotionNet, build_model, set_backbone_trainable
 from densemotion.params import ModelParams, TrainParams
-from densemotion.runtime import ALONE, Rank, agree, barrier, resolve_device
+from densemotion.runtime import ALONE, Autocast, Rank, agree, autocast_dtype, barrier, resolve_device
 from densemotion.trajectories.store import store_sha256
 
 # train params that may change between a run and its resumption (they do not change results)
@@ -310,9 +310,10 @@ def _to(batch: dict, device: str) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def autocast(device: str, amp: bool):
-    # float16 autocast on CUDA only; on CPU a no-op, results stay fp32
-    return torch.autocast("cuda", dtype=torch.float16) if amp and device == "cuda" else nullcontext()
+def autocast(device: str, mode: Autocast):
+    """``train.autocast`` as a context (runtime.autocast_dtype: none, or fp16 on a CPU, is float32)."""
+    dtype = autocast_dtype(mode, device, "train.autocast")
+    return nullcontext() if dtype is None else torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 def train_one_epoch(
@@ -346,7 +347,7 @@ def train_one_epoch(
     )
     for b, batch in enumerate(bar):
         batch = _to(batch, device)
-        with autocast(device, tp.amp):
+        with autocast(device, tp.autocast):
             out = net(batch["image"])
             loss = masked_loss(out["out"], batch["target"], batch["mask"], tp.loss)
             if "aux" in out:
@@ -684,7 +685,8 @@ def train(
         )
     total_steps = tp.epochs * steps_per_epoch(train_ds, tp.batch_size, world_size=world)
     opt, sched = make_optimizer(model, tp, total_steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=tp.amp and device == "cuda")
+    fp16 = autocast_dtype(tp.autocast, device, "train.autocast") == torch.float16  # fp16 needs grad scaling
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16 and device.startswith("cuda"))
     ckpt_path = Path(work_dir) / "checkpoint.pt" if work_dir is not None else out
     state = None
     if ckpt_path.is_file() and (resume or work_dir is not None):

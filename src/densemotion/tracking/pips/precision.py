@@ -19,19 +19,13 @@ than float32: what made the README's old "75x slower"). So:
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
+from densemotion.runtime import Autocast, autocast_dtype
 from densemotion.tracking.pips.model import Mixer, PipsNet
-
-Autocast = Literal["none", "bf16", "fp16", "auto"]
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 dot products
 
 
 @dataclass(frozen=True)
@@ -47,50 +41,10 @@ class Precision:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.mixer]
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The CPU's feature flags (Linux); empty where they cannot be read."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags") and ":" in line:
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-@cache
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU multiplies bf16 natively (AVX512_BF16 or AMX) and oneDNN can use it."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    capability = torch.backends.cpu.get_cpu_capability()  # e.g. "AVX512"; "AMX" where torch sees it
-    return "AMX" in capability.upper() or bool(cpu_flags() & set(NATIVE_BF16_FLAGS))
-
-
-def cuda_has_bf16() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 def resolve_precision(autocast: Autocast, device: str | torch.device) -> Precision:
     """``trajectories.pips.autocast`` on ``device`` -> what runs in which dtype."""
-    cuda = torch.device(device).type == "cuda"
-    if autocast == "auto":
-        native = cuda_has_bf16() if cuda else cpu_has_native_bf16()
-        autocast = "bf16" if native else "none"
-    if autocast == "none":
-        return Precision()
-    dtype = torch.bfloat16 if autocast == "bf16" else torch.float16
-    if not cuda and dtype == torch.float16:
-        warnings.warn("pips: autocast fp16 is a GPU mode; on the CPU it runs float32 (use bf16 or auto)", stacklevel=2)
-        return Precision()
-    if not cuda and not cpu_has_native_bf16():
-        warnings.warn(
-            "pips: this CPU has no native bf16 (AVX512_BF16 or AMX): bf16 runs 5-65x slower than float32 "
-            "here; use autocast auto or none",
-            stacklevel=2,
-        )
-    return Precision(mixer=dtype, encoder=dtype, lookup=dtype)
+    dtype = autocast_dtype(autocast, str(device), "trajectories.pips.autocast")
+    return Precision() if dtype is None else Precision(mixer=dtype, encoder=dtype, lookup=dtype)
 
 
 def lower_mixer(net: PipsNet, dtype: torch.dtype | None) -> Mixer:
