@@ -52,6 +52,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -638,6 +639,28 @@ def final_report(state: dict) -> list[str]:
     return lines
 
 
+@dataclass
+class Run:
+    """One training run between :func:`build` and :func:`save`: data, model, optimiser, state."""
+
+    model_params: ModelParams
+    train_params: TrainParams
+    rank: Rank
+    device: str
+    split: Split
+    train_ds: MotionDataset
+    val_ds: MotionDataset
+    model: MotionNet  # the plain model: what checkpoints hold
+    forward: torch.nn.Module  # what batches go through: the model, or its DDP wrapper under torchrun
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: torch.amp.GradScaler
+    state: dict  # the checkpoint's content, updated every epoch
+    ckpt_path: Path  # where each epoch's checkpoint goes
+    out: Path  # the finished model
+    live: Any  # dvclive (rank 0 with a live_dir), else None
+
+
 def train(
     *,
     trajectories: str | Path,
@@ -667,6 +690,31 @@ def train(
     goes to ``work_dir/checkpoint.pt``, a run finding one there resumes it when it can, and
     ``out`` is written at the end (see the module docstring).
     """
+    run = build(
+        trajectories=trajectories, videos=videos, model_params=model_params, train_params=train_params,
+        out=out, live_dir=live_dir, resume=resume, work_dir=work_dir, pretrained_dir=pretrained_dir,
+        partition=partition, rank=rank,
+    )  # fmt: skip
+    fit(run)
+    save(run)
+    return run.state
+
+
+def build(
+    *,
+    trajectories: str | Path,
+    videos: list[str],
+    model_params: ModelParams,
+    train_params: TrainParams,
+    out: str | Path,
+    live_dir: str | Path | None,
+    resume: bool,
+    work_dir: str | Path | None,
+    pretrained_dir: str | Path | None,
+    partition: Mapping[str, str] | None,
+    rank: Rank,
+) -> Run:
+    """Split, datasets, model, optimiser and state (new, or resumed from a checkpoint): :func:`train`'s first part."""
     mp, tp, out = model_params, train_params, Path(out)
     _check_outputs(out, work_dir, live_dir)
     device = resolve_device(tp.device)
@@ -701,24 +749,32 @@ def train(
     forward = _distributed_model(model, device, rank, find_unused=tp.freeze_backbone_epochs > 0)
     run_params = {"model": mp.model_dump(), "train": tp.model_dump(), "split": split.as_dict()}
     live = _open_live(live_dir, run_params, state["history"]) if main else None
+    return Run(
+        mp, tp, rank, device, split, train_ds, val_ds, model, forward, opt, sched, scaler, state, ckpt_path, out, live
+    )
 
-    val_loader = make_loader(val_ds, tp.batch_size, shuffle_seed=None, workers=tp.workers, rank=rank)
+
+def fit(run: Run) -> None:
+    """The epochs left of ``run``: train, validate, keep the best weights, checkpoint (rank 0)."""
+    tp, rank, device, model, state = run.train_params, run.rank, run.device, run.model, run.state
+    main, world = rank.is_main, rank.world_size
+    val_loader = make_loader(run.val_ds, tp.batch_size, shuffle_seed=None, workers=tp.workers, rank=rank)
     for epoch in range(state["epoch"], tp.epochs):
-        train_ds.set_epoch(epoch)
+        run.train_ds.set_epoch(epoch)
         seed = _epoch_seed(tp.seed, epoch)
-        loader = make_loader(train_ds, tp.batch_size, shuffle_seed=seed, workers=tp.workers, rank=rank)
+        loader = make_loader(run.train_ds, tp.batch_size, shuffle_seed=seed, workers=tp.workers, rank=rank)
         frozen = epoch < tp.freeze_backbone_epochs
         try:
             train_stats = train_one_epoch(
-                model, loader, opt, sched, scaler, tp, device, epoch=epoch, frozen=frozen,
-                forward=forward, world_size=world, show=main,
+                model, loader, run.opt, run.sched, run.scaler, tp, device, epoch=epoch, frozen=frozen,
+                forward=run.forward, world_size=world, show=main,
             )  # fmt: skip
         except TrainingError as err:
-            raise TrainingError(f"{err}: {_stopped(ckpt_path, state['epoch'])}") from None
+            raise TrainingError(f"{err}: {_stopped(run.ckpt_path, state['epoch'])}") from None
         record = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in train_stats.items()}}
-        if len(val_ds):
+        if len(run.val_ds):
             record.update({f"val/{k}": v for k, v in validate(model, val_loader, device, tp.loss).items()})
-        record["lr"] = opt.param_groups[0]["lr"]
+        record["lr"] = run.opt.param_groups[0]["lr"]
         history = [*state["history"], record]
         weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # kept: not live
         best = best_epoch(history)
@@ -728,27 +784,30 @@ def train(
             "best_epoch": best,
             "model": weights if best == epoch + 1 else state["model"],
             "last_model": weights,
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict(),
+            "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict(),
+            "scaler": run.scaler.state_dict(),
             "rng": _rng_state(),
         }
-        _check_finite(record, update, epoch + 1, ckpt_path, state["epoch"])
+        _check_finite(record, update, epoch + 1, run.ckpt_path, state["epoch"])
         state.update(update)
         if main:
-            save_checkpoint(ckpt_path, state)
-            _log_epoch(live, record, history)
+            save_checkpoint(run.ckpt_path, state)
+            _log_epoch(run.live, record, history)
             tqdm.write(_describe(record), file=sys.stderr)
-    if main and ckpt_path != out:
-        save_checkpoint(out, released(state))  # the stage's output: what evaluation and users need
-        ckpt_path.unlink(missing_ok=True)  # finished: nothing left to resume
-    if live is not None:
-        live.end()
-    if main:
-        for line in final_report(state):
+
+
+def save(run: Run) -> None:
+    """The finished model (rank 0), the end of the logs and the final report; every rank waits."""
+    if run.rank.is_main:
+        if run.ckpt_path != run.out:
+            save_checkpoint(run.out, released(run.state))  # the stage's output: what evaluation and users need
+            run.ckpt_path.unlink(missing_ok=True)  # finished: nothing left to resume
+        if run.live is not None:
+            run.live.end()
+        for line in final_report(run.state):
             print(line, file=sys.stderr)
     barrier()  # the job ends when rank 0 has written everything
-    return state
 
 
 def _distributed_model(model: MotionNet, device: str, rank: Rank, find_unused: bool) -> torch.nn.Module:
