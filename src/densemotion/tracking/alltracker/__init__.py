@@ -1,0 +1,1 @@
+"""The ``alltracker`` tracker (work in progress: the model and its checkpoint loading)."""

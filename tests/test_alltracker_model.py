@@ -1,0 +1,132 @@
+"""AllTracker network: the published key set, checkpoint loading, and the reference outputs.
+
+The references (tests/fixtures/alltracker/, README there) are the published code's outputs for
+deterministic weights: float64 (its float32 casts removed) and unpatched float32. The float64 run
+is well conditioned (1e-9 on the input moves the flows by 2.6e-13 px), so our float64 model must
+agree within 1e-8 px; float32 within 1e-5 px.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from densemotion.tracking.alltracker.checkpoint import (
+    FIXTURE_GAIN,
+    FIXTURE_SEED,
+    CheckpointError,
+    expected_shapes,
+    fixture_state_dict,
+    load_alltracker,
+    read_state_dict,
+    save_checkpoint,
+    save_fixture_checkpoint,
+)
+from densemotion.tracking.alltracker.model import AllTrackerNet, Padder, sincos_table, window_starts
+from densemotion.tracking.base import TrackerError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "alltracker"
+TOL_PX = {torch.float64: 1e-8, torch.float32: 1e-5}
+REFERENCE = {torch.float64: "reference_float64.npz", torch.float32: "reference_float32_published.npz"}
+
+
+def load_reference(name: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / name, allow_pickle=False) as f:
+        return dict(f)
+
+
+def tiny_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Zero tensors of the given shapes taking one element of storage each (cheap to save)."""
+    return {k: torch.zeros(1).expand(s) for k, s in shapes.items()}
+
+
+# ---- architecture ---------------------------------------------------------------------------
+
+
+def test_state_dict_is_the_published_key_set():
+    shapes = json.loads((FIXTURES / "published_state_dict_shapes.json").read_text())
+    published = {k: tuple(s) for k, s in shapes.items()}
+    with torch.device("meta"):
+        net = AllTrackerNet()
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == published
+    assert len(list(net.parameters())) == 235
+    assert sum(p.numel() for p in net.parameters()) == 16_476_962
+    assert [name for name, _ in net.named_buffers()] == ["time_emb"]
+
+
+def test_time_table_is_sin_then_cos_of_position_times_frequency():
+    table = sincos_table(128, 16)  # (1, 16, 128)
+    assert table.shape == (1, 16, 128) and table.dtype == torch.float64
+    assert torch.equal(table[0, 0, :64], torch.zeros(64)) and torch.equal(table[0, 0, 64:], torch.ones(64))
+    assert table[0, 3, 0].item() == pytest.approx(np.sin(3.0))
+    assert table[0, 3, 127].item() == pytest.approx(np.cos(3 / 10000 ** (63 / 64)))
+
+
+def test_padding_and_windows():
+    padder = Padder(128, 224)
+    assert padder.pads == (16, 16, 0, 0)
+    x = torch.arange(128 * 224.0).reshape(1, 1, 128, 224)
+    assert padder.pad(x).shape == (1, 1, 128, 256) and torch.equal(padder.unpad(padder.pad(x)), x)
+    assert window_starts(8, 16, 8) == [0]
+    assert window_starts(16, 16, 8) == [0]
+    assert window_starts(17, 16, 8) == [0, 8]
+    assert window_starts(30, 16, 8) == [0, 8, 16]
+
+
+# ---- checkpoint -----------------------------------------------------------------------------
+
+
+def test_missing_checkpoint_names_the_fetch_command(tmp_path):
+    with pytest.raises(CheckpointError, match="dvc import-url https://huggingface.co/aharley/alltracker"):
+        read_state_dict(tmp_path / "alltracker.pth")
+
+
+def test_foreign_checkpoint_lists_missing_and_unexpected_keys(tmp_path):
+    state = tiny_state(expected_shapes())
+    del state["dot_conv.weight"]
+    state["head.weight"] = torch.zeros(2, 2)
+    save_checkpoint(state, tmp_path / "alltracker.pth")
+    with pytest.raises(TrackerError) as err:
+        load_alltracker(tmp_path / "alltracker.pth")
+    assert "missing keys: dot_conv.weight;" in str(err.value)
+    assert "unexpected keys: head.weight" in str(err.value)
+
+
+def test_checkpoint_without_a_model_entry_is_refused(tmp_path):
+    torch.save({"model_state_dict": {}}, tmp_path / "alltracker.pth")
+    with pytest.raises(CheckpointError, match="expected a dict with 'model'"):
+        read_state_dict(tmp_path / "alltracker.pth")
+
+
+def test_fixture_checkpoint_loads_strictly(tmp_path):
+    net = load_alltracker(save_fixture_checkpoint(tmp_path / "alltracker.pth"))
+    assert not net.training and next(net.parameters()).dtype == torch.float32
+    state = fixture_state_dict()
+    assert torch.equal(net.dot_conv.bias, state["dot_conv.bias"].float())
+
+
+# ---- reference outputs ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_agrees_with_the_published_outputs(dtype):
+    ref = load_reference(REFERENCE[dtype])
+    inputs = load_reference("reference_float64.npz")
+    assert int(inputs["seed"]) == FIXTURE_SEED and float(inputs["gain"]) == FIXTURE_GAIN
+    net = AllTrackerNet().to(dtype).eval()
+    net.load_state_dict(fixture_state_dict(), strict=True)  # float64 values into a `dtype` module
+    images = torch.from_numpy(inputs["frames"]).permute(0, 3, 1, 2)[None].to(dtype)  # (1, 8, 3, 128, 224)
+    with torch.no_grad():
+        flows, visconf = net.forward_sliding(images, iters=int(inputs["iters"]))  # (1, 8, 2, 128, 224) each
+    assert flows.dtype == dtype and flows.shape == (1, 8, 2, 128, 224)
+    flows_np, vis_np = flows[0].double().numpy(), visconf[0].double().numpy()
+    tol = TOL_PX[dtype]
+    np.testing.assert_allclose(flows_np[:, :, ::4, ::4], ref["flows_sub4"], rtol=0, atol=tol)
+    np.testing.assert_allclose(vis_np[:, :, ::4, ::4], ref["visconf_sub4"], rtol=0, atol=tol)
+    if "flows_frame7_full" in ref:
+        np.testing.assert_allclose(flows_np[7], ref["flows_frame7_full"], rtol=0, atol=tol)
