@@ -71,6 +71,7 @@ def test_padding_and_windows():
     assert padder.pads == (16, 16, 0, 0)
     x = torch.arange(128 * 224.0).reshape(1, 1, 128, 224)
     assert padder.pad(x).shape == (1, 1, 128, 256) and torch.equal(padder.unpad(padder.pad(x)), x)
+    assert Padder(40, 130).pads == (31, 31, 44, 44)  # small frames: at least 128 (5 pyramid levels)
     assert window_starts(8, 16, 8) == [0]
     assert window_starts(16, 16, 8) == [0]
     assert window_starts(17, 16, 8) == [0, 8]

@@ -307,6 +307,27 @@ def test_raft_experiment_runs_to_evaluate_with_a_test_made_checkpoint(repo):
     assert meta["tracker"] == "raft" and meta["tracker_params"]["model"] == "small"
 
 
+def test_alltracker_experiment_runs_to_evaluate_with_a_test_made_checkpoint(repo):
+    import torch
+
+    from densemotion.tracking.alltracker.checkpoint import fixture_state_dict, save_checkpoint
+
+    state = {k: v.float() for k, v in fixture_state_dict().items()}
+    for key in ("flow_head.2.weight", "flow_head.2.bias", "visconf_head.2.weight"):
+        state[key].zero_()  # no flow updates: points stand still ...
+    state["visconf_head.2.bias"].fill_(10.0)  # ... and are seen, so training has visible ones
+    save_checkpoint(state, repo / "models" / "alltracker" / "alltracker.pth")  # the published format
+    assert torch.load(repo / "models" / "alltracker" / "alltracker.pth", weights_only=True)["model"]
+    out = run(
+        repo, "dvc", "exp", "run", "-n", "alltracker", "-S", "trajectories.tracker=alltracker",
+        "-S", "trajectories.alltracker.iters=1",
+    )  # fmt: skip
+    stages = ran_stages(out.stdout)
+    assert {"trajectories@sample00", "tracker_accuracy", "train", "evaluate"} <= set(stages), stages
+    meta = json.loads((repo / "data/trajectories/sample00/meta.json").read_text())
+    assert meta["tracker"] == "alltracker" and meta["tracker_params"]["iters"] == 1
+
+
 def test_pips_without_weights_fails_with_the_fetch_command(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["trajectories"]["tracker"] = "pips"

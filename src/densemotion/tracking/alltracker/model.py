@@ -28,6 +28,9 @@ from densemotion.tracking.alltracker.corr import CorrPyramid
 
 WINDOW = 16  # S: frames per window of the published model
 PAD_MULTIPLE = 64  # frames are padded to multiples of this
+# and to at least this: 5 pyramid levels halve the 1/8 feature map 4 times (the published code
+# fails on smaller frames; at or above it the padding is the published one)
+MIN_SIDE = 128
 MEAN = (0.485, 0.456, 0.406)  # ImageNet normalisation of the ConvNeXt encoder
 STD = (0.229, 0.224, 0.225)
 
@@ -41,10 +44,11 @@ def sincos_table(dim: int, length: int) -> Tensor:
 
 
 class Padder:
-    """Replicate-pads (..., H, W) to multiples of 64, split evenly on both sides, and undoes it."""
+    """Replicate-pads (..., H, W) to multiples of 64 (at least 128), split evenly on both sides,
+    and undoes it."""
 
     def __init__(self, h: int, w: int) -> None:
-        pad_h, pad_w = -h % PAD_MULTIPLE, -w % PAD_MULTIPLE
+        pad_h, pad_w = (max(-n % PAD_MULTIPLE, MIN_SIDE - n) for n in (h, w))
         self.pads = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)  # left, right, top, bottom
         self.h, self.w = h, w
 

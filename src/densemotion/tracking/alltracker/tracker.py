@@ -1,0 +1,83 @@
+"""The ``alltracker`` tracker's code: dense flow of a window, read at the query points.
+
+One :meth:`~densemotion.tracking.alltracker.model.AllTrackerNet.forward_sliding` call per window
+gives the flow from frame 0 and (visibility, confidence) for every pixel of every frame; a
+query's track is its position plus the flow read there (exact at pixel centres, bilinear in
+between, clamped at the border). Memory is the model's: one 16-frame window of features and
+its correlation pyramid at a time, whatever the window's length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from densemotion.tracking.alltracker.model import AllTrackerNet
+from densemotion.tracking.base import TrackerError
+
+_AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def sample_bilinear(maps: Tensor, points: Tensor) -> Tensor:
+    """maps (S, C, H, W), points (N, 2) x, y in pixels (centres at integers) -> (S, C, N).
+
+    Exact at integer points (weights 1 and 0, no normalised-coordinate round trip); points
+    outside the frame read its border.
+    """
+    h, w = maps.shape[-2:]
+    x = points[:, 0].clamp(0, w - 1)  # (N,)
+    y = points[:, 1].clamp(0, h - 1)
+    x0, y0 = x.floor().long().clamp(max=w - 2 if w > 1 else 0), y.floor().long().clamp(max=h - 2 if h > 1 else 0)
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    wx, wy = (x - x0).to(maps.dtype), (y - y0).to(maps.dtype)  # (N,) in [0, 1]
+    top = maps[..., y0, x0] * (1 - wx) + maps[..., y0, x1] * wx  # (S, C, N)
+    bottom = maps[..., y1, x0] * (1 - wx) + maps[..., y1, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def visibility_score(visconf: Tensor, threshold: float) -> Tensor:
+    """(..., 2, N) visibility and confidence probabilities -> (..., N) in [0, 1], 0.5 at the threshold.
+
+    The published evaluation counts a point visible where visibility x confidence >= threshold
+    (its ``vis_thr`` 0.6); ours counts it where the stored value >= 0.5, so the product is mapped
+    piecewise linearly: [0, threshold] -> [0, 0.5], [threshold, 1] -> [0.5, 1].
+    """
+    p = visconf[..., 0, :] * visconf[..., 1, :]
+    return torch.where(p < threshold, 0.5 * p / threshold, 0.5 + 0.5 * (p - threshold) / (1 - threshold))
+
+
+class AllTrackerTracker:
+    """Tracker protocol over :class:`AllTrackerNet` (float32 weights, optional CUDA autocast)."""
+
+    name = "alltracker"
+
+    def __init__(self, net: AllTrackerNet, iters: int, visible_threshold: float, autocast: str = "none") -> None:
+        self.net = net
+        self.device = next(net.parameters()).device
+        self.iters = iters
+        self.visible_threshold = visible_threshold
+        self.amp_dtype = _AMP[autocast] if self.device.type == "cuda" else None  # CPU: float32
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    @torch.inference_mode()
+    def track(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """frames (S, H, W, 3) uint8 RGB, queries (N, 2) xy -> tracks (S, N, 2), vis (S, N) float32."""
+        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < 2:
+            raise TrackerError(f"alltracker: frames must be (S >= 2, H, W, 3), got {frames.shape}")
+        images = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        images = images.permute(0, 3, 1, 2)[None].float()  # (1, S, 3, H, W) in [0, 255]
+        with self._autocast():
+            flows, visconf = self.net.forward_sliding(images, iters=self.iters)  # (1, S, 2, H, W) each
+        points = torch.from_numpy(np.asarray(queries, np.float32)).to(self.device)  # (N, 2)
+        flow_at = sample_bilinear(flows[0].float(), points)  # (S, 2, N)
+        tracks = points[None] + flow_at.transpose(1, 2)  # (S, N, 2)
+        vis = visibility_score(sample_bilinear(visconf[0].float(), points), self.visible_threshold)  # (S, N)
+        tracks[0], vis[0] = points, 1.0  # the queries themselves, seen in frame 0
+        return tracks.cpu().numpy().astype(np.float32), vis.cpu().numpy().astype(np.float32)
