@@ -1,0 +1,99 @@
+"""Every-pixel tracking speed of ``alltracker`` beside ``pips`` (dense engine) and ``dis``.
+
+    .venv/bin/python bench/alltracker_speed.py [--sizes 256x256,360x640] [--window 8]
+        [--pips-points 256] [--device auto]
+
+One window of ``--window`` rendered sample frames per size; every pixel is a query (H x W
+tracks). Each tracker is made as the trajectories stage makes it (``make_tracker``), with
+test-made checkpoints of the fixture weights (speed does not depend on the values): alltracker
+(iters 4, its 8 frames padded to the 16-frame window) and dis are timed on every pixel; pips on
+``--pips-points`` and twice as many, and extrapolated (a fixed cost plus one per point). Each tracker runs once
+untimed at 128x128 first. Peak memory: CPU resident set above the start of the run (polled),
+CUDA peak allocated (``pips_speed.PeakMemory``). ``x pips``: tracks/s over pips'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pips_speed import PeakMemory
+
+from densemotion.params import SampleParams, TrajectoriesParams
+from densemotion.runtime import resolve_device
+from densemotion.sample import render_clip
+from densemotion.tracking.alltracker.checkpoint import save_fixture_checkpoint as save_alltracker
+from densemotion.tracking.pips.checkpoint import save_fixture_checkpoint as save_pips
+from densemotion.trajectories.run import make_tracker
+
+
+def every_pixel(h: int, w: int) -> np.ndarray:
+    """(H * W, 2) xy of every pixel centre."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)
+
+
+def timed(tracker, frames: np.ndarray, queries: np.ndarray, device: str) -> tuple[float, float]:
+    """(seconds, peak MB) of one ``track`` call."""
+    with PeakMemory(device) as mem:
+        t0 = time.perf_counter()
+        tracker.track(frames, queries)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    return seconds, mem.peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="256x256,360x640", help="HxW, comma separated")
+    ap.add_argument("--window", type=int, default=8)
+    ap.add_argument("--pips-points", type=int, default=256, help="pips is timed on this many pixels")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {name: Path(tmp) / name for name in ("alltracker", "pips")}
+        for folder in folders.values():
+            folder.mkdir()
+        save_alltracker(folders["alltracker"] / "alltracker.pth")
+        save_pips(folders["pips"] / "model-000200000.pth")
+        trackers = {
+            name: make_tracker(TrajectoriesParams(tracker=name, device=device), folders.get(name))
+            for name in ("alltracker", "pips", "dis")
+        }
+        warm, _ = render_clip(SampleParams(num_frames=args.window, height=128, width=128), 0)
+        for tracker in trackers.values():
+            tracker.track(warm, every_pixel(128, 128)[:64])
+        print(f"every pixel of one {args.window}-frame window, {device}, {torch.get_num_threads()} threads")
+        print(
+            f"{'size':>8} {'tracker':>10} {'tracks':>8} {'s/window':>9} {'tracks/s':>10} {'x pips':>7} {'peak MB':>8}"
+        )
+        for size in args.sizes.split(","):
+            h, w = map(int, size.split("x"))
+            frames, _ = render_clip(SampleParams(num_frames=args.window, height=h, width=w), 0)
+            queries = every_pixel(h, w)
+            n = len(queries)
+            rows = {}
+            k = args.pips_points  # pips: a fixed cost (encoder) plus one per point, from k and 2k points
+            one, _ = timed(trackers["pips"], frames, queries[:: max(1, n // k)][:k], device)
+            two, peak = timed(trackers["pips"], frames, queries[:: max(1, n // (2 * k))][: 2 * k], device)
+            rows["pips"] = (one + (two - one) * (n - k) / k, peak, f" (timed on {k} and {2 * k})")
+            for name in ("alltracker", "dis"):
+                seconds, peak = timed(trackers[name], frames, queries, device)
+                rows[name] = (seconds, peak, "")
+            pips_rate = n / rows["pips"][0]
+            for name, (seconds, peak, note) in rows.items():
+                rate = n / seconds
+                print(
+                    f"{size:>8} {name:>10} {n:>8} {seconds:>9.2f} {rate:>10.0f} {rate / pips_rate:>7.1f} "
+                    f"{peak:>8.0f}{note}"
+                )
+
+
+if __name__ == "__main__":
+    main()
