@@ -159,7 +159,7 @@ def test_bad_input_errors_name_the_video(clip, tmp_path):
         track_video(MemoryFrames(frames[:3]), tmp_path / "o", _params(window=4), tmp_path / "w")
     with pytest.raises(TrajectoriesError, match="'clip'.*too small"):
         track_video(MemoryFrames(frames), tmp_path / "o", _params(margin=30), tmp_path / "w")
-    with pytest.raises(ValueError, match="unknown tracker 'nope' \\(trackers: dis, pips"):
+    with pytest.raises(ValueError, match="unknown tracker 'nope' \\(trackers: alltracker, dis, pips, raft"):
         _params(tracker="nope")  # refused when the params load, before any work
     assert not (tmp_path / "o").exists()
 
