@@ -1,14 +1,34 @@
-"""One check of a state dict against the keys and shapes a network expects.
+"""Reading a weights file, and one check of a state dict against the keys and shapes a network
+expects.
 
-Used for every weights file we load (PIPs checkpoints, torchvision pretrained weights), so a
-foreign or truncated file is refused with the same listing of what is missing, unexpected or
-misshapen, instead of torch's long error or, worse, a silent partial load.
+Used for every weights file we load (PIPs, RAFT and AllTracker checkpoints, torchvision pretrained
+weights), so a foreign or truncated file is refused with the same one-line reason or the same
+listing of what is missing, unexpected or misshapen, instead of torch's long error or, worse, a
+silent partial load.
 """
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+# what torch.load raises on a file that is not a weights-only torch file (or not readable)
+LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError)
+
+
+def load_weights(path: Path, error: type[Exception], kind: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU; a file torch cannot read raises
+    ``error``: "PATH is not a readable PyTorch KIND (the first line of torch's reason)"."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise error(f"{path} is not a readable PyTorch {kind} ({first})") from None
 
 
 def mismatch(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], shown: int = 20) -> str | None:

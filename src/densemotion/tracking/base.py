@@ -53,3 +53,10 @@ class TrackerSpec:
     params: type[BaseModel]
     make: Callable[[BaseModel, str, Path | None], Tracker]
     weights: str | None = None
+
+
+def import_url_command(url: str, path: str | Path) -> str:
+    """The shell commands that put the published weights file ``url`` at ``path`` as DVC data (an
+    import records where it came from) and share it: what a missing-weights error tells users to run."""
+    folder = Path(path).parent
+    return f"dvc import-url {url} {path} && git add {folder}/*.dvc {folder}/.gitignore && dvc push"

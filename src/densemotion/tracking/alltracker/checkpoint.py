@@ -8,17 +8,15 @@ Nothing is downloaded at run time: a missing file fails at once with the command
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from densemotion.atomic import atomic_path
-from densemotion.statedict import mismatch, shapes_of
+from densemotion.statedict import load_weights, mismatch, shapes_of
 from densemotion.tracking.alltracker.model import AllTrackerNet, sincos_table
-from densemotion.tracking.base import TrackerError
+from densemotion.tracking.base import TrackerError, import_url_command
 
 CHECKPOINT_NAME = "alltracker.pth"
 URL = "https://huggingface.co/aharley/alltracker/resolve/main/alltracker.pth"
@@ -33,8 +31,7 @@ class CheckpointError(TrackerError):
 
 def fetch_command(checkpoint: str | Path) -> str:
     """The shell commands that put the published checkpoint at ``checkpoint`` (DVC-tracked)."""
-    folder = Path(checkpoint).parent
-    return f"dvc import-url {URL} {checkpoint} && git add {folder}/*.dvc {folder}/.gitignore && dvc push"
+    return import_url_command(URL, checkpoint)
 
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
@@ -48,11 +45,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"AllTracker checkpoint {path} not found; fetch it with: {fetch_command(path)}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first})") from None
+    ckpt = load_weights(path, CheckpointError)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         got = sorted(map(str, ckpt))[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not an AllTracker checkpoint: expected a dict with 'model', got {got}")

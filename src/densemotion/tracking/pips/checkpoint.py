@@ -8,10 +8,8 @@ whose ``model_state_dict`` holds the 200 tensors of :class:`~densemotion.trackin
 from __future__ import annotations
 
 import gzip
-import pickle
 import shutil
 import tarfile
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import numpy as np
 import torch
 
 from densemotion.atomic import atomic_path
-from densemotion.statedict import mismatch
+from densemotion.statedict import load_weights, mismatch
 from densemotion.tracking.base import TrackerError
 from densemotion.tracking.pips.model import PipsNet
 
@@ -57,11 +55,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"PIPs checkpoint {path} not found; fetch it with: {fetch_command(path)}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first})") from None
+    ckpt = load_weights(path, CheckpointError)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model_state_dict"), dict):
         got = sorted(map(str, ckpt))[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not a PIPs checkpoint: expected a dict with 'model_state_dict', got {got}")

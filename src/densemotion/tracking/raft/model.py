@@ -8,16 +8,14 @@ pipeline, fetched once with ``dvc import-url`` where there is internet (models/r
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 from torchvision.models.optical_flow import RAFT, raft_large, raft_small
 
 from densemotion.atomic import atomic_path
-from densemotion.statedict import mismatch, shapes_of
-from densemotion.tracking.base import TrackerError
+from densemotion.statedict import load_weights, mismatch, shapes_of
+from densemotion.tracking.base import TrackerError, import_url_command
 
 # model -> (torchvision's file name, its URL): the DEFAULT weights of torchvision 0.29
 WEIGHTS = {
@@ -43,8 +41,7 @@ def build(model: str) -> RAFT:
 
 def fetch_command(path: str | Path, model: str) -> str:
     """The shell commands that put ``model``'s published weights at ``path`` (DVC-tracked)."""
-    folder = Path(path).parent
-    return f"dvc import-url {WEIGHTS[model][1]} {path} && git add {folder}/*.dvc {folder}/.gitignore && dvc push"
+    return import_url_command(WEIGHTS[model][1], path)
 
 
 def weights_path(folder: str | Path, model: str, name: str | None = None) -> Path:
@@ -63,11 +60,7 @@ def read_state_dict(path: Path, model: str) -> dict[str, torch.Tensor]:
         raise RaftWeightsError(
             f"RAFT weights {path} not found ({model} model); fetch them with: {fetch_command(path, model)}"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RaftWeightsError(f"{path} is not a readable PyTorch weights file ({first})") from None
+    state = load_weights(path, RaftWeightsError, "weights file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RaftWeightsError(f"{path} is not a state_dict (a dict of tensors), got {type(state).__name__}")
     problems = mismatch(state, _expected(model))
