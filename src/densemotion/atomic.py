@@ -139,3 +139,19 @@ def listing_sha256(entries: Iterable[tuple[str, str]]) -> str:
     """Hex SHA-256 over (name, hex SHA-256 of its bytes) pairs in the given order: one digest for
     a set of files, the same whether they sit in a folder or a zip."""
     return hashlib.sha256("".join(f"{name}\0{digest}\n" for name, digest in entries).encode()).hexdigest()
+
+
+def check_writable(folder: str | Path, what: str, error: type[Exception] = ValueError) -> None:
+    """Create ``folder`` if needed and write a file in it now, so that an unwritable output is
+    found before the long work rather than when its result is saved; ``error`` says why, naming
+    ``what`` would have been written there."""
+    folder = Path(folder)
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".densemotion-probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise error(f"cannot write {what} in {folder} ({err.strerror or err})") from None

@@ -38,12 +38,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +49,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from densemotion.atomic import atomic_path, finite_json, write_json
+from densemotion.atomic import atomic_path, check_writable, finite_json, write_json
 from densemotion.metrics import endpoint_error, error_summary, frame_scale, rescale_points, size_ratio
 from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import EvaluateParams
@@ -447,7 +444,7 @@ def evaluate(
     for store in stores.values():
         check_store(store, window)
     _check_visible(stores, window)
-    check_writable(out_dir)
+    check_writable(out_dir, "the scores", EvaluationError)
     results = []
     for video, store in stores.items():
         truth_fn = _truth_for(store, video, truth_dir, frames_dir)
@@ -505,20 +502,6 @@ def _check_visible(stores: dict[str, TrajectoryStore], window: int) -> None:
         )
     if blind:
         print(f"test videos with no visible point: {', '.join(blind)} (their scores are null)", file=sys.stderr)
-
-
-def check_writable(folder: Path) -> None:
-    """Create the output folder and write a file in it before scoring, so that an unwritable
-    ``out_dir`` is found now rather than after every video was scored."""
-    try:
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".densemotion-probe.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise EvaluationError(f"cannot write the scores in {folder} ({err.strerror or err})") from None
 
 
 def _truth_for(store: TrajectoryStore, video: str, truth_dir, frames_dir):

@@ -45,11 +45,8 @@ Letters: B batch, K predicted steps, Hg x Wg grid.
 
 from __future__ import annotations
 
-import errno
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -60,7 +57,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from densemotion.atomic import write_json
+from densemotion.atomic import check_writable, write_json
 from densemotion.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -564,30 +561,15 @@ def write_split(live_dir: str | Path | None, split: Split) -> None:
         write_json(Path(live_dir) / "split.json", {"counts": {k: len(v) for k, v in parts.items()}, **parts})
 
 
-def check_writable(folder: str | Path, what: str) -> None:
-    """Create ``folder`` if needed and write a file in it now, so that an unwritable output is
-    found before an epoch runs rather than when its result is saved."""
-    folder = Path(folder)
-    try:
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".densemotion-probe.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise TrainingError(f"cannot write {what} in {folder} ({err.strerror or err})") from None
-
-
 def _check_outputs(out: Path, work_dir: str | Path | None, live_dir: str | Path | None) -> None:
     """Every folder the run writes to, checked before any data is read."""
     if out.is_dir():
         raise TrainingError(f"{out}: is a folder, not a checkpoint file path")
-    check_writable(out.parent, f"the checkpoint {out.name}")
+    check_writable(out.parent, f"the checkpoint {out.name}", TrainingError)
     if work_dir is not None:
-        check_writable(work_dir, "the checkpoint of the run in progress")
+        check_writable(work_dir, "the checkpoint of the run in progress", TrainingError)
     if live_dir is not None:
-        check_writable(live_dir, "the dvclive logs")
+        check_writable(live_dir, "the dvclive logs", TrainingError)
 
 
 def _check_finite(record: dict, state: dict, epoch: int, ckpt_path: Path, saved_epoch: int) -> None:
