@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 
@@ -19,6 +18,7 @@ from densemotion.trajectories.store import TrajectoryStore
 from densemotion.video import encode_video
 
 from conftest import moving_frames
+from test_trajectories_run import FailingTracker, MemoryFrames
 
 CUT = 14  # the spliced clips' second shot starts at this frame
 
@@ -148,36 +148,6 @@ def test_old_archives_read_as_without_cuts_and_forged_cuts_are_refused(spliced, 
             FrameArchive(_rewrite_meta(tmp_path / "a.zip", cuts=bad))
 
 
-class MemoryFrames:
-    """In-memory frames archive with ``cuts`` in its meta."""
-
-    def __init__(self, frames: np.ndarray, cuts: list[int] | None = None):
-        self.frames = frames
-        self.meta = {"video": "clip", "height": frames.shape[1], "width": frames.shape[2]}
-        if cuts is not None:
-            self.meta["cuts"] = cuts
-        self.sha256 = hashlib.sha256(frames.tobytes()).hexdigest()
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def read_range(self, start: int, count: int) -> np.ndarray:
-        return self.frames[start : start + count]
-
-
-class CountingTracker:
-    """Counts tracked windows; raises KeyboardInterrupt (a killed run) after ``fail_after``."""
-
-    def __init__(self, inner, fail_after: int | None = None):
-        self.inner, self.fail_after, self.calls, self.name = inner, fail_after, 0, inner.name
-
-    def track(self, frames, queries):
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise KeyboardInterrupt("killed")
-        self.calls += 1
-        return self.inner.track(frames, queries)
-
-
 def _params(**kw) -> TrajectoriesParams:
     base = {"device": "cpu", "window": 4, "grid_stride": 8, "margin": 0, "chunk_windows": 1}
     return TrajectoriesParams(**{**base, **kw})
@@ -185,14 +155,14 @@ def _params(**kw) -> TrajectoriesParams:
 
 def test_plan_skips_exactly_the_windows_spanning_a_cut():
     frames = np.zeros((24, 16, 16, 3), np.uint8)
-    plan = make_plan(MemoryFrames(frames, [CUT]), _params(window=4, window_stride=1))
+    plan = make_plan(MemoryFrames(frames, cuts=[CUT]), _params(window=4, window_stride=1))
     # 10..13 ends on the frame before the cut and 14..17 starts at it: both kept
     assert plan.cut_starts == [11, 12, 13] and plan.skipped == [21, 22, 23]
     assert plan.starts.tolist() == [*range(0, 11), *range(14, 21)]
-    plan = make_plan(MemoryFrames(frames, [1, CUT, 23]), _params(window=4, window_stride=1))
+    plan = make_plan(MemoryFrames(frames, cuts=[1, CUT, 23]), _params(window=4, window_stride=1))
     assert plan.cut_starts == [0, 11, 12, 13, 20]
     with pytest.raises(TrajectoriesError, match=r"'clip'.*span a shot cut.*\[2, 6\].*fewer than one window"):
-        make_plan(MemoryFrames(frames[:8], [2, 6]), _params(window=4))
+        make_plan(MemoryFrames(frames[:8], cuts=[2, 6]), _params(window=4))
 
 
 def test_trajectories_stage_skips_windows_spanning_the_found_cut(spliced, tmp_path):
@@ -210,18 +180,20 @@ def test_chunks_of_other_cuts_are_not_reused(tmp_path):
     frames = moving_frames(16, 32, 48, 0)
     params = _params(window=4, window_stride=2)  # one window per chunk: starts 0, 2, .., 12
     tracker = make_tracker(params)
-    track_video(MemoryFrames(frames, [6]), tmp_path / "clean", params, tmp_path / "wc")
+    track_video(MemoryFrames(frames, cuts=[6]), tmp_path / "clean", params, tmp_path / "wc")
 
     with pytest.raises(KeyboardInterrupt):  # chunks 0..2 (starts 0, 2, 4) finished without cuts
-        track_video(MemoryFrames(frames), tmp_path / "out", params, tmp_path / "w", CountingTracker(tracker, 3))
-    counter = CountingTracker(tracker)  # with a cut at 6, chunk 2 holds start 6: none may be reused
-    meta = track_video(MemoryFrames(frames, [6]), tmp_path / "out", params, tmp_path / "w", counter)
+        track_video(MemoryFrames(frames), tmp_path / "out", params, tmp_path / "w", FailingTracker(tracker, 3))
+    counter = FailingTracker(tracker)  # with a cut at 6, chunk 2 holds start 6: none may be reused
+    meta = track_video(MemoryFrames(frames, cuts=[6]), tmp_path / "out", params, tmp_path / "w", counter)
     assert counter.calls == meta["num_windows"] == 6 and meta["cut_starts"] == [4]
     for name in ("starts.npy", "disp.npy", "vis.npy", "meta.json"):
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
 
     with pytest.raises(KeyboardInterrupt):  # the same cuts: finished chunks are reused
-        track_video(MemoryFrames(frames, [6]), tmp_path / "again", params, tmp_path / "w2", CountingTracker(tracker, 3))
-    counter = CountingTracker(tracker)
-    track_video(MemoryFrames(frames, [6]), tmp_path / "again", params, tmp_path / "w2", counter)
+        track_video(
+            MemoryFrames(frames, cuts=[6]), tmp_path / "again", params, tmp_path / "w2", FailingTracker(tracker, 3)
+        )
+    counter = FailingTracker(tracker)
+    track_video(MemoryFrames(frames, cuts=[6]), tmp_path / "again", params, tmp_path / "w2", counter)
     assert counter.calls == 3

@@ -246,6 +246,8 @@ def test_two_ranks_train_the_weights_of_one_process(tmp_path):
 def test_a_run_resumes_under_torchrun_and_its_checkpoint_loads_alone(tmp_path, monkeypatch):
     """Killed after epoch 1 in one process, resumed by two ranks: one process's uninterrupted
     weights; the checkpoint they write is the unwrapped model, which one process loads."""
+    from test_training import _killed_in_second_epoch
+
     import densemotion.training as training
     from densemotion.checkpoint import load_checkpoint, model_from_checkpoint
     from densemotion.params import load_params
@@ -255,14 +257,7 @@ def test_a_run_resumes_under_torchrun_and_its_checkpoint_loads_alone(tmp_path, m
     namespace: dict = {"__name__": "fixed"}
     exec(FIXED_BN.replace("raise SystemExit(main(sys.argv[1:]))", ""), namespace)  # the same fixed batch norm here
     monkeypatch.setattr(training, "build_model", namespace["_fixed_bn"])
-    real_epoch = training.train_one_epoch
-
-    def killed(*args, epoch, **kwargs):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_epoch(*args, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", killed)
+    _killed_in_second_epoch(monkeypatch)
     params = load_params(root / "params.yaml")
     with pytest.raises(KeyboardInterrupt):
         training.train(trajectories=root / "traj", videos=sorted(params.data.videos), model_params=params.model,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_training import _killed_in_second_epoch
 
 import densemotion.evaluation as evaluation
 import densemotion.training as training
@@ -122,17 +123,10 @@ def test_resumed_run_writes_the_same_bytes(tmp_path, monkeypatch, mode):
     tp = TrainParams(device="cpu", epochs=3, batch_size=2, freeze_backbone_epochs=1)
     _run(tmp_path, videos, out="whole/m.pt", tp=tp, **({"work_dir": tmp_path / "work0"} if mode == "work_dir" else {}))
     kwargs = {"work_dir": tmp_path / "work"} if mode == "work_dir" else {}
-    real = training.train_one_epoch
-
-    def killed(*args, epoch, **kw):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real(*args, epoch=epoch, **kw)
-
-    monkeypatch.setattr(training, "train_one_epoch", killed)
+    revive = _killed_in_second_epoch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, videos, out="parts/m.pt", tp=tp, **kwargs)
-    monkeypatch.setattr(training, "train_one_epoch", real)
+    revive()
     _run(tmp_path, videos, out="parts/m.pt", tp=tp, resume=mode == "resume", **kwargs)
     assert (tmp_path / "whole/m.pt").read_bytes() == (tmp_path / "parts/m.pt").read_bytes()
 

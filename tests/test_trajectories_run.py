@@ -16,9 +16,9 @@ STORE_FILES = ["frames0.npy", "disp.npy", "vis.npy", "starts.npy", "meta.json"]
 
 
 class MemoryFrames:
-    """In-memory stand-in for a FrameArchive."""
+    """In-memory stand-in for a FrameArchive (with the frames stage's shot ``cuts`` when given)."""
 
-    def __init__(self, frames: np.ndarray, video: str = "clip"):
+    def __init__(self, frames: np.ndarray, video: str = "clip", cuts: list[int] | None = None):
         self.frames = frames
         self.meta = {
             "video": video,
@@ -27,6 +27,8 @@ class MemoryFrames:
             "frame_count": len(frames),
             "source_indices": list(range(len(frames))),
         }
+        if cuts is not None:
+            self.meta["cuts"] = cuts
         self.sha256 = hashlib.sha256(frames.tobytes()).hexdigest()
 
     def __len__(self):
