@@ -26,6 +26,7 @@ from densemotion.tracking.alltracker.checkpoint import (
     save_checkpoint,
     save_fixture_checkpoint,
 )
+from densemotion.tracking.alltracker.corr import CorrPyramid
 from densemotion.tracking.alltracker.model import AllTrackerNet, Padder, sincos_table, window_starts
 from densemotion.tracking.base import TrackerError
 
@@ -78,6 +79,49 @@ def test_padding_and_windows():
     assert window_starts(30, 16, 8) == [0, 8, 16]
 
 
+def test_bounded_correlation_samples_the_same_values_within_its_bound():
+    gen = torch.Generator().manual_seed(0)
+    fmap1, fmap2 = torch.randn(2, 3, 8, 12, 20, generator=gen, dtype=torch.float64)  # (N, C, H, W) each
+    coords = torch.rand(3, 2, 12, 20, generator=gen, dtype=torch.float64) * 26 - 3  # some outside the map
+    whole = CorrPyramid(fmap1, fmap2, levels=3, radius=2)
+    per_anchor = 3 * (12 * 20 + 6 * 10 + 3 * 5) * 8  # bytes of one anchor pixel's volumes, all levels
+    bounded = CorrPyramid(fmap1, fmap2, levels=3, radius=2, max_bytes=7 * per_anchor + 5)
+    assert whole.chunk == 240 and bounded.chunk == 7 and bounded.volumes is None
+    built: list[int] = []  # bytes of each set of volumes the lookup makes
+    make = bounded._volumes
+
+    def counted(anchors: slice) -> list[torch.Tensor]:
+        volumes = make(anchors)
+        built.append(sum(v.nbytes for v in volumes))
+        return volumes
+
+    bounded._volumes = counted  # type: ignore[method-assign]
+    got = bounded(coords)  # (N, K, H, W)
+    assert got.shape == (3, 3 * 25, 12, 20) and len(built) == -(-240 // 7)
+    assert max(built) <= 7 * per_anchor
+    torch.testing.assert_close(got, whole(coords), rtol=0, atol=1e-12)
+    roomy = CorrPyramid(fmap1, fmap2, levels=3, radius=2, max_bytes=240 * per_anchor)
+    assert roomy.volumes is not None and roomy.chunk == 240  # fits: computed once
+
+
+def test_each_frame_is_encoded_once_a_batch_at_a_time():
+    torch.manual_seed(0)
+    net = AllTrackerNet().eval()
+    calls: list[int] = []  # frames per encoder call
+    encode = net.encode
+
+    def counted(images: torch.Tensor) -> torch.Tensor:
+        calls.append(len(images))
+        return encode(images)
+
+    net.encode = counted  # type: ignore[method-assign]
+    images = torch.rand(1, 20, 3, 40, 56) * 255  # two windows: frames 0-15, then 8-23 (20-23 repeat 19)
+    with torch.no_grad():
+        flows, visconf = net.forward_sliding(images, iters=1, batch=3)
+    assert flows.shape == visconf.shape == (1, 20, 2, 40, 56)
+    assert calls == [3, 3, 3, 3, 3, 1, 3, 1]  # frames 0-15 once (anchor included), then 16-19
+
+
 # ---- checkpoint -----------------------------------------------------------------------------
 
 
@@ -115,15 +159,20 @@ def test_fixture_checkpoint_loads_strictly(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-def test_agrees_with_the_published_outputs(dtype):
+@pytest.mark.parametrize("bounded", [False, True], ids=["whole", "bounded"])
+def test_agrees_with_the_published_outputs(dtype, bounded):
+    """``bounded``: correlation volumes recomputed 100 anchor pixels at a time (of 512), frames
+    encoded and upsampled 3 at a time: the same numbers."""
     ref = load_reference(REFERENCE[dtype])
     inputs = load_reference("reference_float64.npz")
     assert int(inputs["seed"]) == FIXTURE_SEED and float(inputs["gain"]) == FIXTURE_GAIN
     net = AllTrackerNet().to(dtype).eval()
     net.load_state_dict(fixture_state_dict(), strict=True)  # float64 values into a `dtype` module
     images = torch.from_numpy(inputs["frames"]).permute(0, 3, 1, 2)[None].to(dtype)  # (1, 8, 3, 128, 224)
+    per_anchor = 16 * (512 + 128 + 32 + 8 + 2) * images.element_size()  # 16 pairs, 5 levels from 16 x 32
+    bounds = {"corr_max_bytes": 100 * per_anchor, "batch": 3} if bounded else {}
     with torch.no_grad():
-        flows, visconf = net.forward_sliding(images, iters=int(inputs["iters"]))  # (1, 8, 2, 128, 224) each
+        flows, visconf = net.forward_sliding(images, iters=int(inputs["iters"]), **bounds)  # (1, 8, 2, 128, 224) each
     assert flows.dtype == dtype and flows.shape == (1, 8, 2, 128, 224)
     flows_np, vis_np = flows[0].double().numpy(), visconf[0].double().numpy()
     tol = TOL_PX[dtype]

@@ -5,11 +5,14 @@ default ``Net(16)``): module names and shapes follow its checkpoint key for key 
 tensors and the ``time_emb`` buffer), so the published ``alltracker.pth`` loads with
 ``strict=True``. Dtype- and device-generic: every tensor made here takes the input's dtype and
 device; the float32 casts of the published code are left out, so a float64 run is float64 all
-through (``docs``: tests/test_alltracker.py compares both precisions with reference outputs).
+through (tests/test_alltracker_model.py compares both precisions with reference outputs).
 
 Inference over a clip (:meth:`AllTrackerNet.forward_sliding`): windows of S = 16 frames that
 advance by S / 2, each refined from the previous window's estimates; a clip shorter than a
 window is padded by repeating its last frame. Frames are padded to multiples of 64 (replicate).
+Memory: each frame is encoded once (the padding reuses the last frame's features), a few frames
+per call, and the correlation volumes, which grow with the square of the frame's pixels, can be
+bounded (``corr.py``).
 
 Shape legend: B clips, T frames of the clip, S frames of a window, C = 2 D feature channels
 (D = 128 flow features + D context), H x W the (padded) frame, H8 x W8 = H / 8 x W / 8.
@@ -51,6 +54,7 @@ class Padder:
         pad_h, pad_w = (max(-n % PAD_MULTIPLE, MIN_SIDE - n) for n in (h, w))
         self.pads = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)  # left, right, top, bottom
         self.h, self.w = h, w
+        self.shape8 = ((h + pad_h) // 8, (w + pad_w) // 8)  # the feature map's H8, W8
 
     def pad(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> (N, C, H + pad_h, W + pad_w)
         return F.pad(x, self.pads, mode="replicate")
@@ -118,18 +122,29 @@ class AllTrackerNet(nn.Module):
         return self.dot_conv(self.cnn(images))
 
     def forward_window(
-        self, anchor: Tensor, fmaps: Tensor, flows8: Tensor, visconfs8: Tensor, iters: int
+        self,
+        anchor: Tensor,
+        fmaps: Tensor,
+        flows8: Tensor,
+        visconfs8: Tensor,
+        iters: int,
+        corr_max_bytes: int | None = None,
+        batch: int | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Refine one window ``iters`` times.
 
         anchor (B, C, H8, W8) the first frame's features, fmaps (B, S, C, H8, W8) the window's,
         flows8 and visconfs8 (B*S, 2, H8, W8) the starting flow and visibility logits.
+        ``corr_max_bytes`` bounds the correlation volumes (:class:`CorrPyramid`), ``batch`` the
+        frames upsampled at once (None: all).
         Returns flows and visconf logits at full padded resolution (B*S, 2, H, W), and the
         refined flows8, visconfs8 (B*S, 2, H8, W8).
         """
         b, s, c, h8, w8 = fmaps.shape
         fmap1 = anchor[:, None].expand(b, s, c, h8, w8).reshape(b * s, c, h8, w8)  # (B*S, C, H8, W8)
-        corr_fn = CorrPyramid(fmap1, fmaps.reshape(b * s, c, h8, w8), self.corr_levels, self.corr_radius)
+        corr_fn = CorrPyramid(
+            fmap1, fmaps.reshape(b * s, c, h8, w8), self.corr_levels, self.corr_radius, corr_max_bytes
+        )
         ys, xs = torch.meshgrid(
             torch.arange(h8, device=fmaps.device, dtype=fmaps.dtype),
             torch.arange(w8, device=fmaps.device, dtype=fmaps.dtype),
@@ -144,51 +159,75 @@ class AllTrackerNet(nn.Module):
             flowfeat = self.update_block(flowfeat, ctxfeat, visconfs8, corr, flows8, s)
             flows8 = flows8 + self.flow_head(flowfeat)
             visconfs8 = visconfs8 + self.visconf_head(flowfeat)
-        mask = 0.25 * self.upsample_weight(flowfeat)  # (B*S, 576, H8, W8)
-        return upsample_convex(flows8, mask), upsample_convex(visconfs8, mask), flows8, visconfs8
+        flows_up, visconfs_up = [], []  # the 576-channel mask is the largest map: a few frames at a time
+        step = batch or b * s
+        for i in range(0, b * s, step):
+            mask = 0.25 * self.upsample_weight(flowfeat[i : i + step])  # (n, 576, H8, W8)
+            flows_up.append(upsample_convex(flows8[i : i + step], mask))
+            visconfs_up.append(upsample_convex(visconfs8[i : i + step], mask))
+        return torch.cat(flows_up), torch.cat(visconfs_up), flows8, visconfs8
 
     def forward_sliding(
-        self, images: Tensor, iters: int = 4, out_device: torch.device | str | None = None
+        self,
+        images: Tensor,
+        iters: int = 4,
+        out_device: torch.device | str | None = None,
+        corr_max_bytes: int | None = None,
+        batch: int | None = None,
     ) -> tuple[Tensor, Tensor]:
         """images (B, T, 3, H, W) in [0, 255], T >= 2 -> flows (B, T, 2, H, W) from frame 0 and
         visconf (B, T, 2, H, W) in [0, 1], on ``out_device`` (default: the images').
 
         Two frames are padded to a window like any short clip (the published code switches to a
         one-pair "flow mode" there instead; our tracker wants frame 0's own estimate as well).
+        Each frame is encoded once, ``batch`` frames at a time (None: a window's at once); the
+        padding repeats the last frame's features. ``corr_max_bytes``: see :meth:`forward_window`.
         """
         b, t, _, h, w = images.shape
         if t < 2:
             raise ValueError(f"AllTracker needs at least 2 frames, got {t}")
         out_device = images.device if out_device is None else out_device
-        mean = torch.tensor(MEAN, device=images.device, dtype=images.dtype).reshape(1, 1, 3, 1, 1)
-        std = torch.tensor(STD, device=images.device, dtype=images.dtype).reshape(1, 1, 3, 1, 1)
+        mean = torch.tensor(MEAN, device=images.device, dtype=images.dtype).reshape(1, 3, 1, 1)
+        std = torch.tensor(STD, device=images.device, dtype=images.dtype).reshape(1, 3, 1, 1)
         padder = Padder(h, w)
-        normed = (images / 255.0 - mean) / std  # (B, T, 3, H, W)
-
-        def encode(frames: Tensor) -> Tensor:  # (B, n, 3, H, W) -> (B, n, C, H8, W8)
-            feats = self.encode(padder.pad(frames.reshape(-1, 3, h, w)))
-            return feats.reshape(b, frames.shape[1], *feats.shape[1:])
-
         s, stride = self.seqlen, self.seqlen // 2
+        batch = batch or s
+
+        def encode(first: int, last: int) -> Tensor:
+            """Features (B, last - first, C, H8, W8) of frames first..last - 1, those past the clip's
+            end being its last frame."""
+            index = torch.arange(first, last).clamp(max=t - 1)  # (n,)
+            unique, inverse = torch.unique(index, return_inverse=True)
+            feats = []
+            for part in unique.split(batch):
+                normed = (images[:, part].reshape(-1, 3, h, w) / 255.0 - mean) / std  # (B * n, 3, H, W)
+                feats.append(self.encode(padder.pad(normed)).reshape(b, len(part), -1, *padder.shape8))
+            return torch.cat(feats, dim=1)[:, inverse.to(images.device)]
+
         starts = window_starts(t, s, stride)
         total = starts[-1] + s
-        normed = torch.cat([normed, normed[:, -1:].expand(b, total - t, 3, h, w)], dim=1)  # (B, total, 3, H, W)
         flows = torch.zeros((b, total, 2, h, w), device=out_device, dtype=images.dtype)
         visconfs = torch.zeros_like(flows)
-        anchor = encode(normed[:, :1])[:, 0]  # (B, C, H8, W8)
+        h8, w8 = padder.shape8
         filled = 0
         for k, start in enumerate(starts):
             if k == 0:
-                fmaps = encode(normed[:, :s])  # (B, S, C, H8, W8)
-                h8, w8 = fmaps.shape[-2:]
+                fmaps = encode(0, s)  # (B, S, C, H8, W8)
+                anchor = fmaps[:, 0]  # (B, C, H8, W8)
                 flows8 = torch.zeros((b, s, 2, h8, w8), device=fmaps.device, dtype=fmaps.dtype)
                 visconfs8 = torch.zeros_like(flows8)
             else:  # keep the overlap; new frames start from the last estimate
-                fmaps = torch.cat([fmaps[:, stride:], encode(normed[:, start + s - stride : start + s])], dim=1)
+                fmaps = torch.cat([fmaps[:, stride:], encode(start + s - stride, start + s)], dim=1)
                 flows8 = torch.cat([flows8[:, stride:], flows8[:, -1:].expand(-1, stride, -1, -1, -1)], dim=1)
                 visconfs8 = torch.cat([visconfs8[:, stride:], visconfs8[:, -1:].expand(-1, stride, -1, -1, -1)], dim=1)
             flow_up, vis_up, f8, v8 = self.forward_window(
-                anchor, fmaps, flows8.reshape(b * s, 2, h8, w8), visconfs8.reshape(b * s, 2, h8, w8), iters
+                anchor,
+                fmaps,
+                flows8.reshape(b * s, 2, h8, w8),
+                visconfs8.reshape(b * s, 2, h8, w8),
+                iters,
+                corr_max_bytes,
+                batch,
             )
             flows8, visconfs8 = f8.reshape(b, s, 2, h8, w8), v8.reshape(b, s, 2, h8, w8)
             new = start + s - filled  # frames of this window not yet written
