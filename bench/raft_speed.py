@@ -1,7 +1,7 @@
 """Speed of the ``raft`` tracker's flow beside ``dis``: seconds per frame pair, and the ratio.
 
     .venv/bin/python bench/raft_speed.py [--sizes 360x640] [--models small,large] [--updates 12]
-        [--window 8] [--repeat 2] [--device auto] [--autocast none]
+        [--window 8] [--repeat 2] [--device auto] [--autocast none|bf16|fp16|auto]
 
 A frame pair is what chaining needs for two consecutive frames: the forward and the backward
 flow. Each row tracks one window of ``--window`` rendered sample frames (S - 1 pairs; RAFT runs
@@ -19,20 +19,19 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 
 from densemotion.params import SampleParams
-from densemotion.runtime import resolve_device
+from densemotion.runtime import Autocast, autocast_dtype, resolve_device
 from densemotion.sample import render_clip
 from densemotion.tracking import grid
 from densemotion.tracking.dis.flow import DisTracker
 from densemotion.tracking.flowchain import ChainChecks, chain_flows
 from densemotion.tracking.raft.flow import RaftFlow
 from densemotion.tracking.raft.model import load_raft, save_random_weights
-
-_AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _sync(device: str) -> None:
@@ -57,7 +56,7 @@ def raft_row(model: str, frames: np.ndarray, args: argparse.Namespace, folder: P
     """(s per pair, s per window, peak GPU GiB or nan) of RAFT ``model`` on ``frames``."""
     device = resolve_device(args.device)
     net = load_raft(save_random_weights(folder / f"{model}.pth", model), model, device)
-    flow = RaftFlow(net, args.updates, args.batch_pairs, _AMP[args.autocast])
+    flow = RaftFlow(net, args.updates, args.batch_pairs, autocast_dtype(args.autocast, device, "--autocast"))
     flow.window_flows(frames)  # warm-up: allocation, kernel choice for this batch shape
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -75,7 +74,7 @@ def main() -> None:
     ap.add_argument("--batch-pairs", type=int, default=None, help="image pairs per RAFT call (default: all)")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per row; the best is kept")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--autocast", default="none", choices=sorted(_AMP))
+    ap.add_argument("--autocast", default="none", choices=get_args(Autocast))
     args = ap.parse_args()
     device = resolve_device(args.device)
     print(

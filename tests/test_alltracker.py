@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from densemotion.params import TrajectoriesParams
+from densemotion.runtime import cpu_has_native_bf16
 from densemotion.tracking.alltracker.checkpoint import CheckpointError, save_fixture_checkpoint
-from densemotion.tracking.alltracker.tracker import AllTrackerTracker, sample_bilinear, visibility_score
+from densemotion.tracking.alltracker.tracker import BATCH, AllTrackerTracker, sample_bilinear, visibility_score
 from densemotion.trajectories.run import make_tracker
 
 from conftest import moving_frames
@@ -51,8 +52,8 @@ def test_visibility_maps_the_threshold_to_one_half():
 
 
 def test_tracks_are_the_queries_plus_the_model_flow(weights_dir):
-    tracker = make_tracker(_params(), weights_dir)
-    assert isinstance(tracker, AllTrackerTracker)
+    tracker = make_tracker(_params(corr_memory_mb=3), weights_dir)
+    assert isinstance(tracker, AllTrackerTracker) and tracker.corr_max_bytes == 3 << 20
     frames = moving_frames(5, 40, 56)  # (5, 40, 56, 3) uint8
     queries = np.array([[3, 4], [20, 17], [55, 39], [10.5, 7.25]], np.float32)
     tracks, vis = tracker.track(frames, queries)
@@ -61,9 +62,30 @@ def test_tracks_are_the_queries_plus_the_model_flow(weights_dir):
     assert np.all(vis[0] == 1) and np.all((vis >= 0) & (vis <= 1))
     images = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float()
     with torch.no_grad():
-        flows = tracker.net.forward_sliding(images, iters=1)[0][0].numpy()  # (5, 2, 40, 56)
+        flows = tracker.net.forward_sliding(images, iters=1, corr_max_bytes=3 << 20, batch=BATCH)[0][0].numpy()
+    assert flows.shape == (5, 2, 40, 56)
     for n, (x, y) in enumerate(queries[:3].astype(int)):  # pixel centres: the flow there, exactly
         np.testing.assert_array_equal(tracks[1:, n], queries[n] + flows[1:, :, y, x])
+
+
+def test_autocast_follows_the_shared_vocabulary(weights_dir):
+    with pytest.warns(UserWarning, match="trajectories.alltracker.autocast: fp16 is a GPU mode"):
+        fp16 = make_tracker(_params(autocast="fp16"), weights_dir)
+    assert isinstance(fp16, AllTrackerTracker) and fp16.amp_dtype is None  # CPU: float32
+    auto = make_tracker(_params(autocast="auto"), weights_dir)
+    assert isinstance(auto, AllTrackerTracker)
+    assert auto.amp_dtype == (torch.bfloat16 if cpu_has_native_bf16() else None)
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="bf16 on a CPU without AVX512_BF16/AMX runs 5-65x slower")
+def test_bf16_tracks_stay_near_float32(weights_dir):
+    frames = moving_frames(5, 40, 56)
+    queries = np.stack(np.meshgrid(np.arange(0, 56, 5), np.arange(0, 40, 5)), -1).reshape(-1, 2).astype(np.float32)
+    exact, exact_vis = make_tracker(_params(), weights_dir).track(frames, queries)
+    low, low_vis = make_tracker(_params(autocast="bf16"), weights_dir).track(frames, queries)
+    error = np.linalg.norm(low - exact, axis=-1)  # (S, N) px
+    assert 0 < error.max() < 0.1  # it did run in bf16, and stayed within a tenth of a pixel
+    assert np.abs(low_vis - exact_vis).max() < 0.05
 
 
 def test_missing_weights_fail_at_once_with_the_fetch_command(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from densemotion.params import TrajectoriesParams
-from densemotion.runtime import DeviceError
+from densemotion.runtime import DeviceError, cpu_has_native_bf16
 from densemotion.tracking import grid
 from densemotion.tracking.dis.flow import DisTracker
 from densemotion.tracking.flowchain import ChainChecks, PairFlow, chain_flows
@@ -150,8 +150,12 @@ def test_device_and_autocast(weights_dir):
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="no CUDA GPU"):
             make_tracker(TrajectoriesParams(tracker="raft", device="cuda", raft={"model": "small"}), weights_dir)
-    auto = make_tracker(_params(autocast="bf16"), weights_dir)
-    assert isinstance(auto, RaftTracker) and auto.flow.amp_dtype is None  # CPU: float32 whatever the setting
+    with pytest.warns(UserWarning, match="trajectories.raft.autocast: fp16 is a GPU mode"):
+        fp16 = make_tracker(_params(autocast="fp16"), weights_dir)
+    assert isinstance(fp16, RaftTracker) and fp16.flow.amp_dtype is None  # CPU: float32
+    auto = make_tracker(_params(autocast="auto"), weights_dir)
+    assert isinstance(auto, RaftTracker)
+    assert auto.flow.amp_dtype == (torch.bfloat16 if cpu_has_native_bf16() else None)
     assert not any(p.requires_grad and p.grad is not None for p in auto.flow.net.parameters())
 
 

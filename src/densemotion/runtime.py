@@ -110,6 +110,13 @@ def autocast_dtype(mode: Autocast, device: str, who: str) -> torch.dtype | None:
     return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
+def autocast_to(device: str | torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``'s type; None: a context that changes nothing."""
+    import torch
+
+    return contextlib.nullcontext() if dtype is None else torch.autocast(torch.device(device).type, dtype=dtype)
+
+
 def rank_from_env(env: Mapping[str, str] | None = None) -> Rank:
     """torchrun's RANK, WORLD_SIZE and LOCAL_RANK; absent, a single process."""
     env = os.environ if env is None else env

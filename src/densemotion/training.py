@@ -48,7 +48,6 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +77,7 @@ from densemotion.dataset import (
 from densemotion.metrics import endpoint_error
 from densemotion.model import MotionNet, build_model, set_backbone_trainable
 from densemotion.params import ModelParams, TrainParams
-from densemotion.runtime import ALONE, Autocast, Rank, agree, autocast_dtype, barrier, resolve_device
+from densemotion.runtime import ALONE, Autocast, Rank, agree, autocast_dtype, autocast_to, barrier, resolve_device
 from densemotion.trajectories.store import store_sha256
 
 # train params that may change between a run and its resumption (they do not change results)
@@ -310,8 +309,7 @@ def _to(batch: dict, device: str) -> dict:
 
 def autocast(device: str, mode: Autocast):
     """``train.autocast`` as a context (runtime.autocast_dtype: none, or fp16 on a CPU, is float32)."""
-    dtype = autocast_dtype(mode, device, "train.autocast")
-    return nullcontext() if dtype is None else torch.autocast(torch.device(device).type, dtype=dtype)
+    return autocast_to(device, autocast_dtype(mode, device, "train.autocast"))
 
 
 def train_one_epoch(

@@ -8,11 +8,11 @@ with the command that fetches it. The network: ``model.py``; reading tracks from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from densemotion.params import Section
+from densemotion.runtime import Autocast
 from densemotion.tracking.base import Tracker, TrackerSpec
 
 
@@ -23,18 +23,25 @@ class AllTrackerParams(Section):
     # visibility x confidence at or above it counts as visible (published evaluation: 0.6); stored
     # as 0.5 there (tracker.visibility_score), the threshold every consumer uses
     visible_threshold: float = Field(0.6, gt=0, lt=1)
-    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision on CUDA; ignored on CPU
+    # mixed precision (runtime.autocast_dtype): none, bf16, fp16 (GPU only) or auto (bf16 where native)
+    autocast: Autocast = "none"
+    # the most the correlation volumes may hold at once (MB; ~1,260 at 360x640 in float32, growing
+    # with the square of the pixels); past it they are recomputed a few pixels at a time at each
+    # refinement: same values, less memory, slower (corr.CorrPyramid)
+    corr_memory_mb: int = Field(2048, ge=1)
 
 
 def _make(section: BaseModel, device: str, weights: Path | None) -> Tracker:
     """Build the tracker from ``trajectories.alltracker`` on ``device`` (cpu, cuda, auto)."""
-    from densemotion.runtime import resolve_device
+    from densemotion.runtime import autocast_dtype, resolve_device
     from densemotion.tracking.alltracker.checkpoint import load_alltracker
     from densemotion.tracking.alltracker.tracker import AllTrackerTracker
 
     assert isinstance(section, AllTrackerParams) and weights is not None
-    net = load_alltracker(weights, device=resolve_device(device))
-    return AllTrackerTracker(net, section.iters, section.visible_threshold, section.autocast)
+    device = resolve_device(device)
+    net = load_alltracker(weights, device=device)
+    amp_dtype = autocast_dtype(section.autocast, device, "trajectories.alltracker.autocast")
+    return AllTrackerTracker(net, section.iters, section.visible_threshold, amp_dtype, section.corr_memory_mb)
 
 
 # the published checkpoint's own file name (checkpoint.CHECKPOINT_NAME)

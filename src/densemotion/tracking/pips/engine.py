@@ -16,12 +16,12 @@ Coordinates are (x, y) pixels of the given frames.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from densemotion.runtime import autocast_to
 from densemotion.tracking.base import TrackerError
 from densemotion.tracking.pips.corr import LEVELS, FeaturePyramid, SampledLookup
 from densemotion.tracking.pips.model import PipsNet
@@ -88,11 +88,6 @@ class PipsEngine:
         self.precision = precision or Precision()  # what runs in bf16/fp16 (precision.py)
         self.mixer = lower_mixer(self.net, self.precision.mixer)
 
-    def _encoder_autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision.encoder is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.precision.encoder)
-
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> FeaturePyramid:
         """frames (T, H, W, 3) uint8 -> the frames' feature pyramids."""
@@ -100,7 +95,7 @@ class PipsEngine:
         for i in range(0, len(frames), ENCODE_BATCH):
             rgbs = torch.from_numpy(np.ascontiguousarray(frames[i : i + ENCODE_BATCH])).to(self.device)
             rgbs = rgbs.permute(0, 3, 1, 2).to(self.dtype)  # (b, 3, H, W)
-            with self._encoder_autocast():
+            with autocast_to(self.device, self.precision.encoder):
                 fmaps.append(self.net.encode(rgbs).to(self.precision.lookup or self.dtype))
         return FeaturePyramid(torch.cat(fmaps))
 

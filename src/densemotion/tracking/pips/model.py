@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from densemotion.runtime import autocast_to
 from densemotion.tracking.pips.corr import CorrLookup, FeaturePyramid, SampledLookup, VolumeLookup
 
 WINDOW = 8  # S: frames per window; the weights are made for it
@@ -197,9 +198,7 @@ class Mixer:
     dtype: torch.dtype | None = None
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=self.dtype)
+        return autocast_to(device, self.dtype)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from densemotion.params import Section
+from densemotion.runtime import Autocast
 from densemotion.tracking.base import Tracker, TrackerSpec
 
 
@@ -26,7 +27,8 @@ class RaftParams(Section):
     num_flow_updates: int = Field(12, ge=1)  # RAFT's recurrent refinements (torchvision's default 12)
     # image pairs per network call (each window has 2 (S - 1): forward and backward); None: all at once
     batch_pairs: int | None = Field(None, ge=1)
-    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision on CUDA; ignored on CPU
+    # mixed precision (runtime.autocast_dtype): none, bf16, fp16 (GPU only) or auto (bf16 where native)
+    autocast: Autocast = "none"
     # visibility checks, as trajectories.dis (tracking/flowchain.py)
     fb_threshold: float = Field(0.7, gt=0)
     fb_relative: float = Field(0.01, ge=0)

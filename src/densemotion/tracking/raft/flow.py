@@ -9,7 +9,6 @@ is cropped back to the frame. Chaining and visibility are ``tracking/flowchain.p
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from densemotion.runtime import autocast_dtype, autocast_to
 from densemotion.tracking.flowchain import ChainChecks, PairFlow, chain_flows, check_inputs
 from densemotion.tracking.raft.model import load_raft, weights_path
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 MULTIPLE = 8  # RAFT's feature maps are 1/8 of the frame
 MIN_SIDE = 128  # torchvision: feature maps (1/8) of >= 16 px, which the 4-level pyramid halves 3 times
-_AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def padded_size(h: int, w: int) -> tuple[int, int]:
@@ -62,12 +61,7 @@ class RaftFlow:
         self.device = next(net.parameters()).device
         self.num_flow_updates = num_flow_updates
         self.batch_pairs = batch_pairs
-        self.amp_dtype = amp_dtype if self.device.type == "cuda" else None  # autocast on CUDA only
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        self.amp_dtype = amp_dtype  # runtime.autocast_dtype: None is float32
 
     @torch.inference_mode()
     def pairs(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -75,7 +69,7 @@ class RaftFlow:
         step = self.batch_pairs or len(first)
         out = []
         for lo in range(0, len(first), step):
-            with self._autocast():
+            with autocast_to(self.device, self.amp_dtype):
                 # RAFT returns one flow per update; the last is the refined one
                 flow = self.net(first[lo : lo + step], second[lo : lo + step], self.num_flow_updates)[-1]
             out.append(flow.float())
@@ -110,5 +104,6 @@ class RaftTracker:
 def make(p: RaftParams, device: str, folder: Path) -> RaftTracker:
     """Build the tracker from ``trajectories.raft`` on a resolved ``device``; weights from ``folder``."""
     net = load_raft(weights_path(folder, p.model, p.weights), p.model, device)
-    flow = RaftFlow(net, p.num_flow_updates, p.batch_pairs, _AMP[p.autocast])
+    amp_dtype = autocast_dtype(p.autocast, device, "trajectories.raft.autocast")
+    flow = RaftFlow(net, p.num_flow_updates, p.batch_pairs, amp_dtype)
     return RaftTracker(flow, ChainChecks(p.fb_threshold, p.fb_relative, p.photo_threshold, tracker="raft"))
