@@ -166,5 +166,5 @@ def test_foreign_weights_are_refused_with_the_mismatch(tmp_path):
     with pytest.raises(ModelError, match="do not match the model: missing"):
         build_model(ModelParams(pretrained="imagenet"), window=8, pretrained_dir=tmp_path)
     _at(tmp_path, SPECS["lraspp_mobilenet_v3_large"].coco).write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match="cannot read pretrained weights"):
+    with pytest.raises(ModelError, match="is not a readable PyTorch pretrained weights file"):
         build_model(ModelParams(pretrained="coco"), window=8, pretrained_dir=tmp_path)

@@ -219,7 +219,7 @@ def test_foreign_and_broken_checkpoints_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not a densemotion motion-model checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
     (tmp_path / "broken.pt").write_bytes(b"not a torch file")
-    with pytest.raises(CheckpointError, match="not a readable weights-only torch checkpoint"):
+    with pytest.raises(CheckpointError, match="is not a readable PyTorch motion-model checkpoint"):
         load_checkpoint(tmp_path / "broken.pt")
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "absent.pt")

@@ -21,6 +21,7 @@ import torch
 from densemotion.atomic import atomic_path
 from densemotion.model import MotionNet, build_model
 from densemotion.params import ModelParams
+from densemotion.statedict import load_weights
 
 CHECKPOINT_FORMAT = "densemotion.motion-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -103,10 +104,7 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling refused, truncated zip, not a torch file, ...
-        raise CheckpointError(f"{path}: not a readable weights-only torch checkpoint ({err})") from None
+    ckpt = load_weights(path, CheckpointError, "motion-model checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a densemotion motion-model checkpoint (written by `densemotion train`)")
     if ckpt.get("version") != CHECKPOINT_VERSION:

@@ -30,7 +30,7 @@ from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights, Res
 from torchvision.models import segmentation as seg
 
 from densemotion.params import ModelParams
-from densemotion.statedict import mismatch, shapes_of
+from densemotion.statedict import load_weights, mismatch, shapes_of
 
 # torchvision's normalisation for all of its ImageNet / COCO weights
 _MEAN = (0.485, 0.456, 0.406)
@@ -227,10 +227,7 @@ def _read_weights(params: ModelParams, weights: Any, folder: Path) -> dict[str, 
             f"model.pretrained={params.pretrained}: {params.name} needs {path.name}, not found at {path}.\n"
             f"{_fetch_help(weights, path)}"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated zip, ...
-        raise ModelError(f"cannot read pretrained weights {path}: {err}") from None
+    state = load_weights(path, ModelError, "pretrained weights file")
     for key in ("model", "state_dict"):  # some training scripts wrap the state dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
