@@ -2,9 +2,9 @@
 expects.
 
 Used for every weights file we load (PIPs, RAFT and AllTracker checkpoints, torchvision pretrained
-weights, our motion-model checkpoints), so a foreign or truncated file is refused with the same one-line reason or the same
-listing of what is missing, unexpected or misshapen, instead of torch's long error or, worse, a
-silent partial load.
+weights, our motion-model checkpoints), so a foreign or truncated file is refused with the same
+one-line reason or the same listing of what is missing, unexpected or misshapen, instead of
+torch's long error or, worse, a silent partial load.
 """
 
 from __future__ import annotations
