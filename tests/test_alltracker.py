@@ -96,3 +96,5 @@ def test_missing_weights_fail_at_once_with_the_fetch_command(tmp_path):
 def test_params_section_rejects_unknown_keys():
     with pytest.raises(ValueError, match="nonsense"):
         _params(nonsense=1).section()
+    with pytest.raises(ValueError, match="corr_memory_mb"):
+        _params(corr_memory_mb=0).section()
