@@ -15,6 +15,24 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# property-based tests (hypothesis) at the boundaries where outside data enters: bounded in time.
+# "ci" (the default) runs a few hundred examples in all; HYPOTHESIS_PROFILE=deep for a longer hunt.
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "ci",
+        max_examples=60,
+        deadline=None,  # a 2-core machine under load: no per-example deadline, the count bounds time
+        derandomize=True,  # the same examples on every run: CI never turns red by chance
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        print_blob=True,
+    )
+    settings.register_profile("deep", max_examples=2000, deadline=None, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # pragma: no cover - hypothesis is a dev dependency
+    pass
+
 
 def moving_frames(n: int = 12, h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
     """(n, h, w, 3) uint8: a smooth random texture translating 1 px/frame to the right."""
