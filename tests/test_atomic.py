@@ -45,3 +45,11 @@ def test_full_disk_is_reported_and_nothing_kept(tmp_path, monkeypatch):
     with pytest.raises(DiskFullError, match="disk full while writing .*metrics.json"):
         write_json(dest, {"a": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_near_the_file_system_limit_is_written(tmp_path):
+    """A temporary carries its destination's name: cut, so a 250-byte name still fits 255."""
+    dest = tmp_path / ("é" * 120 + ".bin")  # 244 bytes
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(b"x")
+    assert dest.read_bytes() == b"x" and [p.name for p in tmp_path.iterdir()] == [dest.name]

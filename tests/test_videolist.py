@@ -42,7 +42,7 @@ def test_scan_finds_videos_folders_and_zips(tmp_path, make_video):
         "x": str(raw / "drive.zip"),
         "y": str(raw / "drive.zip"),
     }
-    assert skipped == ["notes.txt"]
+    assert skipped == ["notes.txt (not a video)"]
     assert resolve_source(str(raw / "drive.zip"), "y") == f"{raw / 'drive.zip'}::frames/y/frames"
     assert resolve_source(str(folder), "clip_frames") == str(folder)
     with pytest.raises(SourceError, match=r"none is named 'z' \(its videos: x, y\)"):

@@ -46,9 +46,18 @@ def _check_replaceable(dest: Path, is_dir: bool, same_kind: Callable[[Path], boo
         )
 
 
+def _stem(dest: Path) -> str:
+    """The part of ``dest``'s name its temporaries carry: cut so that a temporary's name fits the
+    file system's 255 bytes for any ``dest`` a file system holds."""
+    name = dest.name
+    while len(name.encode("utf-8", "surrogateescape")) > 200:
+        name = name[:-1]
+    return name
+
+
 def _remove_stale_temporaries(dest: Path) -> None:
     """Temporaries of ``dest`` that a killed write left (a later write of it proves they are stale)."""
-    for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+    for stale in dest.parent.glob(f".{glob.escape(_stem(dest))}.*.tmp"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:
@@ -85,7 +94,7 @@ def atomic_path(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(dest)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{_stem(dest)}.", suffix=".tmp", dir=dest.parent))
     except OSError as err:
         raise OSError(err.errno, f"cannot write {dest}: {err.strerror}") from None
     target = tmp if is_dir else tmp / dest.name

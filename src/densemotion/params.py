@@ -7,6 +7,7 @@ with a silently ignored setting.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,18 +20,35 @@ class ParamsError(ValueError):
     """``params.yaml`` is missing, unreadable or does not match the schema."""
 
 
+# A video or clip name becomes a DVC stage suffix (``frames@NAME``), a file name and a word of the
+# command line DVC runs through a shell, *before* any of our code can check it: so it is only ever
+# letters, digits and ``._+-``, starting with a letter or digit, at most MAX_NAME characters.
+# ``densemotion use-videos`` derives such names from any file name (videolist.stage_name).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+MAX_NAME = 100
+
+
 def check_stage_names(names: list[str], key: str) -> None:
-    """Names that become DVC stage suffixes and file names: non-empty, unique, no separators."""
+    """Names that become DVC stage suffixes, file names and shell words: non-empty, unique (also
+    ignoring case, for case-insensitive file systems), and only ``[A-Za-z0-9._+-]``."""
     if not names:
         raise ValueError(f"{key} is empty: list at least one name")
     if len(set(names)) != len(names):
         raise ValueError(f"{key}: names must be unique, got {names}")
+    folded: dict[str, str] = {}
     for name in names:
-        if not name or any(c in name for c in "/\\@#: \t") or name.startswith("-"):
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME:
             raise ValueError(
-                f"{key}: name {name!r} must not contain '/', '\\', '@', '#', ':' or spaces, nor start "
-                "with '-' (it becomes a DVC stage name, a file name and a command-line argument)"
+                f"{key}: name {name!r} must be 1-{MAX_NAME} letters, digits, '.', '_', '+' or '-', starting "
+                "with a letter or digit (it becomes a DVC stage name, a file name and a word of the command "
+                "DVC runs in a shell; `densemotion use-videos` makes such names from any file name)"
             )
+        if name.lower() in folded:
+            raise ValueError(
+                f"{key}: names {folded[name.lower()]!r} and {name!r} differ only in case "
+                "(their files would collide on a case-insensitive file system)"
+            )
+        folded[name.lower()] = name
 
 
 class Section(BaseModel):
@@ -107,6 +125,18 @@ class FramesParams(Section):
     cut_threshold: float | None = Field(0.6, gt=0)
 
 
+def _close(name: str, choices: list[str]) -> str:
+    """'' or " (did you mean 'X'?)" for the closest spelling among ``choices``."""
+    import difflib
+
+    match = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _trackers_note(known: list[str]) -> str:
+    return f"(trackers: {', '.join(known)}; each is a package in densemotion/tracking/)"
+
+
 class TrajectoriesParams(Section):
     """Dense tracking over windows of frames.
 
@@ -133,13 +163,19 @@ class TrajectoriesParams(Section):
         from densemotion.tracking import registry
 
         known = registry.names()
-        for name in [self.tracker, *(self.model_extra or {})]:
-            if name not in known:
-                what = "tracker" if name == self.tracker else f"{name}"
+        if self.tracker not in known:
+            raise ValueError(
+                f"tracker: unknown tracker {self.tracker!r}{_close(self.tracker, known)} " + _trackers_note(known)
+            )
+        keys = [k for k in type(self).model_fields]
+        for name, value in (self.model_extra or {}).items():
+            if name in known:
+                continue
+            if isinstance(value, dict):  # a section: of a tracker whose name is misspelt
                 raise ValueError(
-                    f"{what}: unknown tracker {name!r} (trackers: {', '.join(known)}; "
-                    "each is a package in densemotion/tracking/)"
+                    f"{name}: unknown tracker section {name!r}{_close(name, known)} " + _trackers_note(known)
                 )
+            raise ValueError(f"{name}: unknown key{_close(name, keys)} (trajectories' keys: {', '.join(keys)})")
         return self
 
     def section(self, name: str | None = None) -> BaseModel:
@@ -292,7 +328,10 @@ def _describe(err: ValidationError, prefix: str = "") -> str:
         elif e["type"] == "value_error" and isinstance(e.get("input"), dict):
             # a section's own check: its message starts with the key it is about
             sub_key, _, message = str(e.get("ctx", {}).get("error", e["msg"])).partition(": ")
-            lines.append(f"  {key}.{sub_key}: {message}" if message else f"  {key}: {sub_key}")
+            if message and (key == sub_key or key.endswith("." + sub_key)):  # the check named its own key
+                lines.append(f"  {key}: {message}")
+            else:
+                lines.append(f"  {key}.{sub_key}: {message}" if message else f"  {key}: {sub_key}")
         else:
             got = e.get("input")
             lines.append(f"  {key}: {e['msg']} (got {got!r})")
@@ -319,12 +358,19 @@ def _lists_to_tuples_for_tuple_fields(raw: dict) -> dict:
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key repeated in one mapping (DVC refuses such a file too;
-    last-wins would silently reset a whole section to its defaults)."""
+    last-wins would silently reset a whole section to its defaults) and a key that is not a plain
+    value (``? [a, b]``)."""
 
     def construct_mapping(self, node, deep=False):
         seen: dict[object, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a plain value, not a {type(key).__name__}", key_node.start_mark
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
@@ -334,19 +380,46 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def read_yaml(text: str) -> object:
-    """Parse YAML safely (no tags run), refusing duplicate keys; yaml.YAMLError on bad input."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    """Parse YAML safely (no tags run), refusing duplicate and non-plain keys; yaml.YAMLError on
+    bad input, nesting too deep for a parser included."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply (params are a few levels of sections and keys)") from None
+
+
+def read_text(path: str | Path) -> str:
+    """A text file's content; ValueError naming the file where it is not UTF-8 (OSError as is)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {data[err.start]:#04x} on line {line}); save it as UTF-8"
+        ) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``params.yaml``; raise :class:`ParamsError` naming the bad key."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_text(path)
     except OSError as err:
         raise ParamsError(f"cannot read {path}: {err.strerror}") from None
+    except ValueError as err:
+        raise ParamsError(str(err)) from None
     try:
         raw = read_yaml(text)
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path} is not valid YAML: {err}") from None
+        raise ParamsError(f"{path} is not valid YAML: {yaml_problem(err)}") from None
     return parse_params(raw, str(path))
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (``line L, column C``)."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        what = "; ".join(str(x) for x in (err.context, err.problem) if x) or "malformed"
+        return f"{what} (line {mark.line + 1}, column {mark.column + 1})" if mark else what
+    return " ".join(str(err).split())

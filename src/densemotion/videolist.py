@@ -7,6 +7,7 @@ and rewrites that one section of params.yaml, keeping the file's comments and or
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -20,23 +21,48 @@ from densemotion.frames.sources import (
     SourceError,
     zip_image_names,
 )
+from densemotion.params import MAX_NAME, PARTITIONS
 
 SAMPLE_VIDEO_DIR = "data/sample/videos"  # where the sample stage writes its clips (dvc.yaml outs)
 
 
 def stage_name(raw: str) -> str:
-    """A name usable as a DVC stage suffix, file name and command-line argument ('#', '@', ':',
-    '/' and spaces -> '_'; no leading '-', '.' or '_': YouTube ids may start with '-')."""
-    name = re.sub(r"[^A-Za-z0-9._+-]", "_", raw).lstrip("-._").rstrip("._") or "video"
+    """A name usable as a DVC stage suffix, file name and shell word, from any file name: every
+    character but ``[A-Za-z0-9._+-]`` becomes '_' (so '#', '@', ':', '/', spaces, quotes, ``$()``,
+    ';' and non-ASCII letters), it starts with a letter or digit (YouTube ids may start with '-'),
+    and a name past :data:`MAX_NAME` is cut, with a hash of the whole name kept unique."""
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", raw)
+    name = re.sub(r"^[^A-Za-z0-9]+", "", name).rstrip("._") or "video"
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        name = f"{name[: MAX_NAME - 9].rstrip('._')}_{digest}"
     return name
 
 
 def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``... if taken; compared ignoring case (macOS, Windows
+    file systems), never longer than :data:`MAX_NAME`. ``taken`` holds lower-cased names."""
     out, k = name, 2
-    while out in taken:
-        out, k = f"{name}_{k}", k + 1
-    taken.add(out)
+    while out.lower() in taken:
+        suffix = f"_{k}"
+        out, k = name[: MAX_NAME - len(suffix)] + suffix, k + 1
+    taken.add(out.lower())
     return out
+
+
+def printable(name: str) -> str:
+    """A file name as a message can print it: undecodable bytes as ``\\xNN``, control characters escaped."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _utf8(entry: Path) -> bool:
+    """True when the name can be written to params.yaml (UTF-8): a name of other bytes cannot."""
+    try:
+        str(entry).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def zip_videos(path: Path) -> dict[str, str]:
@@ -95,8 +121,6 @@ def _is_frame_folder(entry: Path) -> bool:
 def _entries(folder: Path) -> list[Path]:
     """The entries of ``folder``, with those of its ``train/`` and ``test/`` sub-folders (a data
     set's own partition, as ``densemotion acquire`` writes it) in place of those folders."""
-    from densemotion.params import PARTITIONS
-
     out: list[Path] = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
@@ -112,8 +136,10 @@ def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
     """Every video file, frame folder and zip of frames directly under ``folder`` or under its
     ``train/`` and ``test/`` sub-folders (whose names ``train.split_partition`` reads back).
 
-    Returns (name -> source path, names of the entries skipped as not videos). Every video of a
+    Returns (name -> source path, the entries skipped, each as ``name (why)``). Every video of a
     zip that holds several gets its own entry whose path is the zip (see :func:`resolve_source`).
+    Any file name is accepted (its entry's name is :func:`stage_name` of it; the path itself never
+    reaches a shell), but one that is not UTF-8, which params.yaml cannot hold.
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
@@ -122,7 +148,9 @@ def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
     skipped: list[str] = []
     for entry in _entries(folder):
         suffix = entry.suffix.lower()
-        if _is_frame_folder(entry):
+        if not _utf8(entry):
+            skipped.append(f"{printable(str(entry.relative_to(folder)))} (its name is not UTF-8: rename it)")
+        elif _is_frame_folder(entry):
             loose.append((entry.name, str(entry)))
         elif entry.is_file() and suffix == ".zip":
             inner = zip_videos(entry)
@@ -138,7 +166,9 @@ def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
         elif entry.is_file() and suffix in VIDEO_EXTENSIONS:
             loose.append((entry.stem, str(entry)))
         else:
-            skipped.append(str(entry.relative_to(folder)) + ("/" if entry.is_dir() else ""))
+            skipped.append(
+                printable(str(entry.relative_to(folder))) + ("/" if entry.is_dir() else "") + " (not a video)"
+            )
     if not pinned and not loose:
         raise ValueError(f"{folder}: no videos ({', '.join(VIDEO_EXTENSIONS)}), frame folders or zips found")
     taken = set(pinned)
@@ -165,13 +195,17 @@ def _yaml() -> YAML:
 
 def _load(params_path: Path, y: YAML | None = None):  # -> the round-trip document
     """params.yaml as a comment-keeping document; ValueError naming the file on bad YAML (a repeated
-    key included, which DVC and our params loader refuse too)."""
-    from ruamel.yaml.error import YAMLError
+    or non-plain key, deep nesting, non-UTF-8 text: what DVC and our params loader refuse too)."""
+    import yaml as pyyaml
 
+    from densemotion.params import read_text, read_yaml, yaml_problem
+
+    text = read_text(params_path)
     try:
-        return (y or _yaml()).load(params_path.read_text())
-    except YAMLError as err:
-        raise ValueError(f"{params_path} is not valid YAML: {err}") from None
+        read_yaml(text)  # the loader's own checks first: one set of rules, one set of messages
+    except pyyaml.YAMLError as err:
+        raise ValueError(f"{params_path} is not valid YAML: {yaml_problem(err)}") from None
+    return (y or _yaml()).load(text)
 
 
 def set_videos(params_path: Path, videos: dict[str, str]) -> None:
@@ -181,7 +215,12 @@ def set_videos(params_path: Path, videos: dict[str, str]) -> None:
 
     y = _yaml()
     doc = _load(params_path, y)
-    doc.setdefault("data", {})["videos"] = dict(videos)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{params_path}: expected a mapping of sections, got {type(doc).__name__}")
+    data = doc.setdefault("data", {})
+    if not isinstance(data, dict):
+        raise ValueError(f"{params_path}: data must be a mapping (with videos: NAME: PATH), got {data!r}")
+    data["videos"] = dict(videos)
     parse_params(_plain(doc), str(params_path))  # refuse to write a params file that would not load
     with atomic_path(params_path) as tmp, open(tmp, "w") as f:
         y.dump(doc, f)

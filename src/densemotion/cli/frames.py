@@ -1,6 +1,11 @@
 """``densemotion frames``: decode sources into per-video frame archives.
 
-One video (what each DVC ``frames@NAME`` stage runs)::
+One video of ``data.videos``, by its name (what each DVC ``frames@NAME`` stage runs: the source
+path is read from params.yaml, so no file name ever reaches the shell that DVC runs commands in)::
+
+    densemotion frames --video NAME DEST.zip
+
+Any source, by its path::
 
     densemotion frames SOURCE DEST.zip [--name NAME]
 
@@ -31,11 +36,24 @@ def _parser() -> argparse.ArgumentParser:
     p = stage_parser("frames", __doc__)
     p.add_argument("source", nargs="?", help="video file, frame folder, zip, or ZIP::INNER/FOLDER")
     p.add_argument("dest", nargs="?", help="output archive (.zip)")
+    p.add_argument("--video", metavar="NAME", help="the video NAME of data.videos (then give only DEST)")
     p.add_argument("--name", help="video name stored in the archive (default: DEST's stem)")
     p.add_argument("--all", metavar="OUT_DIR", help="process every video of data.videos into OUT_DIR")
     p.add_argument("--jobs", type=int, default=1, help="videos processed in parallel with --all")
     add_params_argument(p)
     return p
+
+
+def _listed_video(args: argparse.Namespace, videos: dict[str, str]) -> tuple[str, str, str]:
+    """(source, dest, name) of ``--video NAME DEST``: the source is data.videos' entry NAME."""
+    if args.dest is not None or args.source is None:
+        raise ValueError("with --video NAME give only DEST (the source is data.videos' entry NAME)")
+    if args.name is not None and args.name != args.video:
+        raise ValueError("--video NAME is also the archive's video name: drop --name")
+    if args.video not in videos:
+        listed = ", ".join(list(videos)[:6]) + (", ..." if len(videos) > 6 else "")
+        raise ValueError(f"--video {args.video!r}: not in data.videos (its videos: {listed})")
+    return videos[args.video], args.source, args.video
 
 
 @clean_errors
@@ -57,15 +75,14 @@ def main(argv: list[str] | None = None) -> int:
             for fut in tqdm(futures, desc="videos", unit="video", disable=None):
                 fut.result()
         return 0
-    if not (args.source and args.dest):
-        raise ValueError("give SOURCE and DEST, or --all OUT_DIR")
-    name = args.name or Path(args.dest).stem
-    meta = extract(
-        resolve_source(args.source, name), args.dest, params.frames, name=name, image_fps=params.frames.image_fps
-    )
-    print(
-        f"{args.dest}: {meta['frame_count']} frames {meta['width']}x{meta['height']} at {meta['fps'] or 'unknown'} fps"
-    )
+    if args.video is not None:
+        source, dest, name = _listed_video(args, params.data.videos)
+    elif args.source and args.dest:
+        source, dest, name = args.source, args.dest, args.name or Path(args.dest).stem
+    else:
+        raise ValueError("give --video NAME DEST, SOURCE DEST, or --all OUT_DIR")
+    meta = extract(resolve_source(source, name), dest, params.frames, name=name, image_fps=params.frames.image_fps)
+    print(f"{dest}: {meta['frame_count']} frames {meta['width']}x{meta['height']} at {meta['fps'] or 'unknown'} fps")
     return 0
 
 

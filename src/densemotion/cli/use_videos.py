@@ -40,11 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     set_videos(params_path, videos)
     report(*tidy(videos, params_path.parent))  # the repository of that params.yaml
     if skipped:
-        print(
-            f"skipped {len(skipped)} entries that are not videos, frame folders or zips: "
-            + ", ".join(skipped[:10])
-            + (", ..." if len(skipped) > 10 else "")
-        )
+        print(f"skipped {len(skipped)} entries: " + ", ".join(skipped[:10]) + (", ..." if len(skipped) > 10 else ""))
     print(f"{params_path}: data.videos now lists {len(videos)} videos; run `dvc repro` (or `dvc exp run`)")
     return 0
 
