@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
 
-from densemotion.outputs import LeftoverError, check_no_leftovers, leftovers, tidy
+from densemotion.outputs import LeftoverError, check_no_leftovers, leftovers, set_aside, tidy
 
 from conftest import write_params
 
@@ -77,3 +79,22 @@ def test_use_videos_sets_aside_the_outputs_of_the_old_list(tmp_path, make_video,
     assert not (tmp_path / "data/frames/old.zip").exists() and (tmp_path / "data/frames/a.zip").exists()
     assert tidy_main(["--params", str(params)]) == 0
     assert "nothing to tidy" in capsys.readouterr().out
+
+
+def test_two_set_asides_in_one_second_keep_both(tmp_path, monkeypatch):
+    """The folder is named by UTC seconds: a second set-aside then must not land on the first."""
+    import densemotion.outputs as outputs
+
+    epoch = time.gmtime(0)
+    monkeypatch.setattr(outputs.time, "gmtime", lambda *a: epoch)  # the same second, always
+    first_dir = set_aside([_file(tmp_path / "data/frames/old.zip", "first")], tmp_path)
+    second_dir = set_aside([_file(tmp_path / "data/frames/old.zip", "second")], tmp_path)
+    assert first_dir != second_dir and second_dir.name == first_dir.name + "-2"
+    assert (first_dir / "data/frames/old.zip").read_text() == "first"
+    assert (second_dir / "data/frames/old.zip").read_text() == "second"
+
+
+def _file(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

@@ -12,6 +12,7 @@ that read the folders refuse to run while any are there.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -58,17 +59,37 @@ def check_no_leftovers(folders: Iterable[str | Path], videos: Iterable[str]) -> 
 
 
 def set_aside(paths: Iterable[Path], root: str | Path) -> Path | None:
-    """Move ``paths`` (inside the repository ``root``) to ``root/data/work/set-aside/<UTC time>/``,
-    keeping their paths relative to ``root``; returns that folder."""
+    """Move ``paths`` (inside the repository ``root``) to a new folder
+    ``root/data/work/set-aside/<UTC time>[-N]/``, keeping their paths relative to ``root``;
+    returns that folder.
+
+    The folder is made anew by this call (a second set-aside in the same second gets ``-2``), and a
+    move never lands on an existing path, so nothing set aside before is ever replaced.
+    """
     paths, root = list(paths), Path(root)
     if not paths:
         return None
-    dest_root = root / SET_ASIDE_DIR / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    dest_root = _new_folder(root / SET_ASIDE_DIR, time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
     for path in paths:
         dest = dest_root / Path(path).resolve().relative_to(root.resolve())
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), str(dest))
+        if os.path.lexists(dest):  # cannot be, in a folder made here; never replace if it is
+            raise FileExistsError(f"{dest}: exists; refusing to set {path} aside onto it")
+        shutil.move(str(path), str(dest))  # a rename; a copy, then removal, where data/work is elsewhere
     return dest_root
+
+
+def _new_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``parent/name-2``, ``-3``... : the first that this call creates itself."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 10_000):
+        folder = parent / (name if k == 1 else f"{name}-{k}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise FileExistsError(f"{parent}: 10,000 set-aside folders named {name}*; move some away")
 
 
 def drop_lock_entries(lock_path: str | Path, videos: Iterable[str]) -> list[str]:
