@@ -158,7 +158,7 @@ def test_tracker_section_with_a_bad_key_is_named(tmp_path):
     params = parse_params({"data": {"videos": {"a": "x"}}, "trajectories": {"tracker": "dis", "dis": {"presset": 1}}})
     with pytest.raises(ParamsError, match=r"trajectories\.dis\.presset: unknown key"):
         params.trajectories.section()
-    with pytest.raises(ParamsError, match=r"trajectories\.nope: unknown tracker 'nope'"):
+    with pytest.raises(ParamsError, match=r"trajectories\.nope: unknown tracker section 'nope'"):
         parse_params({"data": {"videos": {"a": "x"}}, "trajectories": {"nope": {}}})
 
 

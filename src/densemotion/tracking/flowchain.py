@@ -72,8 +72,8 @@ def _remap(field: np.ndarray, points: np.ndarray) -> np.ndarray:
     for lo, hi, cols in ((0, full, _MAP_COLS), (full, n, n - full)):
         if hi > lo:
             grid_xy = points[lo:hi].reshape(-1, cols, 2)
-            # map2=None with a 2-channel map1 is OpenCV's documented form; its stubs omit it
-            out = cv2.remap(field, grid_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # type: ignore[call-overload]
+            # map2=None with a 2-channel map1 is OpenCV's documented form; the stubs of OpenCV < 5.1 omit it
+            out = cv2.remap(field, grid_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # type: ignore[call-overload, unused-ignore]
             parts.append(out.reshape(hi - lo, -1))
     if not parts:
         return np.zeros((0, 1 if field.ndim == 2 else field.shape[2]), np.float32)
