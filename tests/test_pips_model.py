@@ -229,3 +229,19 @@ def test_float64_matches_fixture_every_iteration(stride, float64_checkpoint):
     H8, W8 = fx["fmaps_frame0"].shape[1:]
     assert [tuple(m.shape) for m in naive.score_maps] == [(8, 6, H8, W8)] * 6
     assert dense.score_maps == []
+
+
+def test_a_pickle_that_runs_code_is_refused_without_advising_weights_only_false(tmp_path):
+    """torch's own message tells users to retry with weights_only=False, which runs the code."""
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch PWNED",))
+
+    path = tmp_path / "model-000200000.pth"
+    torch.save({"model_state_dict": Payload()}, path)
+    with pytest.raises(CheckpointError, match="could run code when loaded: refused") as err:
+        read_state_dict(path)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()

@@ -131,6 +131,20 @@ def test_missing_weights_name_the_file_and_the_command(tmp_path):
         make_tracker(_params(weights="other.pth"), tmp_path)
 
 
+@pytest.mark.parametrize("name", ["../elsewhere.pth", "/etc/raft.pth", "sub/raft.pth", "..", ".hidden.pth", ""])
+def test_weights_outside_models_raft_are_refused_at_load(tmp_path, name):
+    """The stage depends on models/raft/: a weights file elsewhere would change without a re-run."""
+    from densemotion.params import ParamsError
+
+    (tmp_path / "elsewhere.pth").write_bytes(b"x")
+    with pytest.raises(ParamsError, match=r"trajectories\.raft\.weights: .* must be the name of a file in models/raft/"):
+        _params(weights=name).section()
+    from densemotion.tracking.raft.model import weights_path
+
+    with pytest.raises(RaftWeightsError, match="must be the name of a file in models/raft/"):
+        weights_path(tmp_path / "raft", "small", name)
+
+
 def test_wrong_weights_are_refused_with_what_is_wrong(tmp_path):
     (tmp_path / SMALL).write_bytes(b"not a checkpoint")
     with pytest.raises(RaftWeightsError, match="not a readable PyTorch weights file"):

@@ -27,8 +27,22 @@ def load_weights(path: Path, error: type[Exception], kind: str = "checkpoint") -
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except LOAD_ERRORS as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise error(f"{path} is not a readable PyTorch {kind} ({first})") from None
+        raise error(f"{path} is not a readable PyTorch {kind} ({_reason(err)})") from None
+
+
+def _reason(err: BaseException) -> str:
+    """torch's reason in one line; for a pickle of code-running objects, what it held and that it is
+    refused, never torch's advice to load it with ``weights_only=False`` (which runs that code)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if "weights_only" in lines[0] or "Weights only load failed" in lines[0]:
+        held = next((line for line in lines[1:] if "weights_only" not in line and "documentation" not in line), "")
+        return (
+            "it holds Python objects other than tensors and plain values, which could run code when "
+            "loaded: refused" + (f"; {held.rstrip('.')}" if held else "")
+        )
+    return lines[0]
 
 
 def mismatch(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], shown: int = 20) -> str | None:

@@ -55,6 +55,20 @@ class TrackerSpec:
     weights: str | None = None
 
 
+def weights_file_name(name: str, tracker: str) -> str:
+    """``name`` if it is a plain file name, to be looked up in ``models/<tracker>/``; else ValueError.
+
+    The trajectories stage depends on that folder, so a weights file anywhere else (a path, ``..``,
+    a hidden file DVC ignores) could change without DVC re-running the stage.
+    """
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+        raise ValueError(
+            f"{name!r} must be the name of a file in models/{tracker}/, the folder the trajectories "
+            "stage depends on (a path elsewhere would change without DVC re-running the stage): put the file there"
+        )
+    return name
+
+
 def import_url_command(url: str, path: str | Path) -> str:
     """The shell commands that put the published weights file ``url`` at ``path`` as DVC data (an
     import records where it came from) and share it: what a missing-weights error tells users to run."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from densemotion.params import Section
 from densemotion.runtime import Autocast
-from densemotion.tracking.base import Tracker, TrackerSpec
+from densemotion.tracking.base import Tracker, TrackerSpec, weights_file_name
 
 
 class RaftParams(Section):
@@ -33,6 +33,11 @@ class RaftParams(Section):
     fb_threshold: float = Field(0.7, gt=0)
     fb_relative: float = Field(0.01, ge=0)
     photo_threshold: float | None = Field(30.0, gt=0)
+
+    @field_validator("weights")
+    @classmethod
+    def _in_its_folder(cls, v: str | None) -> str | None:
+        return None if v is None else weights_file_name(v, "raft")
 
 
 def _make(section: BaseModel, device: str, weights: Path | None) -> Tracker:

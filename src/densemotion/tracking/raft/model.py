@@ -15,7 +15,7 @@ from torchvision.models.optical_flow import RAFT, raft_large, raft_small
 
 from densemotion.atomic import atomic_path
 from densemotion.statedict import load_weights, mismatch, shapes_of
-from densemotion.tracking.base import TrackerError, import_url_command
+from densemotion.tracking.base import TrackerError, import_url_command, weights_file_name
 
 # model -> (torchvision's file name, its URL): the DEFAULT weights of torchvision 0.29
 WEIGHTS = {
@@ -45,7 +45,13 @@ def fetch_command(path: str | Path, model: str) -> str:
 
 
 def weights_path(folder: str | Path, model: str, name: str | None = None) -> Path:
-    """The weights file in ``folder``: ``name``, or torchvision's file name for ``model``."""
+    """The weights file in ``folder``: ``name`` (a plain file name: see weights_file_name), or
+    torchvision's file name for ``model``."""
+    if name is not None:
+        try:
+            name = weights_file_name(name, "raft")
+        except ValueError as err:
+            raise RaftWeightsError(f"trajectories.raft.weights: {err}") from None
     return Path(folder) / (name if name is not None else WEIGHTS[model][0])
 
 
