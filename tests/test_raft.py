@@ -137,7 +137,7 @@ def test_weights_outside_models_raft_are_refused_at_load(tmp_path, name):
     from densemotion.params import ParamsError
 
     (tmp_path / "elsewhere.pth").write_bytes(b"x")
-    with pytest.raises(ParamsError, match=r"trajectories\.raft\.weights: .* must be the name of a file in models/raft/"):
+    with pytest.raises(ParamsError, match=r"raft\.weights: .* must be the name of a file in models/raft/"):
         _params(weights=name).section()
     from densemotion.tracking.raft.model import weights_path
 
