@@ -415,3 +415,64 @@ def test_unreadable_image_is_one_clear_error(tmp_path, source, kind):
         _extract(spec, dest)
     assert str(err.value).startswith(f"{prefix}/") and "\n" not in str(err.value)
     assert _nothing_written(dest)
+
+
+# --- 6. videos that decode short of what their container states --------------------------------
+
+
+def _ts(tmp_path: Path, n: int = 48, name: str = "clip.ts") -> Path:
+    """A real n-frame H.264 MPEG-TS at 24 fps, from the project's own encoder."""
+    from densemotion.video import encode_video
+
+    path = tmp_path / name
+    encode_video(path, moving_frames(n, 64, 96), 24.0, muxer="mpegts")
+    return path
+
+
+def test_truncated_video_warns_naming_the_file_and_the_counts(tmp_path, capsys):
+    """A TS cut at half its bytes decodes cleanly but short: never silently (exit 0, a short archive)."""
+    whole = _ts(tmp_path)
+    cut = tmp_path / "cut.ts"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    meta = _extract(str(cut), tmp_path / "cut.zip")
+    assert meta["frame_count"] == 18  # the frames that are there are kept
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(lines) == 1, err
+    assert str(cut) in lines[0] and "decoded 18 frames" in lines[0]
+    assert "0.875 s" in lines[0] and "21 frames" in lines[0]  # the duration its timestamps span, at 24 fps
+
+
+def test_damaged_middle_warns(tmp_path, capsys):
+    """Garbage inside the stream: the decoder conceals it by dropping frames; the shortfall is named."""
+    path = _ts(tmp_path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 2000] = np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    meta = _extract(str(path), tmp_path / "d.zip")
+    err = capsys.readouterr().err
+    assert meta["frame_count"] < 43
+    assert f"WARNING: {path}: decoded {meta['frame_count']} frames" in err and "48 frames" in err
+
+
+@pytest.mark.parametrize("kind", ["ts", "mp4"])
+def test_intact_video_gives_no_warning(tmp_path, make_video, capsys, kind):
+    path = _ts(tmp_path) if kind == "ts" else make_video(n=48)
+    meta = _extract(str(path), tmp_path / "ok.zip")
+    assert meta["frame_count"] == 48
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_shortfall_is_judged_against_the_stated_count_or_duration():
+    from densemotion.video import shortfall
+
+    assert shortfall(48, frames=48, duration=2.0, fps=24.0) is None
+    assert shortfall(44, frames=48, duration=None, fps=24.0) is None  # within 10%
+    assert "states 48 frames" in (shortfall(40, frames=48, duration=None, fps=24.0) or "")
+    assert "1.000 s" in (shortfall(20, frames=None, duration=1.0, fps=24.0) or "")
+    assert shortfall(23, frames=None, duration=1.0, fps=24.0) is None
+    assert shortfall(3, frames=4, duration=None, fps=24.0) is None  # one frame short of a tiny video: rounding
+    for unknown in [dict(frames=None, duration=None, fps=24.0), dict(frames=None, duration=1.0, fps=0.0)]:
+        assert shortfall(1, **unknown) is None  # nothing stated: nothing to compare

@@ -9,6 +9,7 @@ from densemotion.frames.store import FrameArchive, FrameArchiveWriter, encode_jp
 from densemotion.params import SampleParams, TrajectoriesParams
 from densemotion.sample import render_clip
 from densemotion.tracking import grid
+from densemotion.tracking.base import TrackerError
 from densemotion.trajectories.run import TrajectoriesError, track_video
 from densemotion.trajectories.store import TrajectoryStore
 
@@ -387,3 +388,133 @@ def test_every_pixel_of_360x640_in_bounded_memory(tmp_path):
     true, visible = truth.tracks(0, 8, q)
     err = np.linalg.norm(store.disp[0].reshape(8, -1, 2)[:, ::97] + q - true, axis=-1)[visible]
     assert np.median(err) < 0.5
+
+
+# --- frames too large to track, and what a failed run leaves ------------------------------------
+
+
+class _Unreadable(MemoryFrames):
+    """Frames whose meta states another size; any read fails the test (the check comes first)."""
+
+    def __init__(self, frames, height, width):
+        super().__init__(frames)
+        self.meta.update(height=height, width=width)
+
+    def read_range(self, start, count):
+        raise AssertionError("frames were read before their size was checked")
+
+
+def test_frames_too_large_to_track_are_refused_before_any_work(clip, tmp_path):
+    from densemotion.trajectories.run import MAX_TRACKING_PIXELS
+
+    frames, _ = clip
+    with pytest.raises(
+        TrajectoriesError, match=r"'clip': frames of 8000x8000 .*trajectories\.resolution.*frames\.max_size"
+    ):
+        track_video(_Unreadable(frames, 8000, 8000), tmp_path / "out", _params(), tmp_path / "work")
+    assert 3840 * 2160 <= MAX_TRACKING_PIXELS < 8000 * 8000  # 4K UHD is tracked
+    with pytest.raises(TrajectoriesError, match=r"trajectories\.resolution 8192x8192 .*smaller"):
+        track_video(MemoryFrames(frames), tmp_path / "out", _params(resolution=(8192, 8192)), tmp_path / "work")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
+class _CountingFrames(MemoryFrames):
+    def __init__(self, frames):
+        super().__init__(frames)
+        self.reads = []
+
+    def read_range(self, start, count):
+        self.reads.append(count)
+        return super().read_range(start, count)
+
+
+def test_frames_are_read_a_window_at_a_time_and_resized_one_by_one(clip, tmp_path):
+    """Large frames tracked at a smaller resolution: never a chunk of full-size frames in memory."""
+    frames, _ = clip
+    source = _CountingFrames(frames)
+    track_video(source, tmp_path / "a", _params(chunk_windows=3), tmp_path / "wa")
+    assert max(source.reads) == 4  # one window: windows that only touch are read one by one
+    source = _CountingFrames(frames)
+    params = _params(resolution=(24, 40), window_stride=2, margin=0, chunk_windows=3)
+    track_video(source, tmp_path / "b", params, tmp_path / "wb")
+    assert set(source.reads) == {1}  # resized as read
+    plain = _params(resolution=(24, 40), window_stride=2, margin=0, chunk_windows=3)
+    track_video(MemoryFrames(grid.resize_frames(frames, (24, 40))), tmp_path / "c", plain, tmp_path / "wc")
+    for name in ["disp.npy", "vis.npy", "frames0.npy", "starts.npy"]:  # the same as resizing whole windows
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+
+
+def test_cli_refuses_frames_too_large_to_track(clip, tmp_path, capsys):
+    """An archive whose meta.json states 8000x8000 frames: refused from the meta, one line, nothing left."""
+    import json
+    import zipfile
+
+    frames, _ = clip
+    _write_archive(tmp_path / "small.zip", frames[:9])
+    with zipfile.ZipFile(tmp_path / "small.zip") as src, zipfile.ZipFile(tmp_path / "clip.zip", "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "meta.json":
+                data = json.dumps({**json.loads(data), "width": 8000, "height": 8000}).encode()
+            dst.writestr(info, data)
+    _write_params(tmp_path / "params.yaml")
+    rc = cli.main([str(tmp_path / "clip.zip"), str(tmp_path / "out"), "--params", str(tmp_path / "params.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "8000x8000" in err and "trajectories.resolution" in err and "frames.max_size" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()
+
+
+def test_cli_failing_before_any_chunk_leaves_no_work_folder(clip, tmp_path, capsys):
+    """PIPs without its weights: the default OUT.work this run would have made is not left behind."""
+    frames, _ = clip
+    _write_archive(tmp_path / "clip.zip", frames[:9])
+    _write_params(tmp_path / "params.yaml", tracker="pips")
+    (tmp_path / "empty").mkdir()
+    args = [str(tmp_path / "clip.zip"), str(tmp_path / "out"), "--params", str(tmp_path / "params.yaml")]
+    assert cli.main([*args, "--weights-dir", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint" in err and "not found" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.zip", "empty", "params.yaml"]
+
+
+def test_failed_run_removes_only_what_it_made_and_keeps_finished_chunks(clip, tmp_path, capsys):
+    frames, _ = clip
+    params = _params()
+    source = MemoryFrames(frames)
+    # dies in the first chunk: nothing finished, so the work folders it made go (and nothing else)
+    with pytest.raises(KeyboardInterrupt):
+        track_video(source, tmp_path / "o", params, tmp_path / "a" / "w", tracker=FailingTracker(_dis(params), 1))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "o").exists()
+    assert "kept" not in capsys.readouterr().err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("not the run's")
+    with pytest.raises(KeyboardInterrupt):
+        track_video(source, tmp_path / "o", params, mine, tracker=FailingTracker(_dis(params), 0))
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]  # a folder it did not make stays
+    # dies after a finished chunk: that chunk is resumable state, kept, and the line says where
+    with pytest.raises(KeyboardInterrupt):
+        track_video(source, tmp_path / "o", params, tmp_path / "w", tracker=FailingTracker(_dis(params), 3))
+    err = capsys.readouterr().err
+    assert len(list((tmp_path / "w").rglob("chunk-*.npz"))) == 1
+    assert f"1 of 3 chunks finished stay in {tmp_path / 'w'}: the same command resumes" in err
+    # an error (one line from the CLI) says so in its own message
+    with pytest.raises(
+        TrackerError, match=r"gave up at window 1; 1 of 3 chunks finished stay in .*: the same command resumes"
+    ):
+        track_video(source, tmp_path / "o", params, tmp_path / "w", tracker=_BrokenTracker(_dis(params), 1))
+    assert len(list((tmp_path / "w").rglob("chunk-*.npz"))) == 1
+    again = FailingTracker(_dis(params))
+    track_video(source, tmp_path / "o", params, tmp_path / "w", tracker=again)
+    assert again.calls == 3 and not (tmp_path / "w").exists()
+
+
+class _BrokenTracker(FailingTracker):
+    """Raises a TrackerError (bad input to the tracker) at window ``fail_after``."""
+
+    def track(self, frames, queries):
+        if self.calls >= self.fail_after:
+            raise TrackerError(f"tracker gave up at window {self.calls}")
+        self.calls += 1
+        return self.inner.track(frames, queries)

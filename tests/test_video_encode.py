@@ -258,3 +258,15 @@ def test_refused_frames_leave_no_file(tmp_path, frames, message):
     with pytest.raises((video.VideoError, ValueError), match=message):
         encode_video(tmp_path / "out.mp4", iter(frames), 24)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_other_muxers_hold_the_same_stream(tmp_path):
+    """``muxer`` picks the container (tests of MPEG-TS need real ones); every frame decodes back."""
+    from densemotion.video import probe
+
+    frames = moving_frames(10, 32, 48)
+    encode_video(tmp_path / "clip.ts", frames, 24, muxer="mpegts")
+    data = (tmp_path / "clip.ts").read_bytes()
+    assert len(data) % 188 == 0 and data[::188] == b"\x47" * (len(data) // 188)  # TS packets, each synced
+    assert probe(tmp_path / "clip.ts").codec == "h264"
+    assert len(list(iter_frames(tmp_path / "clip.ts"))) == 10

@@ -166,3 +166,59 @@ def test_visualize_cli_writes_png_and_gif(tmp_path, capsys):
     shutil.rmtree(folder / "clip")
     assert main([str(folder), *args, "--out-dir", str(tmp_path / "o3")]) == 1
     assert "stores/clip" in capsys.readouterr().err
+
+
+def _store_with_archive(tmp_path, starts=(0, 4)):
+    """``_store``'s store made from a real 8-frame archive ``clip.zip``, its windows starting at ``starts``."""
+    import json
+
+    from densemotion.frames.store import FrameArchive, FrameArchiveWriter, encode_jpeg
+
+    from conftest import moving_frames
+
+    writer = FrameArchiveWriter(tmp_path / "clip.zip")
+    for f in moving_frames(8, 24, 40):
+        writer.add(encode_jpeg(f, 95))
+    writer.close(
+        {"video": "clip", "source": "test", "source_sha256": "0" * 64, "fps": 24.0, "width": 40, "height": 24,
+         "source_width": 40, "source_height": 24, "source_fps": 24.0, "source_indices": list(range(8)),
+         "jpeg_quality": 95}
+    )  # fmt: skip
+    store = _store(tmp_path).path
+    meta = json.loads((store / "meta.json").read_text())
+    meta["frames_sha256"] = FrameArchive(tmp_path / "clip.zip").sha256
+    (store / "meta.json").write_text(json.dumps(meta))
+    np.save(store / "starts.npy", np.array(starts, np.int64))
+    return store
+
+
+# a drawn window past the end or before the start; window 1 fine but the contact sheet's window 0 past the end
+@pytest.mark.parametrize("starts, window", [((0, 100), "1"), ((-3, 4), "0"), ((100, 4), "1")])
+def test_visualize_windows_past_the_archive_are_one_line(tmp_path, capsys, starts, window):
+    from densemotion.cli.visualize import main
+
+    store = _store_with_archive(tmp_path, starts)
+    args = [str(store), "--window", window, "--out-dir", str(tmp_path / "out"), "--frames", str(tmp_path / "clip.zip")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert str(store) in err
+    if min(starts) < 0:  # a damaged store whatever the frames: the store's reader refuses it
+        assert "starting at frame -3" in err
+    else:
+        assert str(tmp_path / "clip.zip") in err and "8 frames" in err
+
+
+def test_visualize_store_without_meta_names_it(tmp_path, capsys):
+    """A store missing its meta.json is named as such, not taken for a folder of stores (blaming --frames)."""
+    from densemotion.cli.visualize import main
+
+    store = _store_with_archive(tmp_path)
+    (store / "meta.json").unlink()
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  videos: {clip: x.mp4, other: y.mp4}\n")
+    for extra in (["--frames", str(tmp_path / "clip.zip")], []):
+        args = [str(store), "--window", "0", "--out-dir", str(tmp_path / "out"), "--params", str(params), *extra]
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{store}: has no meta.json" in err and "--frames" not in err, err

@@ -6,7 +6,7 @@ Nothing else in densemotion touches FFmpeg. Frames are (H, W, 3) uint8 RGB array
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -122,13 +122,54 @@ def probe(path: str | Path) -> VideoInfo:
         )
 
 
-def iter_frames(path: str | Path, *, planes: bool = False) -> Iterator[tuple[int, np.ndarray | Yuv420]]:
+# a decode this much short of the stated length is reported (see :func:`shortfall`)
+SHORT_FRACTION = 0.9
+
+
+def shortfall(decoded: int, *, frames: int | None, duration: float | None, fps: float) -> str | None:
+    """Why ``decoded`` frames fall clearly short of what a container states, or None when they do not.
+
+    What is stated: ``frames``, the stream's frame count (MP4, MOV), else ``duration`` (seconds)
+    at ``fps``: what FFmpeg takes from the header (MKV, WebM) or from the first and last timestamps
+    (MPEG-TS; a truncated TS still states more than it holds, as B-frames are stored before the
+    frames they follow). Clearly short: under ``SHORT_FRACTION`` of it, and by 2 frames or more
+    (a duration rounds to a frame either way). Nothing stated: None.
+    """
+    if frames:
+        expected, stated = frames, f"{frames} frames"
+    elif duration and fps > 0 and math.isfinite(duration * fps):
+        expected = round(duration * fps)
+        stated = f"a duration of {duration:.3f} s (about {expected} frames at {fps:g} fps)"
+    else:
+        return None
+    if decoded >= SHORT_FRACTION * expected or expected - decoded < 2:
+        return None
+    return f"decoded {decoded} frames, but its container states {stated}: truncated or damaged?"
+
+
+def _stated(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> dict:
+    """The length ``container`` states for its video ``stream``, as :func:`shortfall`'s keywords."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    duration = None
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration = container.duration / av.time_base
+    return {"frames": stream.frames or None, "duration": duration, "fps": float(rate) if rate else 0.0}
+
+
+def iter_frames(
+    path: str | Path, *, planes: bool = False, warn: Callable[[str], None] | None = None
+) -> Iterator[tuple[int, np.ndarray | Yuv420]]:
     """Yield (frame index, (H, W, 3) uint8 RGB) for every frame, in order.
 
     With ``planes=True``, 8-bit 4:2:0 frames come as :class:`Yuv420` (no colour conversion);
     other pixel formats still come as RGB.
     A stream that breaks off mid-way raises :class:`VideoError` naming the file and how many
-    frames decoded, rather than silently returning a short video.
+    frames decoded, rather than silently returning a short video. One that ends cleanly but
+    clearly short of the length its container states (a truncated MPEG-TS; frames the decoder
+    dropped as damaged) is passed to ``warn`` at the end, as a line naming the file and both
+    counts (see :func:`shortfall`).
     """
     path = Path(path)
     container = _open(path)
@@ -143,6 +184,8 @@ def iter_frames(path: str | Path, *, planes: bool = False) -> Iterator[tuple[int
                 index += 1
         except av.error.FFmpegError as err:
             raise VideoError(f"{path}: decoding failed after {index} frames ({err})") from None
+        if warn is not None and (why := shortfall(index, **_stated(container, stream))) is not None:
+            warn(f"{path}: {why}")
     finally:
         container.close()
 
@@ -211,10 +254,13 @@ def encode_video(
     *,
     crf: int = 18,
     codec: str = "libx264",
+    muxer: str = "mp4",
 ) -> int:
     """Encode RGB frames (H, W, 3) uint8 as an H.264 MP4 (yuv420p), atomically; return the count.
 
-    H and W must be even (yuv420p) and the same for every frame.
+    H and W must be even (yuv420p) and the same for every frame. ``muxer`` names another FFmpeg
+    container format for the same stream (``"mpegts"``, ``"matroska"``, ``"mov"``: what tests of
+    other containers need); the byte-for-byte promise below is made for MP4 only.
 
     With the default ``libx264`` the file's bytes depend only on the frames, ``fps``, ``crf`` and the
     PyAV build (its FFmpeg and x264 versions): the same from run to run and on any x86-64 CPU,
@@ -231,7 +277,7 @@ def encode_video(
     """
     path = Path(path)
     count = 0
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format=muxer) as container:
         rate = Fraction(fps).limit_denominator(1001)
         stream = container.add_stream(codec, rate=rate)
         stream.pix_fmt = "yuv420p"

@@ -34,7 +34,7 @@ from densemotion.cli.common import StageError, add_params_argument, clean_errors
 from densemotion.frames.store import FrameArchive
 from densemotion.outputs import check_no_leftovers
 from densemotion.tracking.grid import resize_frames
-from densemotion.trajectories.store import TrajectoryStore
+from densemotion.trajectories.store import TrajectoryStore, looks_like_store
 from densemotion.viz import SHEET_BOX, contact_sheet, fit_size, save_gif, save_png, tracks_thumbnail, window_pictures
 
 
@@ -59,12 +59,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_in_archive(archive: FrameArchive, store: TrajectoryStore, k: int) -> int:
+    """Window ``k``'s start, refused (naming the store and the archive) unless its frames are all there."""
+    start, window = int(store.starts[k]), int(store.meta["window"])
+    if start < 0 or start + window > len(archive):
+        raise StageError(
+            f"{store.path}: window {k} covers frames {start}..{start + window - 1}, outside {archive.path} "
+            f"({len(archive)} frames): the store was not made from these frames"
+        )
+    return start
+
+
 def _window_frames(archive: FrameArchive | None, store: TrajectoryStore, k: int) -> np.ndarray | None:
     if archive is None:
         return None
     if archive.sha256 != store.meta["frames_sha256"]:
         raise StageError(f"{store.path} was made from other frames than {archive.path}")
-    frames = archive.read_range(int(store.starts[k]), int(store.meta["window"]))
+    frames = archive.read_range(_check_in_archive(archive, store, k), int(store.meta["window"]))
     return resize_frames(frames, tuple(store.meta["tracking_size"]))
 
 
@@ -82,8 +93,8 @@ def _store_dirs(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     drawn: list[Path] = []
     listed: list[Path] = []
     for path in map(Path, args.stores):
-        if (path / "meta.json").is_file() or not path.is_dir():
-            drawn.append(path)  # a store (or a missing path: TrajectoryStore names it)
+        if not path.is_dir() or looks_like_store(path):
+            drawn.append(path)  # a store, perhaps without its meta.json (or a missing path): TrajectoryStore names it
             listed.append(path)
             continue
         params = params_from(args)
@@ -112,7 +123,7 @@ def _thumbnail(args: argparse.Namespace, store_dir: Path) -> tuple[np.ndarray, l
         with archive:
             if archive.size != (h, w):
                 raise StageError(f"{store_dir} was made from frames of another size than {archive.path}")
-            frame = archive.read(int(store.starts[0]) + int(store.meta["window"]) - 1)
+            frame = archive.read(_check_in_archive(archive, store, 0) + int(store.meta["window"]) - 1)
     return tracks_thumbnail(store, 0, frame, size), label
 
 

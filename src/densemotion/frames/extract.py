@@ -10,6 +10,7 @@ reduce each frame to block means, which the writing loop scores in order against
 from __future__ import annotations
 
 import collections
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -145,6 +146,8 @@ def extract(
             raise
         finally:
             bar.close()
+        for warning in source.warnings if isinstance(source, VideoSource) else []:
+            print(f"WARNING: {warning}", file=sys.stderr)  # a short decode is kept, never silently
         if len(kept) < params.min_frames:
             writer.abort()
             raise TooShortError(

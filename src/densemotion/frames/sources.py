@@ -116,6 +116,8 @@ def frame_keeper(src_fps: float | None, fps: float | None, where: str) -> Callab
 class VideoSource:
     def __init__(self, path: Path) -> None:
         self.path = path
+        # lines on what decoded short of the container's stated length, once frames() has run out
+        self.warnings: list[str] = []
 
     def info(self) -> SourceInfo:
         meta = video.probe(self.path)
@@ -125,7 +127,7 @@ class VideoSource:
         return sha256_file(self.path)
 
     def frames(self) -> Iterator[tuple[int, Payload]]:
-        return video.iter_frames(self.path, planes=True)
+        return video.iter_frames(self.path, planes=True, warn=self.warnings.append)
 
 
 class _ImageSequence:

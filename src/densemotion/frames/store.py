@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import reprlib
 import zipfile
 import zlib
@@ -187,7 +188,7 @@ class FrameArchive:
         if not isinstance(meta, dict):
             raise FrameArchiveError(f"{self.path}: {META_NAME} is not a JSON object")
         version = meta.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if type(version) is not int or version != SCHEMA_VERSION:  # JSON true == 1 in Python
             raise FrameArchiveError(
                 f"{self.path}: frame archive schema {reprlib.repr(version)}, this code reads {SCHEMA_VERSION}; "
                 "re-run the frames stage"
@@ -199,9 +200,15 @@ class FrameArchive:
                 f"{self.path}: {META_NAME} says {width}x{height} frames, over the cap of {MAX_FRAME_PIXELS} pixels"
             )
         indices = meta.get("source_indices")
-        if not (isinstance(indices, list) and len(indices) == count and all(_is_whole(i, 0) for i in indices)):
+        if not (
+            isinstance(indices, list)
+            and len(indices) == count
+            and all(_is_whole(i, 0) for i in indices)
+            and all(a < b for a, b in zip(indices, indices[1:], strict=False))
+        ):
             raise FrameArchiveError(
-                f"{self.path}: {META_NAME} source_indices must list {count} frame indices (whole numbers >= 0)"
+                f"{self.path}: {META_NAME} source_indices must list {count} increasing frame indices "
+                "(whole numbers >= 0)"
             )
         cuts = meta.get("cuts", [])
         if not (
@@ -217,6 +224,12 @@ class FrameArchive:
             raise FrameArchiveError(
                 f"{self.path}: {META_NAME} video must be a string, not {reprlib.repr(meta['video'])}"
             )
+        for key in ("fps", "source_fps"):  # null: unknown (image sequences); absent in hand-made archives
+            fps = meta.get(key)
+            if fps is not None and not (type(fps) in (int, float) and math.isfinite(fps) and fps > 0):
+                raise FrameArchiveError(
+                    f"{self.path}: {META_NAME} {key} must be a positive number or null, not {reprlib.repr(fps)}"
+                )
         return meta
 
     def _whole(self, meta: dict, key: str, low: int) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ from densemotion.trajectories.store import SCHEMA_VERSION, ChunkedStoreWriter
 
 # bump when the tracking code changes what it writes, so old work chunks are not reused
 ALGORITHM_VERSION = 1
+
+# The most pixels per frame a tracker is given (the tracking size, trajectories.resolution or the
+# frames' own): 4096 x 4096, room for 4K UHD (3840 x 2160) and DCI 4K. DIS on 8000 x 8000 frames ran
+# out of memory inside OpenCV, hours into a run; refused from the archive's meta before any work.
+MAX_TRACKING_PIXELS = 4096 * 4096
 
 
 class TrajectoriesError(ValueError):
@@ -74,6 +80,7 @@ def make_plan(source: FrameReader, params: TrajectoriesParams) -> Plan:
     video = str(meta.get("video", "?"))
     frame_size = (int(meta["height"]), int(meta["width"]))
     tracking_size = params.resolution if params.resolution is not None else frame_size
+    _check_tracking_size(video, frame_size, params.resolution)
     stride = params.window_stride or params.window
     cuts = [int(c) for c in meta.get("cuts") or []]  # archives from before cut detection have none
     try:
@@ -92,6 +99,23 @@ def make_plan(source: FrameReader, params: TrajectoriesParams) -> Plan:
     kept = starts[~spans]
     return Plan(
         video, len(source), frame_size, tracking_size, shape, kept, skipped, params.window, stride, cuts, cut_starts
+    )
+
+
+def _check_tracking_size(video: str, frame_size: tuple[int, int], resolution: tuple[int, int] | None) -> None:
+    """Refuse a tracking size over MAX_TRACKING_PIXELS, naming the param that sets it."""
+    h, w = resolution if resolution is not None else frame_size
+    if h * w <= MAX_TRACKING_PIXELS:
+        return
+    bound = f"more than the {MAX_TRACKING_PIXELS} (4096x4096) a tracker takes"
+    if resolution is not None:
+        raise TrajectoriesError(
+            f"video {video!r}: trajectories.resolution {h}x{w} is {h * w} pixels, {bound}; set a smaller "
+            "trajectories.resolution (H, W)"
+        )
+    raise TrajectoriesError(
+        f"video {video!r}: frames of {w}x{h} are {h * w} pixels, {bound}; set trajectories.resolution (H, W) "
+        "to track them at a smaller size, or frames.max_size to store smaller frames"
     )
 
 
@@ -151,15 +175,24 @@ def fingerprint(meta: dict, params: TrajectoriesParams) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _read_windows(source: FrameReader, starts: np.ndarray, window: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (start, (window, H, W, 3) frames), reading each run of overlapping windows once."""
+def _read_windows(
+    source: FrameReader, starts: np.ndarray, window: int, size: tuple[int, int] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (start, (window, h, w, 3) frames), reading each run of overlapping windows once.
+
+    With ``size`` (h, w) other than the frames' own, each frame is resized as soon as it is read,
+    so at most one frame of the archive's size is in memory (8K frames are 192 MiB each).
+    """
     i = 0
     while i < len(starts):
         j = i + 1
-        while j < len(starts) and starts[j] <= starts[j - 1] + window:
-            j += 1  # windows i..j-1 touch or overlap: one read covers them
+        while j < len(starts) and starts[j] < starts[j - 1] + window:
+            j += 1  # windows i..j-1 overlap: one read covers them (windows that only touch share no frame)
         first, last = int(starts[i]), int(starts[j - 1]) + window
-        block = source.read_range(first, last - first)
+        if size is None:
+            block = source.read_range(first, last - first)
+        else:
+            block = np.stack([grid.resize_frames(source.read_range(f, 1), size)[0] for f in range(first, last)])
         for s in starts[i:j]:
             yield int(s), block[s - first : s - first + window]
         i = j
@@ -183,8 +216,8 @@ def track_chunk(
         "vis": np.empty((n, s_len, hg, wg), np.uint8),
         "starts": np.asarray(starts, np.int64),
     }
-    for k, (start, frames) in enumerate(_read_windows(source, starts, s_len)):
-        frames = grid.resize_frames(frames, plan.tracking_size)
+    resize = plan.tracking_size if tuple(plan.tracking_size) != tuple(plan.frame_size) else None
+    for k, (start, frames) in enumerate(_read_windows(source, starts, s_len, resize)):
         tracks, vis = tracker.track(frames, queries)  # (S, N, 2), (S, N)
         if not np.isfinite(tracks).all():
             raise TrackerError(
@@ -222,28 +255,60 @@ def track_video(
 ) -> dict:
     """Track every window of ``source`` into the store ``out_dir``; returns the store's meta.
 
-    Finished chunks are kept in ``work_dir`` until the store is complete, then removed. Without
-    ``tracker``, the one of ``params`` is made (weights from ``weights_dir``, see :func:`make_tracker`).
+    Finished chunks are kept in ``work_dir`` until the store is complete, then removed. A run that
+    fails keeps the chunks it (or an earlier run) finished, saying so in its error, as the resumable
+    state they are; with none finished it removes the work folders it made itself (and no other).
+    Without ``tracker``, the one of ``params`` is made (weights from ``weights_dir``, see
+    :func:`make_tracker`).
     """
     plan = make_plan(source, params)
     meta = store_meta(plan, params, source.sha256)
     writer = ChunkedStoreWriter(work_dir, fingerprint(meta, params))
     chunks = plan.chunks(params.chunk_windows)
-    todo = [i for i in range(len(chunks)) if not writer.has_chunk(i)]
-    if todo:
-        if tracker is None:
-            try:
-                tracker = make_tracker(params, weights_dir)
-            except TrackerError as err:
-                raise TrackerError(f"video {plan.video!r}: {err}") from None
-        queries = grid.grid_points(plan.grid_shape, params.grid_stride, params.margin)
-        done_windows = sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo))
-        with tqdm(
-            total=len(plan.starts), initial=done_windows, desc=f"track {plan.video}", unit="win", disable=None
-        ) as bar:
-            for i in todo:
-                arrays = track_chunk(source, tracker, plan, chunks[i], params, queries, bar)
-                writer.write_chunk(i, **arrays)
-    meta = writer.assemble(out_dir, meta, len(chunks))
+    try:
+        todo = [i for i in range(len(chunks)) if not writer.has_chunk(i)]
+        if todo:
+            if tracker is None:
+                try:
+                    tracker = make_tracker(params, weights_dir)
+                except TrackerError as err:
+                    raise TrackerError(f"video {plan.video!r}: {err}") from None
+            queries = grid.grid_points(plan.grid_shape, params.grid_stride, params.margin)
+            done_windows = sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo))
+            with tqdm(
+                total=len(plan.starts), initial=done_windows, desc=f"track {plan.video}", unit="win", disable=None
+            ) as bar:
+                for i in todo:
+                    arrays = track_chunk(source, tracker, plan, chunks[i], params, queries, bar)
+                    writer.write_chunk(i, **arrays)
+        meta = writer.assemble(out_dir, meta, len(chunks))
+    except BaseException as err:
+        kept = writer.abandon()
+        if not kept:
+            raise
+        note = (
+            f"{kept} of {len(chunks)} chunks finished stay in {writer.root}: the same command resumes "
+            "after them (delete that folder to start over)"
+        )
+        noted = _with_note(err, note)
+        if noted is None:  # an interrupt, or an error that cannot be re-made: the note on a line of its own
+            print(f"video {plan.video!r}: {note}", file=sys.stderr)
+            raise
+        raise noted.with_traceback(err.__traceback__) from None
     writer.cleanup()
     return meta
+
+
+def _with_note(err: BaseException, note: str) -> BaseException | None:
+    """``err`` again, of its own type, its message ending in ``note`` (the CLIs print an error as
+    one line: the note must be in it); None for an exception that cannot be re-made so."""
+    try:
+        if isinstance(err, OSError) and err.strerror:
+            extra = [err.filename] if err.filename is not None else []
+            return type(err)(err.errno, f"{err.strerror}; {note}", *extra)
+        if isinstance(err, ValueError) and len(err.args) == 1 and isinstance(err.args[0], str):
+            noted = type(err)(f"{err}; {note}")
+            return noted if str(noted) == f"{err}; {note}" else None
+    except Exception:  # a constructor of other arguments (pydantic's ValidationError, ...)
+        return None
+    return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import reprlib
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from densemotion.atomic import atomic_path, listing_sha256, sha256_file
+from densemotion.frames.store import MAX_FRAME_PIXELS
 from densemotion.metrics import VISIBLE_MIN
 from densemotion.tracking import grid
 
@@ -78,15 +80,45 @@ def _is_pair(value: object) -> bool:
 
 
 def _check_meta_types(meta: dict, where: str) -> None:
-    """meta.json is read from disk: a value of the wrong type is an error naming the key, not a crash."""
+    """meta.json is read from disk: a value of the wrong type is an error naming the key, not a crash;
+    so are sizes no frame has and a grid that is not the one of the tracking size."""
     for key in ("window", "window_stride", "grid_stride"):
         if type(meta[key]) is not int or meta[key] < 1:
-            raise TrajectoryStoreError(f"{where}: meta {key} must be a positive integer, got {meta[key]!r}")
+            raise TrajectoryStoreError(f"{where}: meta {key} must be a positive integer, got {_short(meta[key])}")
     if type(meta["margin"]) is not int or meta["margin"] < 0:
-        raise TrajectoryStoreError(f"{where}: meta margin must be a non-negative integer, got {meta['margin']!r}")
+        raise TrajectoryStoreError(f"{where}: meta margin must be a non-negative integer, got {_short(meta['margin'])}")
     for key in ("grid_shape", "tracking_size", "frame_size"):
         if not _is_pair(meta[key]):
-            raise TrajectoryStoreError(f"{where}: meta {key} must be two positive integers, got {meta[key]!r}")
+            raise TrajectoryStoreError(f"{where}: meta {key} must be two positive integers, got {_short(meta[key])}")
+    for key in ("tracking_size", "frame_size"):
+        h, w = meta[key]
+        if h * w > MAX_FRAME_PIXELS:
+            raise TrajectoryStoreError(
+                f"{where}: meta {key} {h}x{w} is more pixels than any frame has (cap {MAX_FRAME_PIXELS})"
+            )
+    try:
+        want = grid.grid_shape(tuple(meta["tracking_size"]), meta["grid_stride"], meta["margin"])
+    except grid.GridError as err:
+        raise TrajectoryStoreError(f"{where}: meta holds no grid: {err}") from None
+    if tuple(meta["grid_shape"]) != want:
+        raise TrajectoryStoreError(
+            f"{where}: meta grid_shape {meta['grid_shape']} is not the {list(want)} grid of tracking_size "
+            f"{meta['tracking_size']}, grid_stride {meta['grid_stride']} and margin {meta['margin']}"
+        )
+    for key in ("video", "tracker", "frames_sha256", "past_end"):
+        if not isinstance(meta[key], str):
+            raise TrajectoryStoreError(f"{where}: meta {key} must be a string, got {_short(meta[key])}")
+    if not isinstance(meta["tracker_params"], dict):
+        raise TrajectoryStoreError(
+            f"{where}: meta tracker_params must be an object, got {_short(meta['tracker_params'])}"
+        )
+    count = meta.get("frame_count", 0)  # absent in stores written by hand
+    if type(count) is not int or count < 0:
+        raise TrajectoryStoreError(f"{where}: meta frame_count must be a whole number >= 0, got {_short(count)}")
+
+
+def _short(value: object) -> str:
+    return reprlib.repr(value)  # a hostile meta's value may be a megabyte of list
 
 
 def _final_meta(meta: dict, num_windows: int) -> dict:
@@ -153,6 +185,11 @@ def _is_store_folder(path: Path) -> bool:
     return (path / "meta.json").is_file() and all(p.is_file() for p in path.iterdir())
 
 
+def looks_like_store(path: str | Path) -> bool:
+    """A folder holding any of a store's files: a store (perhaps incomplete), not a folder of stores."""
+    return any((Path(path) / name).is_file() for name in ("meta.json", *(f"{n}.npy" for n in _DTYPES)))
+
+
 def store_sha256(path: str | Path) -> str:
     """Hex SHA-256 over a store's file names and bytes: which data a model was trained on."""
     return listing_sha256((f.name, sha256_file(f)) for f in sorted(Path(path).iterdir()) if f.is_file())
@@ -174,27 +211,49 @@ class TrajectoryStore:
             raise TrajectoryStoreError(
                 f"{self.path}: meta says {self.meta['num_windows']} windows, arrays hold {len(arrays['starts'])}"
             )
+        self._check_starts(np.asarray(arrays["starts"]))
         self.frames0, self.disp, self.vis, self.starts = (arrays[k] for k in ("frames0", "disp", "vis", "starts"))
 
     def _read_meta(self) -> dict:
         meta_path = self.path / "meta.json"
         if not self.path.is_dir():
             raise TrajectoryStoreError(f"{self.path}: no such trajectory store (folder missing)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise TrajectoryStoreError(f"{self.path}: unreadable meta.json ({err})") from None
-        version = meta.get("schema_version") if isinstance(meta, dict) else None
-        if version != SCHEMA_VERSION:
+        if not meta_path.is_file():
             raise TrajectoryStoreError(
-                f"{self.path}: trajectory store schema {version!r}, this densemotion reads schema "
+                f"{self.path}: has no meta.json, so it is not a complete trajectory store (an interrupted copy?); "
+                "re-run the trajectories stage (dvc repro) to rebuild it"
+            )
+        try:
+            meta = json.loads(meta_path.read_bytes())
+        except (OSError, ValueError, RecursionError) as err:  # ValueError: not JSON, not text; Recursion: nesting
+            raise TrajectoryStoreError(f"{self.path}: unreadable meta.json ({type(err).__name__}: {err})") from None
+        if not isinstance(meta, dict):
+            raise TrajectoryStoreError(f"{self.path}: meta.json is not a JSON object")
+        version = meta.get("schema_version")
+        if type(version) is not int or version != SCHEMA_VERSION:  # JSON true == 1 in Python
+            raise TrajectoryStoreError(
+                f"{self.path}: trajectory store schema {_short(version)}, this densemotion reads schema "
                 f"{SCHEMA_VERSION}; re-run the trajectories stage (dvc repro) to rebuild it"
             )
         if type(meta.get("num_windows")) is not int:
             raise TrajectoryStoreError(
-                f"{self.path}: meta num_windows must be an integer, got {meta.get('num_windows')!r}"
+                f"{self.path}: meta num_windows must be an integer, got {_short(meta.get('num_windows'))}"
             )
         return meta
+
+    def _check_starts(self, starts: np.ndarray) -> None:
+        """Window starts are frames: never negative, and within meta's frame_count where it has one."""
+        if not len(starts):
+            return
+        first, last = int(starts.min()), int(starts.max())
+        if first < 0:
+            raise TrajectoryStoreError(f"{self.path}: starts.npy holds a window starting at frame {first}")
+        count, window = self.meta.get("frame_count"), self.meta["window"]
+        if count is not None and last + window > count:
+            raise TrajectoryStoreError(
+                f"{self.path}: a window starts at frame {last}, so its {window} frames run past the "
+                f"{count} frames meta.json says the video has"
+            )
 
     def _load(self, name: str) -> np.ndarray:
         file = self.path / f"{name}.npy"
@@ -261,6 +320,8 @@ class ChunkedStoreWriter:
     holding the full fingerprint), so a chunk made from other frames or params is never reused;
     work folders of other fingerprints are removed on start. ``assemble`` streams the chunks
     into the final store folder (atomic) whose bytes do not depend on how often the run stopped.
+    Folders are made when the first chunk is written, so a run failing before that leaves none;
+    :meth:`abandon` says what a failed run keeps.
     """
 
     def __init__(self, work_dir: str | Path, fingerprint: str):
@@ -269,14 +330,38 @@ class ChunkedStoreWriter:
         self.fingerprint = fingerprint
         self.root = Path(work_dir)
         self.dir = self.root / f"fp-{fingerprint[:16]}"
+        self._made: list[Path] = []  # folders this writer created, innermost first
         if self.root.is_dir():
             for stale in self.root.iterdir():
                 if stale != self.dir and stale.is_dir() and _FP_DIR.match(stale.name):
                     shutil.rmtree(stale, ignore_errors=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
 
     def _chunk_path(self, i: int) -> Path:
         return self.dir / f"chunk-{i:06d}.npz"
+
+    def _make_dir(self) -> None:
+        missing = []
+        folder = self.dir
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._made.extend(missing)
+
+    def finished(self) -> int:
+        """How many chunk files this fingerprint's folder holds."""
+        return len(list(self.dir.glob("chunk-*.npz"))) if self.dir.is_dir() else 0
+
+    def abandon(self) -> int:
+        """After a failed run: the number of finished chunks, kept as the state a rerun resumes
+        from; when there are none, the folders this writer made are removed (only if empty: a
+        folder it did not make, or anything else in one, is never touched)."""
+        kept = self.finished()
+        if not kept:
+            for folder in self._made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        return kept
 
     def read_chunk(self, i: int) -> dict[str, np.ndarray] | None:
         """The arrays of finished chunk ``i``, or None when it is absent, unreadable or stale."""
@@ -300,6 +385,7 @@ class ChunkedStoreWriter:
         for name, arr in arrays.items():
             if arr.dtype != _DTYPES[name]:
                 raise TypeError(f"chunk {i}: {name} must be {np.dtype(_DTYPES[name])}, got {arr.dtype}")
+        self._make_dir()
         with atomic_path(self._chunk_path(i)) as tmp:
             np.savez(tmp, fingerprint=np.array(self.fingerprint), **arrays)
 
