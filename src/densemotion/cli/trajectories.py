@@ -7,6 +7,8 @@ from ``--weights-dir``, default ``models/<tracker>``) and writes the
 trajectory store (schema 1) to OUT_DIR atomically. Finished chunks of windows are kept in
 ``--work-dir`` (default: OUT_DIR + ``.work``; keep it outside DVC outputs, which DVC deletes
 before a stage runs) so an interrupted run continues where it stopped; it is removed on success.
+A run that fails keeps the chunks it finished there (its error line says how many, and that the
+same command resumes after them); one that fails before finishing any leaves no work folder.
 """
 
 from __future__ import annotations
