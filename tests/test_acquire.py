@@ -29,6 +29,7 @@ from densemotion.acquire.manifest import (
     MANIFEST,
     OK,
     PAST_END,
+    RUN_INFO,
     UNAVAILABLE,
     read_manifest,
 )
@@ -253,7 +254,7 @@ def test_manifest_records_every_row_and_its_reason(acquired, capsys):
     with open(acquired / MANIFEST) as f:
         assert tuple(next(csv.reader(f))) == COLUMNS
     assert sorted(p.relative_to(acquired).as_posix() for p in acquired.rglob("*") if p.is_file()) == sorted(
-        [MANIFEST, *(entries[r].clip for r in (1, 2, 4, 5, 6))]
+        [MANIFEST, RUN_INFO, *(entries[r].clip for r in (1, 2, 4, 5, 6))]
     )  # nothing else: no temporaries, no half clips
 
 
@@ -374,7 +375,7 @@ def test_use_videos_reads_train_and_test_folders_and_the_split_honours_them(acqu
         "land_000010_000030": str(acquired / "train/land#000010#000030.mp4"),
         "portrait_000005_000025": str(acquired / "test/portrait#000005#000025.mp4"),
     }
-    assert skipped == [MANIFEST]
+    assert [entry.split(" ")[0] for entry in skipped] == [MANIFEST, RUN_INFO]  # "NAME (why)"
     params = write_params(tmp_path / "params.yaml")
     assert densemotion(["use-videos", str(acquired), "--params", str(params)]) == 0
     data = load_params(params).data
@@ -393,7 +394,7 @@ def test_use_videos_reads_train_and_test_folders_and_the_split_honours_them(acqu
 
 def test_names_never_start_with_a_dash():
     assert stage_name("-K57q5o3dn4#000080#000300") == "K57q5o3dn4_000080_000300"  # six TaiChi ids do
-    with pytest.raises(ValueError, match="nor start with '-'"):
+    with pytest.raises(ValueError, match="nor start with '-'|starting with a letter or digit"):
         DataParams(videos={"-x": "a.mp4"})
 
 
@@ -438,8 +439,8 @@ def test_acquire_then_use_videos_then_repro_runs_the_pipeline(repo, tmp_path):  
     assert sample["split_partition"] is False  # the sample keeps the random split
 
 
-def test_yt_dlp_source_downloads_once_and_names_what_is_gone(tmp_path, monkeypatch, sources):
-    """yt-dlp's own API, stood in for offline: a download lands in the work folder as the video."""
+def test_yt_dlp_source_downloads_into_its_folder_and_names_what_is_gone(tmp_path, monkeypatch, sources):
+    """yt-dlp's own API, stood in for offline: a download lands in the folder the run gave it."""
     import types
 
     class DownloadError(Exception):
@@ -471,17 +472,22 @@ def test_yt_dlp_source_downloads_once_and_names_what_is_gone(tmp_path, monkeypat
     fake = types.SimpleNamespace(YoutubeDL=YoutubeDL, utils=types.SimpleNamespace(DownloadError=DownloadError))
     monkeypatch.setitem(__import__("sys").modules, "yt_dlp", fake)
     YtDlpSource.check_installed()
+    assert YtDlpSource().identity() == "yt-dlp (version unknown)"
     source = YtDlpSource()
-    path = source.fetch("land", tmp_path / "dl")
-    assert path == tmp_path / "dl" / "land.mp4" and calls == ["https://www.youtube.com/watch?v=land"]
-    assert source.fetch("land", tmp_path / "dl") == path and len(calls) == 1  # already there: no download
-    source.release(path)
-    assert not path.exists()
+    folder = tmp_path / "dl" / ".acquire-land.x"
+    folder.mkdir(parents=True)
+    path = source.fetch("land", folder)
+    assert path == folder / "land.mp4" and calls == ["https://www.youtube.com/watch?v=land"]
+    source.release("land", path, folder)
+    assert path.is_file()  # the run removes the folder, not the source
     with pytest.raises(SourceUnavailable, match=r"^\[youtube\] gone: Video unavailable. This video has been removed$"):
-        source.fetch("gone", tmp_path / "dl")
+        source.fetch("gone", folder)
     kept = YtDlpSource(keep=True)
-    kept.release(kept.fetch("land", tmp_path / "dl"))
-    assert (tmp_path / "dl" / "land.mp4").is_file()
+    kept.release("land", path, folder)
+    assert (tmp_path / "dl" / "land.mp4").is_file() and not path.exists()  # kept beside the folder
+    assert kept.fetch("land", tmp_path / "dl" / ".acquire-land.y") == tmp_path / "dl" / "land.mp4"
+    assert len(calls) == 2  # the kept download was used
+    assert source.fetch("land", folder) == folder / "land.mp4" and len(calls) == 3  # without keep: downloads
 
 
 def test_metadata_from_a_url(tmp_path):

@@ -6,12 +6,16 @@ arithmetic, so a download at another frame rate still maps to the same moments);
 scaled by the decoded size over the row's (``width``, ``height``), cut (the part inside the frame,
 as the published NumPy slicing did), and resized to ``size`` x ``size`` with anti-aliasing (area
 averaging when shrinking). Clips are kept in memory until their last frame (at most a few
-hundred frames of ``size`` x ``size``), then encoded atomically with :func:`encode_video`.
+hundred frames of ``size`` x ``size``; a clip that would need more than :data:`MAX_CLIP_BYTES` is
+failed before decoding), then encoded atomically with :func:`encode_video`. A clip is written only
+where :func:`~densemotion.acquire.manifest.clip_path` allows (inside the output folder, symlinks
+resolved). Reasons name the video by its file name, never by its path on this machine.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densemotion.acquire.manifest import BAD_ROW, BAD_VIDEO, FAILED, OK, PAST_END, Entry
+from densemotion.acquire.manifest import BAD_ROW, BAD_VIDEO, FAILED, OK, PAST_END, Entry, clip_path, outside
 from densemotion.acquire.metadata import ClipRow
 from densemotion.atomic import sha256_file
 from densemotion.video import VideoError, encode_video, iter_frames, probe
@@ -29,6 +33,8 @@ from densemotion.viz import fit_image
 # 30000/1001, 23.97 for 24000/1001), and mapping 29.97 onto 29.97003 would shift a clip by a frame
 SAME_RATE_FPS = Fraction(1, 100)
 CRF = 18  # x264 quality of the written clips (visually lossless at 256x256)
+MAX_SIZE = 4096  # --size at most (a frame of 4096x4096 is 50 MB in memory)
+MAX_CLIP_BYTES = 8 << 30  # frames of one clip held in memory until it is encoded (TaiChi: 1024 frames)
 
 
 def frame_range(row: ClipRow, decoded_fps: Fraction) -> range:
@@ -72,25 +78,45 @@ class _Plan:
     kept: list[np.ndarray]
 
 
+def local(text: str, out_dir: Path, video: Path | None = None) -> str:
+    """``text`` with the video's path as its file name and the output folder's as nothing: a
+    reason the manifest can hold (the same on every machine, no machine path)."""
+    if video is not None:
+        text = text.replace(str(video), video.name)
+    return text.replace(f"{out_dir}{os.sep}", "")
+
+
 def cut_clips(video: Path, rows: list[ClipRow], out_dir: Path, size: int) -> list[Entry]:
     """Write every clip of ``rows`` (all of one source video) under ``out_dir``; one entry per row."""
     try:
         info = probe(video)
     except VideoError as err:
-        return [Entry.of(row, BAD_VIDEO, str(err)) for row in rows]
-    fps = Fraction(info.fps).limit_denominator(1001)
-    source = {"source_width": info.width, "source_height": info.height, "source_fps": info.fps}
+        return [Entry.of(row, BAD_VIDEO, local(str(err), out_dir, video)) for row in rows]
+    finite = math.isfinite(info.fps)
+    source = {"source_width": info.width, "source_height": info.height, "source_fps": info.fps if finite else None}
+    fps = Fraction(info.fps).limit_denominator(1001) if finite else Fraction(0)
     if fps <= 0:
         return [Entry.of(row, BAD_VIDEO, f"{video.name}: no frame rate", **source) for row in rows]
+    if info.width <= 0 or info.height <= 0:
+        return [Entry.of(row, BAD_VIDEO, f"{video.name}: no frame size", **source) for row in rows]
     done: dict[int, Entry] = {}
     plans: list[_Plan] = []
     for row in rows:
         box = scaled_box(row, info.width, info.height)
         kept = inside(box, info.width, info.height)
         frames = frame_range(row, fps)
+        need = len(frames) * size * size * 3
         if kept is None:
             reason = f"box {row.box} scaled to {box} lies outside the {info.width}x{info.height} frame"
             done[row.row] = Entry.of(row, BAD_ROW, reason, **source)
+        elif clip_path(out_dir, row.path) is None:
+            done[row.row] = Entry.of(row, FAILED, outside(out_dir, row.path), **source)
+        elif need > MAX_CLIP_BYTES:
+            reason = (
+                f"{len(frames)} frames of {size}x{size} need {need / 2**30:.1f} GiB in memory "
+                f"(more than {MAX_CLIP_BYTES / 2**30:g} GiB): use a smaller --size"
+            )
+            done[row.row] = Entry.of(row, FAILED, reason, **source)
         elif not frames:
             reason = f"frames {row.start}..{row.end} at {row.fps} fps hold no frame at {float(fps):.6g} fps"
             done[row.row] = Entry.of(row, BAD_VIDEO, reason, **source)
@@ -102,7 +128,7 @@ def cut_clips(video: Path, rows: list[ClipRow], out_dir: Path, size: int) -> lis
         for written in _decode_and_write(video, plans, out_dir, size, fps, source):
             done[written.row] = written
     except VideoError as err:
-        failure = str(err)
+        failure = local(str(err), out_dir, video)
     for plan in plans:
         if plan.row.row not in done:
             ends = f"the video has {info.frames} frames" if info.frames else "the video ends first"
@@ -137,7 +163,7 @@ def _write(plan: _Plan, out_dir: Path, fps: Fraction, source: dict) -> Entry:
     try:
         count = encode_video(path, plan.kept, float(fps), crf=CRF)
     except OSError as err:  # a full disk (DiskFullError) included: nothing of the clip is kept
-        return Entry.of(plan.row, FAILED, str(err), **source)
+        return Entry.of(plan.row, FAILED, local(str(err), out_dir), **source)
     finally:
         plan.kept = []
     return Entry.of(

@@ -4,6 +4,13 @@ Columns ``video_id,start,end,bbox,fps,width,height,partition``: ``start`` and ``
 indices counted at the row's ``fps``; ``bbox`` is ``left-top-right-bottom`` in pixels of a
 ``width`` x ``height`` source; ``partition`` is ``train`` or ``test``. A malformed row is kept as
 a :class:`RowProblem` naming what is wrong, so the run goes on and the manifest says why.
+
+Values are read strictly, whatever Python's own parsers would take: ``start``, ``end``, ``width``
+and ``height`` are plain ASCII digits (no sign, no ``1_0``, no ``١٢``, at most 9 digits), the box's
+four numbers the same with an optional ``-``, ``fps`` a decimal (``29.97``) or a ratio
+(``30000/1001``) above 0 and at most 1000, ``video_id`` at most 64 of ``A-Za-z0-9_-``. Every way a
+row can be wrong (a line that is not CSV included) is that row's problem, never an exception; a
+file that is not UTF-8 text, or larger than 64 MiB, is refused as a whole with one line naming it.
 """
 
 from __future__ import annotations
@@ -19,8 +26,23 @@ from pathlib import Path
 from densemotion.params import PARTITIONS  # the metadata's own split; also the output's sub-folders
 
 COLUMNS = ("video_id", "start", "end", "bbox", "fps", "width", "height", "partition")
-_ID = re.compile(r"[A-Za-z0-9_-]+")  # YouTube ids; safe as a file name
-_BOX = re.compile(r"(-?\d+)-(-?\d+)-(-?\d+)-(-?\d+)")  # left-top-right-bottom, signs allowed
+MAX_BYTES = 64 << 20  # TaiChi-HD's list is 0.2 MB: a larger file (or /dev/zero) is not a clip list
+MAX_ID = 64  # YouTube ids have 11 characters; a longer one is no id (and no file name)
+MAX_FPS = 1000
+# ASCII only ([0-9], never \d, which takes '١٢' too; never int(), which takes '1_0' and ' 5'),
+# at most 9 digits: no frame index, pixel size or coordinate of a real clip list needs more
+_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID}}}")  # YouTube ids; safe as a file name
+_UINT = re.compile(r"[0-9]{1,9}")  # start, end, width, height: plain digits, no sign
+_COORD = r"(-?[0-9]{1,9})"
+_BOX = re.compile("-".join([_COORD] * 4))  # left-top-right-bottom, signs allowed (a box past the edge)
+_FPS = re.compile(r"([0-9]{1,6}(?:\.[0-9]{1,6})?)|([0-9]{1,9})/([0-9]{1,9})")  # 29.97 or 30000/1001
+SHOWN = 40  # characters of a bad value that a reason quotes
+KEPT = 100  # characters of each field of a bad row that the manifest keeps
+
+
+def shown(value: str) -> str:
+    """``value`` quoted for a message: at most :data:`SHOWN` characters, control characters escaped."""
+    return repr(value if len(value) <= SHOWN else value[:SHOWN] + "...")
 
 
 @dataclass(frozen=True)
@@ -62,37 +84,78 @@ def clip_name(video_id: str, start: int, end: int) -> str:
     return f"{video_id}#{start:06d}#{end:06d}"
 
 
-def read_text(source: str | Path) -> str:
-    """The metadata's text from a path or an http(s) URL."""
+def read_bytes(source: str | Path) -> bytes:
+    """The metadata's bytes from a path or an http(s) URL (at most :data:`MAX_BYTES`)."""
     text = str(source)
     if re.match(r"https?://", text):
         with urllib.request.urlopen(text, timeout=60) as response:
-            return response.read().decode("utf-8-sig")
-    return Path(source).read_text(encoding="utf-8-sig")
+            data = response.read(MAX_BYTES + 1)
+    else:
+        path = Path(source)
+        if not path.is_file():  # a folder, a FIFO or a device is no clip list (and may never end)
+            raise FileNotFoundError(f"{source}: no such file" if not path.exists() else f"{source}: not a file")
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"{source}: larger than {MAX_BYTES >> 20} MiB: not a clip list")
+    return data
+
+
+def decode(data: bytes, where: str | Path) -> str:
+    """The text of metadata bytes: UTF-8 (a BOM allowed); ValueError naming ``where`` otherwise."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{where}: not UTF-8 text (byte {err.start} is {data[err.start : err.start + 1]!r}): "
+            "save the clip list as UTF-8"
+        ) from None
+
+
+def read_text(source: str | Path) -> str:
+    """The metadata's text from a path or an http(s) URL."""
+    return decode(read_bytes(source), source)
 
 
 def parse_metadata(text: str, where: str = "metadata") -> tuple[list[ClipRow], list[RowProblem]]:
     """The clip rows of a metadata CSV, and the rows that cannot be used (with the reason).
 
-    A missing column is an error for the whole file (ValueError); a bad value spoils its row only.
-    A clip listed twice is a problem the second time.
+    A missing column is an error for the whole file (ValueError); anything wrong with a row (a bad
+    value, a line that is not CSV, a field too long) spoils that row only. A clip listed twice is
+    a problem the second time.
     """
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as err:
+        raise ValueError(f"{where}: its header is not CSV ({err})") from None
+    missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise ValueError(f"{where}: no column {', '.join(missing)} (expected the header {','.join(COLUMNS)})")
     rows: list[ClipRow] = []
     problems: list[RowProblem] = []
     seen: dict[str, int] = {}
-    for number, raw in enumerate(reader, start=1):
+    number = 0
+    while True:
+        try:
+            raw = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:  # e.g. a field beyond csv's limit: this row is lost, the rest is read
+            number += 1
+            problems.append(RowProblem(number, dict.fromkeys(COLUMNS, ""), f"not a CSV row ({err})"))
+            continue
+        number += 1
         fields = {c: (raw.get(c) or "").strip() for c in COLUMNS}
+        kept = {c: v if len(v) <= KEPT else v[: KEPT - 3] + "..." for c, v in fields.items()}
         try:
             clip = _parse_row(number, fields, raw)
-        except ValueError as err:
-            problems.append(RowProblem(number, fields, str(err)))
+        except Exception as err:  # every way a row can be wrong is that row's problem, never the run's
+            reason = str(err) if isinstance(err, ValueError) else f"{err.__class__.__name__}: {err}"
+            problems.append(RowProblem(number, kept, reason))
             continue
         if clip.path in seen:
-            problems.append(RowProblem(number, fields, f"duplicate of row {seen[clip.path]} ({clip.path})"))
+            problems.append(RowProblem(number, kept, f"duplicate of row {seen[clip.path]} ({clip.path})"))
             continue
         seen[clip.path] = number
         rows.append(clip)
@@ -107,34 +170,48 @@ def _parse_row(number: int, fields: dict[str, str], raw: dict) -> ClipRow:
         raise ValueError(f"missing {', '.join(empty)}")
     video_id = fields["video_id"]
     if not _ID.fullmatch(video_id):
-        raise ValueError(f"video_id {video_id!r} is not a YouTube id (letters, digits, '-', '_')")
+        raise ValueError(
+            f"video_id {shown(video_id)} is not a YouTube id (letters, digits, '-', '_'; at most {MAX_ID})"
+        )
     start, end, width, height = (_integer(fields, c) for c in ("start", "end", "width", "height"))
-    if start < 0 or end <= start:
+    if end <= start:
         raise ValueError(f"frame range start {start}, end {end}: needs 0 <= start < end")
-    if width <= 0 or height <= 0:
-        raise ValueError(f"source size {width}x{height} is not positive")
+    for column, value in (("width", width), ("height", height)):
+        if value <= 0:
+            raise ValueError(f"{column} {value}: the source size must be positive")
     box = _BOX.fullmatch(fields["bbox"])
     if box is None:
-        raise ValueError(f"bbox {fields['bbox']!r} is not left-top-right-bottom")
+        raise ValueError(
+            f"bbox {shown(fields['bbox'])} is not left-top-right-bottom (whole numbers of at most 9 digits)"
+        )
     left, top, right, bottom = (int(v) for v in box.groups())
     if right <= left or bottom <= top:
         raise ValueError(f"bbox {fields['bbox']}: needs right > left and bottom > top")
-    try:
-        fps = Fraction(fields["fps"])
-    except ValueError:
-        raise ValueError(f"fps {fields['fps']!r} is not a number") from None
-    if fps <= 0:
-        raise ValueError(f"fps {fields['fps']} is not positive")
+    fps = _fps(fields["fps"])
     if fields["partition"] not in PARTITIONS:
-        raise ValueError(f"partition {fields['partition']!r} is neither train nor test")
+        raise ValueError(f"partition {shown(fields['partition'])} is neither train nor test")
     return ClipRow(number, video_id, start, end, (left, top, right, bottom), fps, width, height, fields["partition"])
 
 
 def _integer(fields: dict[str, str], column: str) -> int:
-    try:
-        return int(fields[column])
-    except ValueError:
-        raise ValueError(f"{column} {fields[column]!r} is not an integer") from None
+    """A whole number of plain ASCII digits (no sign, no '_', at most 9 digits)."""
+    if not _UINT.fullmatch(fields[column]):
+        raise ValueError(f"{column} {shown(fields[column])} is not a whole number (plain digits 0-9, at most 9)")
+    return int(fields[column])
+
+
+def _fps(text: str) -> Fraction:
+    """A frame rate: a decimal (``29.97``) or a ratio (``30000/1001``), positive and at most MAX_FPS."""
+    match = _FPS.fullmatch(text)
+    if match is None:
+        raise ValueError(f"fps {shown(text)} is not a number (a decimal such as 29.97, or a ratio such as 30000/1001)")
+    decimal, numerator, denominator = match.groups()
+    if decimal is None and int(denominator) == 0:
+        raise ValueError(f"fps {text}: a ratio over 0")
+    fps = Fraction(decimal) if decimal is not None else Fraction(int(numerator), int(denominator))
+    if not 0 < fps <= MAX_FPS:
+        raise ValueError(f"fps {text} is not positive" if fps <= 0 else f"fps {text} is above {MAX_FPS}")
+    return fps
 
 
 def by_video(rows: list[ClipRow]) -> dict[str, list[ClipRow]]:

@@ -8,22 +8,32 @@ columns. Each source video is fetched once (yt-dlp, ``pip install 'densemotion[a
 ``--source-dir`` holding ``<video_id>.mp4``), its clips are cut, cropped to their box and resized
 to ``--size`` squares, and written as ``OUT_DIR/{train,test}/VIDEOID#START#END.mp4``.
 ``OUT_DIR/manifest.csv`` records every row's outcome, size, frame rate and SHA-256; a rerun
-skips the clips it lists as done. Rows that cannot be had are listed with the reason and the run
-goes on. ``--verify`` re-hashes the clips against the manifest (exit 1 on any difference).
+skips the clips it lists as done (at the same ``--size``: a clip of another size is made again),
+and ``OUT_DIR/manifest.json`` records the size, the metadata's SHA-256 and the source. Rows that
+cannot be had are listed with the reason and the run goes on: also a source video that takes more
+than ``--timeout`` seconds (download and clips) and one whose worker process dies. ``--verify``
+re-hashes the clips against the manifest (exit 1 on any difference); a manifest path outside
+OUT_DIR (symlinks resolved) is reported, never opened.
+
+Downloads go into a fresh folder per video that the run makes in ``--download-dir`` and removes
+when that video is done; nothing else there is ever deleted. With ``--keep-downloads`` a download
+is kept there as ``<video_id>.<ext>`` and later runs with ``--keep-downloads`` use it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 from collections import Counter
 from pathlib import Path
 
-from densemotion.acquire.manifest import MANIFEST, OK, Entry, read_manifest, verify
-from densemotion.acquire.metadata import parse_metadata, read_text
-from densemotion.acquire.run import acquire
+from densemotion.acquire.clips import MAX_SIZE
+from densemotion.acquire.manifest import MANIFEST, OK, Entry, printable, read_manifest, verify
+from densemotion.acquire.metadata import decode, parse_metadata, read_bytes
+from densemotion.acquire.run import DEFAULT_TIMEOUT, acquire, check_options
 from densemotion.acquire.sources import LocalSource, Source, YtDlpSource
-from densemotion.cli.common import StageError, clean_errors, stage_parser
+from densemotion.cli.common import StageError, clean_errors, stage_parser, whole_number
 
 LISTED = 10  # problems printed per kind; the manifest has them all
 
@@ -33,14 +43,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("metadata", nargs="?", help="clip list: path or http(s) URL (not needed with --verify)")
     p.add_argument("out_dir", help="where train/ and test/ clips and manifest.csv go (e.g. data/raw/taichi)")
     p.add_argument("--source-dir", help="take source videos from DIR/<video_id>.mp4 instead of downloading")
-    p.add_argument("--size", type=int, default=256, help="side of the square clips in pixels (default: %(default)s)")
-    p.add_argument("--jobs", type=int, default=2, help="source videos processed at once (default: %(default)s)")
+    p.add_argument(
+        "--size",
+        type=whole_number,
+        default=256,
+        help=f"side of the square clips in pixels: even, 2 to {MAX_SIZE} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--jobs", type=whole_number, default=2, help="source videos processed at once (default: %(default)s)"
+    )
     p.add_argument(
         "--download-dir",
         default="data/work/acquire",
         help="where downloads go while their clips are cut (default: %(default)s, ignored by git and DVC)",
     )
-    p.add_argument("--keep-downloads", action="store_true", help="keep downloaded source videos in --download-dir")
+    p.add_argument(
+        "--keep-downloads",
+        action="store_true",
+        help="keep downloaded source videos in --download-dir as <video_id>.<ext>, and use those kept before",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds one source video may take, its download and its clips; then it is stopped and its rows "
+        "are listed as failed (default: %(default)g)",
+    )
     p.add_argument("--verify", action="store_true", help="re-hash OUT_DIR's clips against its manifest instead")
     p.add_argument("--manifest", help="with --verify: the manifest to check against (default: OUT_DIR/manifest.csv)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -70,7 +98,7 @@ def report(entries: list[Entry], out_dir: Path) -> None:
         by_reason.setdefault((e.status, e.video_id, e.reason), []).append(e)
     for (status, video_id, reason), same in list(by_reason.items())[:LISTED]:
         rows = ", ".join(str(e.row) for e in same[:5]) + (", ..." if len(same) > 5 else "")
-        print(f"  {status}: {video_id or '?'} (row {rows}): {reason}")
+        print(f"  {status}: {printable(video_id) or '?'} (row {rows}): {printable(reason)}")
     if len(by_reason) > LISTED:
         print(f"  ... and {len(by_reason) - LISTED} more: see the manifest")
     if problems:
@@ -86,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         entries = read_manifest(manifest)
         problems = verify(out_dir, entries)
         for line in problems:
-            print(f"  {line}")
+            print(f"  {printable(line)}")
         ok = sum(e.status == OK for e in entries)
         print(
             f"{out_dir}: {ok} clips checked against {manifest}: "
@@ -95,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     if not args.metadata:
         raise ValueError("give METADATA and OUT_DIR (or --verify OUT_DIR)")
-    if args.size < 2 or args.size % 2:
-        raise ValueError(f"--size {args.size}: must be even and at least 2 (H.264 yuv420p)")
-    rows, bad = parse_metadata(read_text(args.metadata), args.metadata)
+    check_options(args.size, args.timeout)
+    data = read_bytes(args.metadata)
+    rows, bad = parse_metadata(decode(data, args.metadata), args.metadata)
     entries = acquire(
         rows,
         bad,
@@ -107,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs=max(1, min(args.jobs, os.cpu_count() or 1)),
         work_dir=Path(args.download_dir),
         progress=not args.no_progress,
+        timeout=args.timeout,
+        metadata_sha256=hashlib.sha256(data).hexdigest(),
     )
     report(entries, out_dir)
     return 0
