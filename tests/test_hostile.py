@@ -176,3 +176,27 @@ def test_a_store_meta_of_the_wrong_types_is_a_clear_error(tmp_path, key, value):
     (store / "meta.json").write_text(json.dumps({**meta, key: value}))
     with pytest.raises(TrajectoryStoreError, match=rf"{store}: meta {key} must be"):
         TrajectoryStore(store)
+
+
+def test_counts_on_the_command_line_are_plain_digits():
+    """Python's int() reads '1_0' as 10 and '١٢' as 12: a typo must not become a number."""
+    import argparse
+
+    from densemotion.cli.common import whole_number
+
+    assert whole_number("12") == 12 and whole_number("-1") == -1
+    for text in ("1_0", "١٢", "1.5", "", "0x10"):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a whole number"):
+            whole_number(text)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    from densemotion.cli.common import clean_errors
+
+    @clean_errors
+    def main(argv=None) -> int:
+        raise KeyboardInterrupt
+
+    assert main([]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err

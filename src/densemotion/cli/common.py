@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -27,6 +28,14 @@ def stage_parser(command: str, doc: str | None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="on an error, show its traceback (or DENSEMOTION_DEBUG=1)")
     return parser
+
+
+def whole_number(text: str) -> int:
+    """argparse type: an integer written as plain digits (Python's ``int`` also takes ``1_0`` as 10
+    and ``١٢`` as 12, which no user means)."""
+    if not re.fullmatch(r"-?[0-9]+", text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (plain digits)")
+    return int(text)
 
 
 def add_params_argument(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +67,9 @@ def debugging(argv: list[str] | None) -> bool:
 
 
 def clean_errors(func: Callable[..., int]) -> Callable[..., int]:
-    """Print StageError / ParamsError / ValueError / OSError as one clear line and exit 1 (with the
-    traceback as well under ``--debug`` or DENSEMOTION_DEBUG=1)."""
+    """Print StageError / ParamsError / ValueError / OSError as one clear line and exit 1, and Ctrl-C
+    as ``interrupted`` with exit 130 (with the traceback as well under ``--debug`` or
+    DENSEMOTION_DEBUG=1)."""
 
     @functools.wraps(func)
     def wrapper(argv: list[str] | None = None) -> int:
@@ -75,5 +85,10 @@ def clean_errors(func: Callable[..., int]) -> Callable[..., int]:
                 traceback.print_exc()
             print(f"densemotion {_command(func)}: error: {describe(err)}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # Ctrl-C: what was finished is kept (each command says what)
+            if debug:
+                traceback.print_exc()
+            print(f"densemotion {_command(func)}: interrupted", file=sys.stderr)
+            return 130
 
     return wrapper

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
+from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser, whole_number
 from densemotion.frames.extract import extract
 from densemotion.videolist import resolve_source
 
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--video", metavar="NAME", help="the video NAME of data.videos (then give only DEST)")
     p.add_argument("--name", help="video name stored in the archive (default: DEST's stem)")
     p.add_argument("--all", metavar="OUT_DIR", help="process every video of data.videos into OUT_DIR")
-    p.add_argument("--jobs", type=int, default=1, help="videos processed in parallel with --all")
+    p.add_argument("--jobs", type=whole_number, default=1, help="videos processed in parallel with --all")
     add_params_argument(p)
     return p
 

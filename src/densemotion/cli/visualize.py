@@ -30,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from densemotion.cli.common import StageError, add_params_argument, clean_errors, params_from, stage_parser
+from densemotion.cli.common import (
+    StageError,
+    add_params_argument,
+    clean_errors,
+    params_from,
+    stage_parser,
+    whole_number,
+)
 from densemotion.frames.store import FrameArchive
 from densemotion.outputs import check_no_leftovers
 from densemotion.tracking.grid import resize_frames
@@ -43,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("stores", nargs="+", metavar="TRAJ_DIR", help="trajectory store folder(s)")
     p.add_argument(
         "--window",
-        type=int,
+        type=whole_number,
         nargs="+",
         required=True,
         metavar="K",
@@ -53,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     frames = p.add_mutually_exclusive_group()
     frames.add_argument("--frames", help="frames archive of the (single) store")
     frames.add_argument("--frames-dir", help="folder of frames archives <video>.zip")
-    p.add_argument("--max-tracks", type=int, default=600, help="about this many paths are drawn")
-    p.add_argument("--tail", type=int, default=4, help="frames of fading tail in the GIF")
+    p.add_argument("--max-tracks", type=whole_number, default=600, help="about this many paths are drawn")
+    p.add_argument("--tail", type=whole_number, default=4, help="frames of fading tail in the GIF")
     add_params_argument(p)
     return p
 
