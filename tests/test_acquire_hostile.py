@@ -50,6 +50,8 @@ from densemotion.acquire.run import acquire
 from densemotion.acquire.sources import LocalSource
 from densemotion.video import encode_video, probe
 
+from conftest import moving_frames
+
 HEADER = "video_id,start,end,bbox,fps,width,height,partition"
 SIZE = 16
 
@@ -562,3 +564,19 @@ def test_verify_of_any_manifest_opens_nothing_outside(walled, lines):
         manifest_module.sha256_file = real
     assert secret.resolve() not in hashed and all(p.is_relative_to(out.resolve()) for p in hashed)
     assert all("secret" not in p or "outside" in p or "not an ok clip" in p for p in problems), problems
+
+
+def test_a_source_cut_short_is_a_failed_row_to_retry_not_past_its_end(tmp_path):
+    """A download cut at half is no end of the video: its clips past the cut are failed (a rerun
+    fetches again), naming the decoded and stated lengths; clips within it are made."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    encode_video(folder / "t.mp4", moving_frames(48, 64, 96), 25, muxer="mpegts")  # as test_frames_hostile's
+    data = (folder / "t.mp4").read_bytes()
+    (folder / "t.mp4").write_bytes(data[: len(data) // 2])
+    rows, problems = parse_metadata("\n".join([HEADER, _row("t", 0, 4), _row("t", 36, 44)]))
+    entries = acquire(
+        rows, problems, LocalSource(folder), tmp_path / "out", size=SIZE, jobs=1, work_dir=tmp_path, progress=False
+    )
+    assert [e.status for e in entries] == [OK, FAILED], entries
+    assert "container states" in entries[1].reason and str(tmp_path) not in entries[1].reason

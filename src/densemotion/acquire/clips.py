@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -124,28 +124,40 @@ def cut_clips(video: Path, rows: list[ClipRow], out_dir: Path, size: int) -> lis
             note = "" if kept == box else f"box {box} cut to the {info.width}x{info.height} frame: {kept}"
             plans.append(_Plan(row, frames, kept, note, []))
     failure = ""
+    short: list[str] = []  # the decoder's word that the video holds fewer frames than it states
     try:
-        for written in _decode_and_write(video, plans, out_dir, size, fps, source):
+        for written in _decode_and_write(video, plans, out_dir, size, fps, source, short.append):
             done[written.row] = written
     except VideoError as err:
         failure = local(str(err), out_dir, video)
     for plan in plans:
         if plan.row.row not in done:
             ends = f"the video has {info.frames} frames" if info.frames else "the video ends first"
-            reason = (
-                failure or f"needs frames {plan.frames.start}..{plan.frames.stop - 1} at {float(fps):.6g} fps: {ends}"
-            )
-            done[plan.row.row] = Entry.of(plan.row, BAD_VIDEO if failure else PAST_END, reason, **source)
+            needs = f"needs frames {plan.frames.start}..{plan.frames.stop - 1} at {float(fps):.6g} fps"
+            if failure:
+                entry = Entry.of(plan.row, BAD_VIDEO, failure, **source)
+            elif short:  # a cut-short download is no end of the video: failed, so a rerun fetches it again
+                entry = Entry.of(plan.row, FAILED, local(f"{needs}: {short[0]}", out_dir, video), **source)
+            else:
+                entry = Entry.of(plan.row, PAST_END, f"{needs}: {ends}", **source)
+            done[plan.row.row] = entry
     return [done[row.row] for row in rows]
 
 
 def _decode_and_write(
-    video: Path, plans: list[_Plan], out_dir: Path, size: int, fps: Fraction, source: dict
+    video: Path,
+    plans: list[_Plan],
+    out_dir: Path,
+    size: int,
+    fps: Fraction,
+    source: dict,
+    warn: Callable[[str], None] | None = None,
 ) -> Iterator[Entry]:
-    """Decode until the last clip's last frame, writing each clip as soon as it is complete."""
+    """Decode until the last clip's last frame, writing each clip as soon as it is complete
+    (``warn`` hears of a video that ends short of the length its container states)."""
     pending = list(plans)
     stop = max((p.frames.stop for p in pending), default=0)
-    for index, frame in iter_frames(video):
+    for index, frame in iter_frames(video, warn=warn):
         if index >= stop:
             break
         assert isinstance(frame, np.ndarray)  # RGB (planes=False)
