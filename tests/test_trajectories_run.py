@@ -405,7 +405,9 @@ class _Unreadable(MemoryFrames):
 
 
 def test_frames_too_large_to_track_are_refused_before_any_work(clip, tmp_path):
-    from densemotion.trajectories.run import MAX_TRACKING_PIXELS
+    from pydantic import ValidationError
+
+    from densemotion.params import MAX_TRACKING_PIXELS
 
     frames, _ = clip
     with pytest.raises(
@@ -413,8 +415,11 @@ def test_frames_too_large_to_track_are_refused_before_any_work(clip, tmp_path):
     ):
         track_video(_Unreadable(frames, 8000, 8000), tmp_path / "out", _params(), tmp_path / "work")
     assert 3840 * 2160 <= MAX_TRACKING_PIXELS < 8000 * 8000  # 4K UHD is tracked
+    with pytest.raises(ValidationError, match=r"8192x8192 is 67108864 pixels, more than .*smaller"):
+        _params(resolution=(8192, 8192))  # refused at load, before any stage starts
+    unchecked = _params().model_copy(update={"resolution": (8192, 8192)})  # and by the run, for any caller
     with pytest.raises(TrajectoriesError, match=r"trajectories\.resolution 8192x8192 .*smaller"):
-        track_video(MemoryFrames(frames), tmp_path / "out", _params(resolution=(8192, 8192)), tmp_path / "work")
+        track_video(MemoryFrames(frames), tmp_path / "out", unchecked, tmp_path / "work")
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
 
 

@@ -137,6 +137,12 @@ def _trackers_note(known: list[str]) -> str:
     return f"(trackers: {', '.join(known)}; each is a package in densemotion/tracking/)"
 
 
+# The most pixels per frame a tracker is given (the tracking size, trajectories.resolution or the
+# frames' own): 4096 x 4096, room for 4K UHD (3840 x 2160) and DCI 4K. DIS on 8000 x 8000 frames ran
+# out of memory inside OpenCV, hours into a run (the trajectories stage checks the frames' size too).
+MAX_TRACKING_PIXELS = 4096 * 4096
+
+
 class TrajectoriesParams(Section):
     """Dense tracking over windows of frames.
 
@@ -153,10 +159,19 @@ class TrajectoriesParams(Section):
     window_stride: int | None = Field(None, ge=1)  # None -> window (non-overlapping)
     grid_stride: int = Field(4, ge=1)  # g, grid spacing in pixels of the tracking resolution
     margin: int = Field(0, ge=0)  # pixels left out at each border before the grid starts
-    # (H, W) tracking resolution; None -> frames' size. Bounded: every grid point of a 8192 x 8192
-    # frame is 67M tracks per window, more than any machine here holds
+    # (H, W) tracking resolution; None -> frames' size. Bounded: at most MAX_TRACKING_PIXELS in all
     resolution: tuple[Annotated[int, Field(ge=16, le=8192)], Annotated[int, Field(ge=16, le=8192)]] | None = None
     chunk_windows: int = Field(4, ge=1)  # windows per resumable chunk
+
+    @field_validator("resolution")
+    @classmethod
+    def _trackable(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and v[0] * v[1] > MAX_TRACKING_PIXELS:
+            raise ValueError(
+                f"{v[0]}x{v[1]} is {v[0] * v[1]} pixels, more than the {MAX_TRACKING_PIXELS} (4096x4096) "
+                "a tracker takes: set a smaller (H, W)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _known_trackers(self) -> TrajectoriesParams:

@@ -23,18 +23,13 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from densemotion.params import TrajectoriesParams
+from densemotion.params import MAX_TRACKING_PIXELS, TrajectoriesParams
 from densemotion.tracking import grid, registry
 from densemotion.tracking.base import Tracker, TrackerError
 from densemotion.trajectories.store import SCHEMA_VERSION, ChunkedStoreWriter
 
 # bump when the tracking code changes what it writes, so old work chunks are not reused
 ALGORITHM_VERSION = 1
-
-# The most pixels per frame a tracker is given (the tracking size, trajectories.resolution or the
-# frames' own): 4096 x 4096, room for 4K UHD (3840 x 2160) and DCI 4K. DIS on 8000 x 8000 frames ran
-# out of memory inside OpenCV, hours into a run; refused from the archive's meta before any work.
-MAX_TRACKING_PIXELS = 4096 * 4096
 
 
 class TrajectoriesError(ValueError):
