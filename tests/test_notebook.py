@@ -72,5 +72,9 @@ def test_colab_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert (project / "data" / "work").is_symlink()
     shown = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in shown)  # pictures and curves inline
+    (results,) = [c for c in nb.cells if c.cell_type == "code" and "plots/metrics" in c.source]
+    pngs = [o["data"]["image/png"] for o in results.outputs if "image/png" in o.get("data", {})]
+    pictures = len(list((project / "metrics" / "evaluate" / "pictures").glob("*.png")))
+    assert len(pngs) == min(4, pictures) + 1  # the training curves too, under a non-interactive backend
     refs = run(origin, "git", "for-each-ref", "refs/exps").stdout
     assert refs.strip(), "the experiment was not pushed to the git remote"
