@@ -174,6 +174,10 @@ def test_trajectories_stage_skips_windows_spanning_the_found_cut(spliced, tmp_pa
     assert store.starts.tolist() == [0, 2, 4, 6, 8, 10, 14, 16, 18, 20]  # 10: ends at 13; 14: starts at the cut
     assert meta["cuts"] == [CUT] and meta["cut_starts"] == [12] and meta["skipped_starts"] == [22]
     assert store.meta["cut_starts"] == [12] and meta["num_windows"] == 10
+    from densemotion.cli.trajectories import skipped_note
+
+    assert skipped_note(meta) == ", skipped 1 past the end and 1 spanning shot cuts"  # the stage's line says both
+    assert skipped_note({**meta, "skipped_starts": [], "cut_starts": []}) == ""
 
 
 def test_chunks_of_other_cuts_are_not_reused(tmp_path):

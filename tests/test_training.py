@@ -313,3 +313,12 @@ def test_training_autocast_follows_the_one_vocabulary(monkeypatch):
             warnings.simplefilter("error")
             with training.autocast("cpu", "auto"):
                 assert (x @ w).dtype == dtype
+
+
+def test_each_epoch_line_says_its_time_and_the_eta():
+    from densemotion.training import pace
+
+    assert pace(30.0, 2, 28) == "15.0 s/epoch, ETA 7m 00s"
+    assert pace(12.0, 1, 400) == "12.0 s/epoch, ETA 1h 20m"
+    assert pace(5.0, 1, 0) == "5.0 s/epoch, done"
+    assert pace(0.5, 1, 10) == "0.5 s/epoch, ETA 5s"

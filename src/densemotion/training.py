@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -600,6 +601,22 @@ def _describe(record: dict) -> str:
     return "  ".join(parts)
 
 
+def pace(elapsed: float, done: int, left: int) -> str:
+    """``'12.3 s/epoch, ETA 4m 06s'``: the mean time of the ``done`` epochs of this run, and that
+    times the ``left`` epochs (on a CPU, real footage can take hours: say so every epoch)."""
+    per = elapsed / max(done, 1)
+    return f"{per:.1f} s/epoch, " + (f"ETA {_duration(per * left)}" if left else "done")
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
 def final_report(state: dict) -> list[str]:
     """Lines on the kept epoch for stderr: which it is, and a warning when at that epoch the
     model does not beat zero motion on the validation videos (worse than doing nothing)."""
@@ -739,6 +756,7 @@ def fit(run: Run) -> None:
     tp, rank, device, model, state = run.train_params, run.rank, run.device, run.model, run.state
     main, world = rank.is_main, rank.world_size
     val_loader = make_loader(run.val_ds, tp.batch_size, shuffle_seed=None, workers=tp.workers, rank=rank)
+    first, started = state["epoch"], time.monotonic()  # for the per-epoch time and the ETA (not logged)
     for epoch in range(state["epoch"], tp.epochs):
         run.train_ds.set_epoch(epoch)
         seed = _epoch_seed(tp.seed, epoch)
@@ -774,7 +792,10 @@ def fit(run: Run) -> None:
         if main:
             save_checkpoint(run.ckpt_path, state)
             _log_epoch(run.live, record, history)
-            tqdm.write(_describe(record), file=sys.stderr)
+            tqdm.write(
+                f"{_describe(record)}  ({pace(time.monotonic() - started, epoch + 1 - first, tp.epochs - epoch - 1)})",
+                file=sys.stderr,
+            )
 
 
 def save(run: Run) -> None:

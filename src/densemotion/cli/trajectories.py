@@ -44,10 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     hg, wg = meta["grid_shape"]
     print(
         f"{args.out_dir}: {meta['num_windows']} windows of {meta['window']} frames, "
-        f"{hg}x{wg} grid, tracker {meta['tracker']}"
-        + (f", skipped {len(meta['skipped_starts'])} past the end" if meta["skipped_starts"] else "")
+        f"{hg}x{wg} grid, tracker {meta['tracker']}" + skipped_note(meta)
     )
     return 0
+
+
+def skipped_note(meta: dict) -> str:
+    """``', skipped 1 past the end and 5 spanning shot cuts'`` (or ''): the windows a store lacks."""
+    parts = [
+        f"{n} {why}"
+        for n, why in (
+            (len(meta["skipped_starts"]), "past the end"),
+            (len(meta.get("cut_starts", [])), "spanning shot cuts"),
+        )
+        if n
+    ]
+    return f", skipped {' and '.join(parts)}" if parts else ""
 
 
 if __name__ == "__main__":
