@@ -168,3 +168,18 @@ def test_foreign_weights_are_refused_with_the_mismatch(tmp_path):
     _at(tmp_path, SPECS["lraspp_mobilenet_v3_large"].coco).write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="is not a readable PyTorch pretrained weights file"):
         build_model(ModelParams(pretrained="coco"), window=8, pretrained_dir=tmp_path)
+
+
+def test_the_nets_input_side_is_bounded_by_lowering_the_scale():
+    """A 720p video's 68x160 grid at input_scale 4 would enter the net at 272x640 (minutes an
+    epoch on a CPU): max_input_side lowers the scale for that grid only, and output stays on the grid."""
+    model = build_model(ModelParams(input_scale=4, max_input_side=320), window=4).eval()
+    seen = []
+    model.net.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
+    with torch.no_grad():
+        big = model(torch.rand(1, 3, 68, 160))["out"]
+        small = model(torch.rand(1, 3, 32, 56))["out"]  # the sample's grid: at input_scale
+    assert seen == [(136, 320), (128, 224)]
+    assert big.shape == (1, 1, 2, 68, 160) and small.shape == (1, 1, 2, 32, 56)
+    assert model.scale_for(400, 400) == 1  # never below 1
+    assert build_model(ModelParams(input_scale=4, max_input_side=None), window=4).scale_for(68, 160) == 4

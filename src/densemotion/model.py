@@ -113,11 +113,14 @@ class MotionNet(nn.Module):
     std: torch.Tensor
     disp_scale: torch.Tensor  # ()
 
-    def __init__(self, net: nn.Module, *, steps: int, input_scale: int, has_aux: bool) -> None:
+    def __init__(
+        self, net: nn.Module, *, steps: int, input_scale: int, has_aux: bool, max_input_side: int | None = None
+    ) -> None:
         super().__init__()
         self.net = net
         self.steps = steps
         self.input_scale = input_scale
+        self.max_input_side = max_input_side
         self.has_aux = has_aux
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
@@ -128,11 +131,18 @@ class MotionNet(nn.Module):
     def backbone(self) -> nn.Module:
         return self.net.backbone
 
+    def scale_for(self, h: int, w: int) -> int:
+        """The upsampling factor of an (h, w) grid: ``input_scale``, lowered (to 1 at least) so that
+        the net's input is at most ``max_input_side`` on its longest side."""
+        if self.max_input_side is None:
+            return self.input_scale
+        return max(1, min(self.input_scale, self.max_input_side // max(h, w)))
+
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """image (B, 3, H, W) in [0, 1] -> {"out": (B, K, 2, H, W) px[, "aux": same]}."""
         b, _, h, w = image.shape
         x = (image - self.mean) / self.std
-        s = self.input_scale
+        s = self.scale_for(h, w)
         if s > 1:
             x = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
         raw = self.net(x)  # {"out": (B, 2K, sH, sW)[, "aux": ...]}
@@ -193,7 +203,9 @@ def build_model(
     for module in net.modules():  # MobileNetV3's 0.01 needs ~1000s of steps before eval mode works
         if isinstance(module, nn.BatchNorm2d):
             module.momentum = BN_MOMENTUM
-    return MotionNet(net, steps=steps, input_scale=params.input_scale, has_aux=params.aux_loss)
+    return MotionNet(
+        net, steps=steps, input_scale=params.input_scale, has_aux=params.aux_loss, max_input_side=params.max_input_side
+    )
 
 
 # --- pretrained weights -----------------------------------------------------------------------

@@ -240,6 +240,10 @@ class ModelParams(Section):
     # the grid-resolution frame is upsampled by this factor before the net (output strides are
     # 8-16) and the prediction averaged back down to the grid
     input_scale: int = Field(4, ge=1, le=16)
+    # ... but never past this many pixels on the net's input's longest side (None: no bound): the
+    # scale drops to fit, per batch. 320 keeps the sample's and TaiChi's 256x256 (grids <= 80) at
+    # input_scale and makes a 720p video's 180x320 grid cost what the sample's does, not 16x that
+    max_input_side: int | None = Field(320, ge=16)
 
     @model_validator(mode="after")
     def _aux_exists(self) -> ModelParams:
