@@ -1,6 +1,6 @@
 """Training speed of every motion model, and the data loader's share of a training step.
 
-    .venv/bin/python bench/train_speed.py [--models all] [--grid 32x56] [--input-scale 4]
+    .venv/bin/python bench/train_speed.py [--models all] [--grid 32x56] [--input-scale 4] [--max-input-side 320|none]
         [--batch-size 8] [--steps 4] [--threads 2] [--device cpu] [--autocast none] [--json OUT.json]
 
 Writes synthetic schema-1 stores of the sample's shape (6 videos x 6 windows of 8 frames,
@@ -66,7 +66,8 @@ def make_stores(root: Path, videos: int, windows: int, hg: int, wg: int) -> list
 def measure(name: str, dataset: MotionDataset, args: argparse.Namespace) -> dict:
     """Time ``args.steps`` training steps after one warm-up step; loader waits timed apart."""
     torch.manual_seed(0)
-    mp = ModelParams(name=name, input_scale=args.input_scale, aux_loss=SPECS[name].has_aux)
+    side = None if args.max_input_side == "none" else int(args.max_input_side)
+    mp = ModelParams(name=name, input_scale=args.input_scale, aux_loss=SPECS[name].has_aux, max_input_side=side)
     tp = TrainParams(device=args.device, batch_size=args.batch_size, autocast=args.autocast)
     model = build_model(mp, WINDOW).to(args.device).train()
     opt, sched = make_optimizer(model, tp, total_steps=10_000)
@@ -116,6 +117,7 @@ def main() -> None:
     p.add_argument("--models", default="all", help="comma-separated model names (default: all)")
     p.add_argument("--grid", default="32x56", help="grid HxW (the sample: 32x56)")
     p.add_argument("--input-scale", type=int, default=4)
+    p.add_argument("--max-input-side", default="320", help="model.max_input_side: px, or none (unbounded)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=4, help="timed steps per model (after 1 warm-up)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU")
