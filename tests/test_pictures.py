@@ -13,7 +13,20 @@ from densemotion.evaluation import evaluate
 from densemotion.frames.store import FrameArchive, FrameArchiveWriter, encode_jpeg
 from densemotion.params import EvaluateParams, ModelParams, ParamsError, parse_params
 from densemotion.trajectories.store import TrajectoryStore, write_store
-from densemotion.viz import GAP, SHEET_BOX, fit_image, fit_size, flow_legend, grid_frame, sheet_columns
+from densemotion.viz import (
+    GAP,
+    SCALE_PERCENTILE,
+    SHEET_BOX,
+    fit_image,
+    fit_size,
+    flow_legend,
+    grid_frame,
+    key_lines,
+    motion_image,
+    motion_picture,
+    motion_scale,
+    sheet_columns,
+)
 
 from conftest import REPO, moving_frames, sample_params_dict
 
@@ -40,9 +53,11 @@ def _checkpoint(video: str) -> dict:
     }
 
 
-def _video(root, name: str, size: tuple[int, int], windows: int = 2, t: int = 4, g: int = 8):
+def _video(root, name: str, size: tuple[int, int], windows: int = 2, t: int = 4, g: int = 8, end=None, seen=None):
     """A frames archive ``root/frames/<name>.zip`` of ``size`` (H, W) and its store ``root/traj/<name>``,
-    tracked at half that size: every point moves by MOTION, all seen; returns the store."""
+    tracked at half that size: every point moves by MOTION, all seen; returns the store. ``end``
+    (Hg, Wg, 2) tracking px: each point's motion instead (every window's), ``seen`` (Hg, Wg) bool:
+    which are visible at the end."""
     h, w = size
     frames = moving_frames(windows * t, h, w, seed=len(name))
     (root / "frames").mkdir(parents=True, exist_ok=True)
@@ -58,7 +73,11 @@ def _video(root, name: str, size: tuple[int, int], windows: int = 2, t: int = 4,
     track = (h // 2, w // 2)
     hg, wg = track[0] // g, track[1] // g
     disp = np.zeros((windows, t, hg, wg, 2), np.float16)
-    disp[:, :] = np.array(MOTION)[None, None, None, None] * (np.arange(t) / (t - 1))[None, :, None, None, None]
+    motion = np.array(MOTION)[None, None, None, None] if end is None else np.asarray(end)[None, None]
+    disp[:, :] = motion * (np.arange(t) / (t - 1))[None, :, None, None, None]
+    vis = np.full((windows, t, hg, wg), 255, np.uint8)
+    if seen is not None:
+        vis[:, -1] = np.where(seen, 255, 0)
     small = [cv2.resize(frames[k * t], (wg, hg), interpolation=cv2.INTER_AREA) for k in range(windows)]
     meta = {
         "video": name,
@@ -78,7 +97,7 @@ def _video(root, name: str, size: tuple[int, int], windows: int = 2, t: int = 4,
         root / "traj" / name,
         frames0=np.stack(small),
         disp=disp,
-        vis=np.full((windows, t, hg, wg), 255, np.uint8),
+        vis=vis,
         starts=np.arange(windows, dtype=np.int64) * t,
         meta=meta,
     )
@@ -226,3 +245,74 @@ def test_the_visualize_stage_reads_its_params_section():
     assert "visualize" in stage["params"] and "--max-videos" not in stage["cmd"]
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert "max_videos" in params["visualize"]
+
+
+class Steady(torch.nn.Module):
+    """A stub motion net predicting (1.2, 0.9) tracking px everywhere: 3 px at frame scale."""
+
+    def forward(self, image):
+        b, _, hg, wg = image.shape
+        return {"out": torch.tensor([1.2, 0.9]).view(1, 1, 2, 1, 1).expand(b, 1, 2, hg, wg).clone()}
+
+
+def _saturation(rgb: np.ndarray) -> float:
+    """Mean HSV saturation in [0, 1]: 0 for a white (blank) panel, r for the flow wheel at radius r."""
+    return float(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)[..., 1].mean() / 255)
+
+
+@pytest.mark.parametrize("wild", [0.005, 0.03])
+def test_a_few_wild_tracker_points_do_not_wash_the_model_panel_out(tmp_path, wild):
+    """Real footage: a few tracker points far off (110 px at frame scale) among ~3 px of motion. The
+    full colour is a high percentile of the tracker's visible motion, ~3 px, not 110 (the 99th
+    percentile is 110 once they are 2 %), and the key says so; points hidden at the end count not."""
+    g, (h, w) = 4, WIDE
+    hg, wg = h // 2 // g, w // 2 // g
+    rng = np.random.default_rng(7)
+    angle = rng.uniform(0, 2 * np.pi, (hg, wg))
+    mag = rng.normal(1.5, 0.15, (hg, wg))  # tracking px: 3 px at frame scale
+    points = rng.permutation(hg * wg)
+    n_wild, n_hidden = int(wild * hg * wg), int(0.05 * hg * wg)
+    mag.flat[points[:n_wild]] = 55.0  # 110 px at frame scale
+    mag.flat[points[n_wild : n_wild + n_hidden]] = 80.0  # hidden at the end: not the tracker's motion
+    seen = np.ones((hg, wg), bool)
+    seen.flat[points[n_wild : n_wild + n_hidden]] = False
+    end = np.stack([mag * np.cos(angle), mag * np.sin(angle)], axis=-1)
+    _video(tmp_path, "real", WIDE, windows=1, g=g, end=end, seen=seen)
+    evaluate(
+        model=Steady(),
+        checkpoint=_checkpoint("real"),
+        trajectories=tmp_path / "traj",
+        out_dir=tmp_path / "out",
+        params=EvaluateParams(pictures=1, picture_side=320),
+        device="cpu",
+        frames_dir=tmp_path / "frames",
+    )
+    (path,) = sorted((tmp_path / "out" / "pictures").iterdir())
+    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    ph, pw = fit_size(WIDE, (320, 320))
+    top = image.shape[0] - ph
+    tracker, model = (image[top:, k * (pw + GAP) : k * (pw + GAP) + pw] for k in (1, 2))
+
+    stored = np.hypot(*np.moveaxis(TrajectoryStore(tmp_path / "traj" / "real").window(0)["disp"][-1], -1, 0))
+    full = 2 * float(np.percentile(stored[seen], SCALE_PERCENTILE))  # frame px: frames are twice the tracking size
+    assert 3.0 < full < 4.0  # ~3 px, not 110
+    # the model's ~3 px is drawn in colour; at a 110 px scale the same panel is all but white
+    assert _saturation(model) > 0.6, _saturation(model)
+    assert _saturation(tracker) > 0.6, _saturation(tracker)
+    washed = motion_image(np.full((hg, wg, 2), (1.2, 0.9)), np.ones((hg, wg), bool), 55.0)
+    assert _saturation(washed) < 0.1  # the bound tells the two apart
+
+    key = image[top:, 3 * (pw + GAP) :]
+    assert np.array_equal(key, flow_legend(ph, pw, full)) and not np.array_equal(key, flow_legend(ph, pw, 110.0))
+    assert key_lines(full) == ["full colour =", f"{full:.1f} px at frame", "scale (95th pct", "of tracker)"]
+
+
+def test_a_still_window_is_drawn_pale_not_its_jitter_in_full_colour():
+    jitter = np.random.default_rng(0).normal(0, 0.01, (10, 12, 2))  # px: nothing moves
+    seen = np.ones((10, 12), bool)
+    assert motion_scale(jitter, seen) < 0.05
+    assert motion_scale(jitter, seen, floor=0.5) == 0.5
+    assert motion_scale(np.zeros((4, 4, 2)), seen[:4, :4]) == 1.0  # no motion at all, no floor: 1 px
+    picture = motion_picture(np.zeros((40, 48, 3), np.uint8), [(jitter, seen)], cell=4, px_scale=2.0)
+    panel = picture[-40:, 48 + GAP : 2 * 48 + GAP]
+    assert _saturation(panel) < 0.1  # floor 0.5 px at frame scale: 0.25 px here

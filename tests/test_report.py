@@ -45,7 +45,9 @@ def test_report_of_a_change_in_epochs_shows_the_param_both_results_and_the_plots
     assert "train.epochs" in text and "| 1 " in text and "| 3 " in text  # the param, both values
     assert f"{before['model_epe_px']:.3f}" in text and f"{after['model_epe_px']:.3f}" in text
     images = sorted(p.name for p in (folder / "plots").iterdir())
-    assert images == ["epe_histogram.png", "epe_per_epoch.png", "epe_per_video.png", "loss_per_epoch.png"]
+    declared = [name for entry in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"] for name in entry]
+    assert {"epe_histogram", "epe_per_epoch", "epe_per_video", "loss_per_epoch"} <= set(declared)
+    assert images == sorted(f"{name}.png" for name in declared)  # every top-level plot of dvc.yaml
     assert all((folder / "plots" / name).read_bytes()[:4] == b"\x89PNG" for name in images)
     assert all(f"](plots/{name})" in text for name in images)
 
@@ -118,3 +120,156 @@ def test_the_merge_request_note_is_posted_once_then_edited(tmp_path):
     down = subprocess.run(script, env={**env, "CI_API_V4_URL": "http://127.0.0.1:1/api/v4"}, capture_output=True,
                           text=True)  # fmt: skip
     assert down.returncode == 0 and "could not post" in down.stdout  # the results, not the comment, fail a job
+
+
+# --- the plots' lines, told apart ------------------------------------------------------------------
+
+LINE_PLOTS = {  # plot id -> the legend the report must draw: revision x series, both revisions
+    "epe_histogram": [f"{rev}: {s}" for rev in ("workspace", "HEAD") for s in ("model", "zero", "mean")],
+    "epe_per_epoch": [f"{rev}: {s}" for rev in ("workspace", "HEAD") for s in ("train", "val")],
+    "loss_per_epoch": [f"{rev}: {s}" for rev in ("workspace", "HEAD") for s in ("train", "val")],
+}
+
+
+def _plot_data(repo: Path, shift: float) -> None:
+    """The files the top-level plots draw, their values moved by ``shift`` (one revision from another)."""
+    hist = ["epe_px,model,zero,mean"] + [
+        f"{x:.1f},{0.5 / (1 + x) + shift:.4f},{0.3 / (1 + x / 4):.4f},{0.2 / (1 + x / 8):.4f}" for x in range(12)
+    ]
+    (repo / "metrics/evaluate").mkdir(parents=True, exist_ok=True)
+    (repo / "metrics/evaluate/epe_hist.csv").write_text("\n".join(hist) + "\n")
+    rows = ["bar,video,method,epe_px"] + [f"v: {m} vs tracker,v,{m} vs tracker,{e + shift}" for m, e in
+                                         (("model", 1.0), ("zero", 3.0), ("mean", 3.5))]  # fmt: skip
+    (repo / "metrics/evaluate/per_video.csv").write_text("\n".join(rows) + "\n")
+    for part, level in (("train", 2.0), ("val", 3.0)):
+        folder = repo / "metrics/train/plots/metrics" / part
+        folder.mkdir(parents=True, exist_ok=True)
+        for key in ("epe_px", "loss_px"):
+            lines = [f"step\t{key}"] + [f"{s}\t{level / s + shift}" for s in range(1, 9)]
+            (folder / f"{key}.tsv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def plots_repo(tmp_path) -> Path:
+    """A git + DVC repository with this repository's top-level plots and their files: HEAD, and a
+    workspace whose values differ."""
+    repo = tmp_path / "plots"
+    repo.mkdir()
+    run(repo, "git", "init", "-q", "-b", "main")
+    run(repo, str(BIN / "dvc"), "init", "-q")
+    plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": plots}, sort_keys=False))
+    _plot_data(repo, 0.0)
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "base")
+    _plot_data(repo, 0.15)
+    return repo
+
+
+def _scene(spec: dict) -> tuple[list[dict], list[dict], tuple[float, float]]:
+    """The rendered chart's legend entries ({label, x, y, stroke, dash}, in chart px) and drawn lines
+    ({stroke, dash}), from Vega's own scenegraph, and its origin."""
+    import vl_convert as vlc
+
+    scene = vlc.vegalite_to_scenegraph(spec)
+    symbols, labels, lines = [], [], []
+
+    def walk(mark: dict, x0: float, y0: float) -> None:
+        for item in mark.get("items", []):
+            x, y = x0 + item.get("x", 0), y0 + item.get("y", 0)
+            if mark.get("role") == "legend-symbol":
+                symbols.append({"x": x, "y": y, "stroke": item["stroke"], "dash": item.get("strokeDash")})
+            elif mark.get("role") == "legend-label":
+                labels.append({"y": y, "label": item["text"]})
+            elif mark.get("marktype") == "line":
+                lines.append({"stroke": item["stroke"], "dash": item.get("strokeDash")})
+            for child in item.get("items", []):
+                walk(child, x, y)
+
+    walk(scene["scenegraph"], 0.0, 0.0)
+    for symbol in symbols:
+        symbol["label"] = next(lab["label"] for lab in labels if abs(lab["y"] - symbol["y"]) < 1)
+    return symbols, lines, tuple(scene["origin"])
+
+
+def _runs(on: list[bool]) -> int:
+    return sum(1 for i, v in enumerate(on) if v and (i == 0 or not on[i - 1]))
+
+
+def test_every_line_of_the_report_plots_has_its_own_colour_and_dash_and_the_legend_draws_them(plots_repo, tmp_path):
+    pytest.importorskip("vl_convert", reason="the report renders plots with vl-convert-python")
+    import cv2
+    import numpy as np
+
+    from densemotion import report
+
+    with mock.patch.dict(os.environ, {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}):  # this venv's dvc
+        specs, problems = report.plot_specs(plots_repo, "HEAD")
+        images, _ = report.render_plots(plots_repo, "HEAD", tmp_path / "out")
+    assert problems == [] and set(specs) == {*LINE_PLOTS, "epe_per_video"}
+    assert sorted(name for name, _ in images) == sorted(specs)
+    for plot_id, expected in LINE_PLOTS.items():
+        enc = specs[plot_id]["encoding"]
+        assert enc["color"]["field"] == enc["strokeDash"]["field"], plot_id  # one legend, not two
+        assert enc["color"]["scale"]["domain"] == enc["strokeDash"]["scale"]["domain"] == expected, plot_id
+        pairs = list(zip(enc["color"]["scale"]["range"], map(tuple, enc["strokeDash"]["scale"]["range"]), strict=True))
+        assert len(set(c for c, _ in pairs)) == len(expected), plot_id  # every line its own colour
+        dash = {label.split(": ")[1]: d for label, (_, d) in zip(expected, pairs, strict=True)}
+        assert all(dash[label.split(": ")[1]] == d for label, (_, d) in zip(expected, pairs, strict=True)), plot_id
+        assert len(set(dash.values())) == len(dash), plot_id  # every series its own dash
+
+        # what is drawn: one legend whose symbols are the lines as drawn, in the PNG as in the spec
+        symbols, lines, (ox, oy) = _scene(specs[plot_id])
+        assert [s["label"] for s in symbols] == expected, plot_id
+        drawn = {(line["stroke"], tuple(line["dash"])) for line in lines}  # a line mark: one item per point
+        assert sorted((s["stroke"], tuple(s["dash"])) for s in symbols) == sorted(drawn), plot_id
+        png = cv2.imread(str(tmp_path / "out" / dict(images)[plot_id]), cv2.IMREAD_COLOR)[:, :, ::-1].astype(int)
+        seen = []
+        for symbol in symbols:  # the symbol's own row of pixels, 30 px long at scale 1 (symbolSize 900)
+            y = round((oy + symbol["y"]) * 1.5)
+            x0, x1 = round((ox + symbol["x"] - 14) * 1.5), round((ox + symbol["x"] + 14) * 1.5)
+            row = png[y - 1 : y + 2, x0:x1].min(axis=0)  # the darkest of three rows: the stroke's core
+            on = (row.max(axis=1) - row.min(axis=1) > 40) | (row.max(axis=1) < 160)  # coloured, not white/grey
+            assert on.sum() > 5, (plot_id, symbol["label"])
+            want = np.array([int(symbol["stroke"][i : i + 2], 16) for i in (1, 3, 5)])
+            colour = np.median(row[on], axis=0)
+            assert np.abs(colour - want).max() < 40, (plot_id, symbol["label"], colour, want)
+            runs = _runs(list(on))
+            assert (runs == 1) if tuple(symbol["dash"]) == (1, 0) else (runs >= 2), (plot_id, symbol["label"], runs)
+            seen.append(colour)
+        for i, a in enumerate(seen):  # told apart in the picture: no two legend colours alike
+            assert all(np.abs(a - b).max() > 40 for b in seen[i + 1 :]), plot_id
+        order = list(dict.fromkeys(line["stroke"] for line in lines))  # drawn in this order
+        assert set(order[-len(order) // 2 :]) == {s["stroke"] for s in symbols[: len(symbols) // 2]}, plot_id
+    bars = specs["epe_per_video"]  # a bar chart is left as DVC draws it: colour by revision
+    assert bars["encoding"]["color"]["field"] == "rev"
+
+
+def test_series_names_lose_only_the_path_they_share_and_other_charts_are_left_alone():
+    from densemotion.report import _short_names, legible
+
+    assert _short_names(["train/epe_px.tsv", "val/epe_px.tsv"]) == {"train/epe_px.tsv": "train",
+                                                                    "val/epe_px.tsv": "val"}  # fmt: skip
+    assert _short_names(["a/x/m.tsv", "a/y/m.tsv"]) == {"a/x/m.tsv": "x", "a/y/m.tsv": "y"}
+    assert _short_names(["model", "zero", "mean"]) == {"model": "model", "zero": "zero", "mean": "mean"}
+    assert _short_names(["train/epe_px.tsv"]) == {"train/epe_px.tsv": "train/epe_px.tsv"}
+    bars = {"mark": "bar", "encoding": {"color": {"field": "rev"}}, "data": {"values": [{"rev": "HEAD"}]}}
+    assert legible(bars) is bars
+    one = {"mark": {"type": "line"}, "encoding": {"color": {"field": "rev"}}, "data": {"values": [{"rev": "HEAD"}]}}
+    assert legible(one) is one  # no series to tell apart: DVC's colour by revision is enough
+    rows = [{"step": s, "y": 1.0, "rev": r, "filename": f} for r, n in (("workspace", 3), ("HEAD", 1))
+            for f in ("train/a.tsv", "val/a.tsv") for s in range(1, n + 1)]  # fmt: skip
+    encoding = {
+        "x": {"field": "step"},
+        "color": {"field": "rev", "scale": {"domain": ["workspace", "HEAD"]}},
+        "strokeDash": {"field": "filename"},
+    }
+    line = {"mark": {"type": "line"}, "data": {"values": rows}, "encoding": encoding}
+    shown = legible(line)
+    assert shown["encoding"]["color"]["scale"]["domain"] == ["workspace: train", "workspace: val", "HEAD: train",
+                                                              "HEAD: val"]  # fmt: skip
+    assert shown["mark"]["point"] is True  # the base's one epoch is a point, drawn as one
+    assert [r["rev"] for r in shown["data"]["values"]][-1] == "workspace"  # drawn last: on top
+    assert shown["encoding"]["x"]["axis"]["tickMinStep"] == 1  # epochs are whole
+    rows3 = [r for r in rows if r["rev"] == "workspace"]
+    assert "point" not in legible({**line, "data": {"values": rows3}})["mark"]

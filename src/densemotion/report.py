@@ -4,7 +4,9 @@ Compares the workspace with a git revision (a merge request's base, the previous
 DVC itself (`dvc metrics diff --md`, `dvc params diff --md`, `dvc plots diff --json`), so it says
 what DVC records. The plots are DVC's own Vega-Lite specs rendered to PNG offline with
 vl-convert (no browser, no network: the HTML of `dvc plots show` loads Vega from a CDN), written
-beside the report and linked from it. Whatever is missing (a base revision a shallow clone lacks,
+beside the report and linked from it. DVC's line charts colour by revision and dash by series with
+a grey dash legend, so before rendering every line gets its own colour and dash and one legend
+that draws both (`legible`). Whatever is missing (a base revision a shallow clone lacks,
 a first commit without metrics, a metrics file on one side only) becomes a line in the report,
 never a crash: the report is for a person reading a merge request.
 """
@@ -85,33 +87,135 @@ def dvc_markdown(repo: Path, args: list[str], empty: str) -> str:
     return out.stdout.strip() or empty
 
 
-def render_plots(repo: Path, base: str, out_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
-    """PNG of every Vega plot of ``dvc plots diff base``: ([(plot id, relative png path)], problems)."""
+# A hue per series (dark for the first revision, the workspace; lighter for the next) and a dash per
+# series: every line of a chart differs from every other by colour, and from other series by dash
+# (up to 6 series and 3 revisions; past that, colours repeat).
+SHADES = (
+    ("#08519c", "#4292c6", "#9ecae1"),  # blues
+    ("#a63603", "#f16913", "#fdae6b"),  # oranges
+    ("#006d2c", "#41ab5d", "#a1d99b"),  # greens
+    ("#54278f", "#807dba", "#bcbddc"),  # purples
+    ("#a50f15", "#ef3b2c", "#fc9272"),  # reds
+    ("#252525", "#737373", "#bdbdbd"),  # greys
+)
+DASHES = ([1, 0], [8, 4], [2, 3], [10, 3, 2, 3], [16, 4], [4, 2, 4, 6])  # solid, dash, dot, dash-dot, ...
+LINE_LEGEND = "revision: series"
+
+
+def _short_names(names: list[str]) -> dict[str, str]:
+    """Series names without the path components they all share: ``train/epe_px.tsv`` and
+    ``val/epe_px.tsv`` become ``train`` and ``val``; a lone name stays whole."""
+    parts = [n.split("/") for n in names]
+    if len(parts) < 2:
+        return {n: n for n in names}
+    head = 0
+    while all(len(p) > head + 1 and p[head] == parts[0][head] for p in parts):
+        head += 1
+    tail = 0
+    while all(len(p) > head + tail + 1 and p[-1 - tail] == parts[0][-1 - tail] for p in parts):
+        tail += 1
+    short = {n: "/".join(p[head : len(p) - tail]) for n, p in zip(names, parts, strict=True)}
+    return short if len(set(short.values())) == len(names) else {n: n for n in names}
+
+
+def legible(spec: dict) -> dict:
+    """DVC's line chart (colour by revision, dash by series, the dash legend in grey) with every
+    line told apart: colour and dash encode one field, "revision: series", so there is one legend
+    whose symbols are the lines as drawn. Revisions keep DVC's order (the workspace first; its lines
+    are drawn last, on top), series the data's (the order of dvc.yaml's y). Any other spec is
+    returned as it is."""
+    enc = spec.get("encoding", {})
+    mark = spec.get("mark")
+    kind = mark.get("type") if isinstance(mark, dict) else mark
+    rev_field = enc.get("color", {}).get("field")
+    series_field = enc.get("strokeDash", {}).get("field")
+    rows = spec.get("data", {}).get("values")
+    if kind != "line" or not rev_field or not series_field or not isinstance(rows, list) or not rows:
+        return spec
+    if not all(isinstance(row, dict) for row in rows):
+        return spec
+    revs = [str(r) for r in enc["color"].get("scale", {}).get("domain", [])]
+    series: list[str] = []
+    for row in rows:
+        rev, name = str(row.get(rev_field)), str(row.get(series_field))
+        if rev not in revs:
+            revs.append(rev)
+        if name not in series:
+            series.append(name)
+    short = _short_names(series)
+    field = "line"
+    while any(field in row for row in rows):
+        field = f"_{field}"
+
+    def label(rev: str, name: str) -> str:
+        return f"{rev}: {short[name]}"
+
+    values = [{**row, field: label(str(row.get(rev_field)), str(row.get(series_field)))} for row in rows]
+    values.sort(key=lambda row: -revs.index(str(row.get(rev_field))))  # drawn in data order: the workspace on top
+    present = {row[field] for row in values}
+    lines = [(r, s) for r in revs for s in series if label(r, s) in present]
+    domain = [label(r, s) for r, s in lines]
+    colours = [SHADES[series.index(s) % len(SHADES)][revs.index(r) % 3] for r, s in lines]
+    dashes = [DASHES[series.index(s) % len(DASHES)] for _, s in lines]
+    legend = {"symbolType": "stroke", "symbolSize": 900, "symbolStrokeWidth": 2.5, "labelLimit": 0}
+    channel = {"field": field, "type": "nominal", "title": LINE_LEGEND, "legend": legend}
+    out = {**spec, "data": {**spec["data"], "values": values}}
+    out["mark"] = {**(mark if isinstance(mark, dict) else {"type": "line"}), "strokeWidth": 2}
+    counts = [sum(row[field] == name for row in values) for name in domain]
+    if min(counts) == 1:  # a one-epoch run is a single point, which a line alone does not draw
+        out["mark"]["point"] = True
+    if isinstance(spec.get("width", 300), int):  # room for the curves beside a legend of long labels
+        out["width"] = max(spec.get("width", 300), 400)
+    out["encoding"] = {
+        **enc,
+        "color": {**channel, "scale": {"domain": domain, "range": colours}},
+        "strokeDash": {**channel, "scale": {"domain": domain, "range": dashes}},
+    }
+    x = enc.get("x", {})
+    if x.get("field") == "step":  # dvclive's step is the epoch: whole ticks only
+        out["encoding"]["x"] = {**x, "axis": {**x.get("axis", {}), "tickMinStep": 1, "format": "d"}}
+    return out
+
+
+def plot_specs(repo: Path, base: str) -> tuple[dict[str, dict], list[str]]:
+    """The Vega-Lite spec the report renders of every plot of ``dvc plots diff base`` (made
+    `legible`): ({plot id: spec}, problems)."""
     diff = _run(["dvc", "plots", "diff", base, "--json"], repo)
     if diff.returncode != 0:
-        return [], [f"`dvc plots diff {base}` failed: {diff.stderr.strip().splitlines()[-1:]}"]
+        return {}, [f"`dvc plots diff {base}` failed: {diff.stderr.strip().splitlines()[-1:]}"]
     try:
         plots = json.loads(diff.stdout).get("data", {})
     except json.JSONDecodeError:
-        return [], ["`dvc plots diff --json` gave no JSON"]
+        return {}, ["`dvc plots diff --json` gave no JSON"]
+    specs = {
+        plot_id: legible(entry["content"])
+        for plot_id, entries in plots.items()
+        for entry in entries
+        if entry.get("type") == "vega"
+    }
+    return specs, []
+
+
+def render_plots(repo: Path, base: str, out_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """PNG of every Vega plot of ``dvc plots diff base``: ([(plot id, relative png path)], problems)."""
+    specs, problems = plot_specs(repo, base)
+    if not specs:
+        return [], problems
     try:
         import vl_convert as vlc
     except ImportError:
         return [], ["plots not rendered: install vl-convert-python (`pip install -e '.[report]'`)"]
-    images, problems = [], []
+    images = []
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    for plot_id, entries in plots.items():
-        for entry in entries:
-            if entry.get("type") != "vega":
-                continue
-            name = re.sub(r"[^A-Za-z0-9._-]+", "_", plot_id).strip("_") + ".png"
-            try:
-                png = vlc.vegalite_to_png(entry["content"], scale=1.5)
-            except Exception as err:  # vl-convert raises its own error types for a bad spec
-                problems.append(f"plot `{plot_id}` not rendered: {str(err).splitlines()[0]}")
-                continue
-            (out_dir / "plots" / name).write_bytes(png)
-            images.append((plot_id, f"plots/{name}"))
+    for plot_id, spec in specs.items():
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", plot_id).strip("_") + ".png"
+        try:
+            png = vlc.vegalite_to_png(spec, scale=1.5)
+        except Exception as err:  # vl-convert raises its own error types for a bad spec
+            problems.append(f"plot `{plot_id}` not rendered: {str(err).splitlines()[0]}")
+            continue
+        (out_dir / "plots" / name).write_bytes(png)
+        images.append((plot_id, f"plots/{name}"))
     return images, problems
 
 

@@ -3,7 +3,9 @@
 Colours are the standard optical-flow wheel (Baker et al., Middlebury; torchvision's
 ``flow_to_image``): hue is the direction of a displacement (+x, to the right: red; +y,
 downwards in the image: yellow; -x: cyan; -y: violet), saturation its magnitude relative to
-``max_mag``; zero motion is white.
+``max_mag``; zero motion is white. A motion picture's ``max_mag`` is a high percentile of the
+tracker's motion (:data:`SCALE_PERCENTILE`), not its largest: a few wild points must not wash
+every panel out to white.
 """
 
 from __future__ import annotations
@@ -55,10 +57,19 @@ def color_wheel(size: int = 64) -> np.ndarray:
     return img
 
 
-def motion_scale(disp: np.ndarray, visible: np.ndarray) -> float:
-    """The magnitude (px) drawn fully saturated: the 99th percentile of the visible points' motion."""
+# The magnitude drawn in full colour: this percentile of the visible points' motion (larger
+# saturates). The 99th is stretched to a tracker's outliers once they are 1 % of the points (real
+# footage: full colour = 110 px, every panel white); the 95th holds up to 5 %, and a moving object
+# smaller than that is drawn saturated, its direction still read from its hue.
+SCALE_PERCENTILE = 95
+MIN_FULL_COLOUR_PX = 0.5  # px at frame scale: the floor, so that a still window's jitter stays pale
+
+
+def motion_scale(disp: np.ndarray, visible: np.ndarray, floor: float = 0.0) -> float:
+    """The magnitude (px) drawn fully saturated: a high percentile (:data:`SCALE_PERCENTILE`) of
+    the visible points' motion, at least ``floor`` (px), and 1 px where both are 0."""
     mags = np.hypot(disp[..., 0], disp[..., 1])[np.asarray(visible, bool) & np.isfinite(disp).all(axis=-1)]
-    top = float(np.percentile(mags, 99)) if mags.size else 0.0
+    top = max(float(np.percentile(mags, SCALE_PERCENTILE)) if mags.size else 0.0, floor)
     return top if top > 0 else 1.0
 
 
@@ -80,6 +91,7 @@ def motion_picture(
     extent: Sequence[int] | None = None,
     panel: Sequence[int] | None = None,
     px_scale: float = 1.0,
+    scale_name: str = "tracker",
 ) -> np.ndarray:
     """The one flow picture: frame | a colour image per motion | colour-wheel legend, each under a title.
 
@@ -89,15 +101,16 @@ def motion_picture(
     px (default: the frame's size): the frame resized by :func:`fit_image`, the motions by nearest
     so that grid cells stay visible. ``titles``: the frame's, then one per motion (missing ones
     read "frame" and "motion"). All motions share the first one's colour scale
-    (:func:`motion_scale`); the legend prints it times ``px_scale`` (frame px per grid px).
+    (:func:`motion_scale`, at least :data:`MIN_FULL_COLOUR_PX` frame px); the key prints it times
+    ``px_scale`` (frame px per grid px) and what it is of (``scale_name``: the first motion).
     """
     size = _pair(frame.shape[:2] if panel is None else panel)
     grid_extent = _pair(frame.shape[:2] if extent is None else extent)
-    max_mag = motion_scale(*motions[0])
+    max_mag = motion_scale(*motions[0], floor=MIN_FULL_COLOUR_PX / px_scale)
     panels = [fit_image(frame, size)]
     for disp, visible in motions:
         panels.append(_motion_panel(motion_image(disp, visible, max_mag), size, grid_extent, cell, origin))
-    panels.append(flow_legend(size[0], size[1], max_mag * px_scale))
+    panels.append(flow_legend(size[0], size[1], max_mag * px_scale, scale_name))
     defaults = ["frame", *["motion"] * len(motions)]
     names = [*titles[: len(defaults)], *defaults[len(titles) :], "colour key"]
     return side_by_side(with_titles(panels, names))
@@ -125,11 +138,17 @@ def _motion_panel(
 MAX_WHEEL = 200  # px: a larger colour wheel reads no better
 
 
-def flow_legend(height: int, max_side: int, max_mag: float) -> np.ndarray:
+def key_lines(max_mag: float, scale_name: str = "tracker") -> list[str]:
+    """The colour key's text: the magnitude in full colour, in frame px, and what it is."""
+    return ["full colour =", f"{_px(max_mag)} px at frame", f"scale ({SCALE_PERCENTILE}th pct", f"of {scale_name})"]
+
+
+def flow_legend(height: int, max_side: int, max_mag: float, scale_name: str = "tracker") -> np.ndarray:
     """(height, W, 3) key to the motion panels: the colour wheel, as large as the height leaves
     beside the text and at most ``max_side`` (and :data:`MAX_WHEEL`), over the magnitude drawn in
-    full colour ("N px at frame scale"). W is the wheel's or the text's width, whichever is wider."""
-    lines = ["full colour =", f"{_px(max_mag)} px at", "frame scale"]
+    full colour (:func:`key_lines`: "full colour = N px at frame scale (95th pct of tracker)"). W is
+    the wheel's or the text's width, whichever is wider."""
+    lines = key_lines(max_mag, scale_name)
     text_h = len(lines) * LINE_HEIGHT + 4
     if height - text_h < 32:  # too low for the text under a readable wheel: the wheel alone
         lines, text_h = [], 0
