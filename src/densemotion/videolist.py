@@ -150,6 +150,8 @@ def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
         suffix = entry.suffix.lower()
         if not _utf8(entry):
             skipped.append(f"{printable(str(entry.relative_to(folder)))} (its name is not UTF-8: rename it)")
+        elif ZIP_SEPARATOR in str(entry):  # ZIP::FOLDER names a folder inside a zip
+            skipped.append(f"{printable(str(entry.relative_to(folder)))} (its path holds '{ZIP_SEPARATOR}': rename it)")
         elif _is_frame_folder(entry):
             loose.append((entry.name, str(entry)))
         elif entry.is_file() and suffix == ".zip":
