@@ -161,7 +161,7 @@ def test_output_files(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     details = json.loads((out / "details.json").read_text())
     assert {"model_epe_px_all_steps", "zero_epe_px_all_steps", "mean_epe_px_all_steps"} <= set(details["vs_tracker"])
-    assert summary["target"] == "trajectory" and details["test_videos"] == ["a"]
+    assert details["target"] == "trajectory" and details["test_videos"] == ["a"]
     rows = list(csv.DictReader((out / "per_video.csv").open()))
     assert [r["bar"] for r in rows] == ["a: model vs tracker", "a: zero vs tracker", "a: mean vs tracker"]
     assert float(rows[1]["epe_px"]) == pytest.approx(summary["headline"]["zero_epe_px"], rel=1e-5)
@@ -321,7 +321,7 @@ def test_evaluate_cli(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert printed.lstrip().startswith('{\n  "headline": {\n    "model_epe_px"') and "model_to_zero" in printed
-    assert json.loads((tmp_path / "metrics" / "summary.json").read_text())["epochs"] == 1
+    assert json.loads((tmp_path / "metrics" / "details.json").read_text())["epochs"] == 1
     assert len(list((tmp_path / "metrics" / "pictures").iterdir())) == 2
     torch.save({"model": {}}, tmp_path / "foreign.pt")
     assert main([*args[:0], "--model", str(tmp_path / "foreign.pt"), *args[2:]]) == 1

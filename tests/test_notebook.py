@@ -79,8 +79,8 @@ def test_colab_notebook_runs_top_to_bottom_and_again_on_a_fresh_vm(tmp_path, mon
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = _run_notebook(nbformat, nbclient, tmp_path, origin, drive, project)
 
-    summary = json.loads((project / "metrics" / "evaluate" / "summary.json").read_text())
-    assert summary["epochs"] == 1 and summary["videos"] == 1
+    details = json.loads((project / "metrics" / "evaluate" / "details.json").read_text())
+    assert details["epochs"] == 1 and details["videos"] == 1
     assert (drive / "densemotion" / "dvcstore").is_dir() and any((drive / "densemotion" / "dvcstore").rglob("*"))
     assert (project / "data" / "work").is_symlink()
     assert "Running stage 'train'" in _printed(nb)  # sh() shows the commands' output in the cell

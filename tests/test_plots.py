@@ -9,6 +9,7 @@ index, which means nothing for these files).
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
@@ -26,6 +27,7 @@ EXPECTED = {
     "loss_per_epoch": ("step", "loss_px", ["train/loss_px.tsv", "val/loss_px.tsv"]),
     "epe_histogram": ("epe_px", "dvc_inferred_y_value", ["mean", "model", "zero"]),
     "epe_per_video": ("epe_px", "bar", ["model vs tracker", "zero vs tracker", "mean vs tracker"]),
+    "tracker_epe_per_video": ("epe_mean", "video", []),  # one bar per sample clip (metrics/tracker/)
 }
 
 # the columns that matter in `dvc exp show` (README): what was tried, and how it did
@@ -52,9 +54,14 @@ def test_every_declared_chart_renders_with_its_title_axes_and_series(repo):
         assert spec["title"]["text"] == props["title"], name
         assert (enc["x"]["field"], enc["x"]["title"]) == (x, props["x_label"]), name
         assert (enc["y"]["field"], enc["y"]["title"]) == (y, props["y_label"]), name
-        assert "px at frame scale" in props["x_label"] + props["y_label"] + props["title"], name
+        unit = "px of the clip" if name.startswith("tracker_") else "px at frame scale"  # vs the clip's truth
+        assert unit in props["x_label"] + props["y_label"] + props["title"], name
         rows = spec["data"]["values"]
-        if name == "epe_per_video":  # one bar per (video, method): value against video, not row index
+        if name == "tracker_epe_per_video":  # every sample clip of the tiny pipeline, its tracker EPE
+            tracker = json.loads((repo / "metrics" / "tracker" / "details.json").read_text())["videos"]
+            assert sorted(r["video"] for r in rows) == sorted(tracker) == ["sample00", "sample01", "sample02"]
+            assert all(float(r["epe_mean"]) == pytest.approx(tracker[r["video"]]["epe_mean"], rel=1e-5) for r in rows)
+        elif name == "epe_per_video":  # one bar per (video, method): value against video, not row index
             bars = sorted(r["bar"] for r in rows)
             truth = [f"{m} vs truth" for m in ("model", "tracker", "zero", "mean")] if "vs_truth" in details else []
             assert bars == sorted(f"{v}: {m}" for v in details["test_videos"] for m in [*series, *truth])
@@ -81,5 +88,7 @@ def test_exp_show_keeps_the_columns_that_matter(repo):
             "train.lr",
         ]
     ), header
-    table = e2e.run(repo, *EXP_SHOW, "--no-pager").stdout  # the table itself, as a person runs it
-    assert "Experiment" in table and "best_epoch" in table and "overall" not in table
+    env = {**e2e._env(repo), "COLUMNS": "200"}  # the table itself, as a person runs it in 200 columns
+    table = subprocess.run([*EXP_SHOW, "--no-pager"], cwd=repo, env=env, capture_output=True, text=True).stdout
+    assert "Experiment" in table and "headline.model_epe_px" in table and "best_epoch" in table, table
+    assert max(map(len, table.splitlines())) <= 200 and "overall" not in table

@@ -15,6 +15,7 @@ from densemotion.checkpoint import load_checkpoint
 from densemotion.dataset import Split
 from densemotion.evaluation import headline
 from densemotion.params import ModelParams, TrainParams
+from densemotion.report import HEADLINE_KEYS
 from densemotion.training import RESUME_KEYS, best_epoch, loss_px, masked_loss, split_warnings, train
 
 from test_dataset import write_motion_store
@@ -194,6 +195,16 @@ def test_every_logged_number_names_its_unit(tmp_path):
                     "val/loss_px.tsv", "val/zero_epe_px.tsv"]  # fmt: skip
     rows = (tmp_path / "live" / "plots" / "metrics" / "val" / "epe_px.tsv").read_text().splitlines()
     assert rows[0] == "step\tepe_px" and [r.split("\t")[0] for r in rows[1:]] == ["1", "2"]  # step = epoch
+    # metrics.json, the DVC metric (a `dvc exp show` column per number): the EPEs and the best epoch,
+    # not the learning rate or the losses, which are curves only
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert metrics == {
+        "train": {"epe_px": metrics["train"]["epe_px"]},
+        "val": {"epe_px": metrics["val"]["epe_px"], "zero_epe_px": metrics["val"]["zero_epe_px"]},
+        "best_epoch": state["best_epoch"],
+        "best_val_epe_px": metrics["best_val_epe_px"],
+        "step": 2,
+    }
 
 
 # --- the model against doing nothing -----------------------------------------------------------------
@@ -255,14 +266,58 @@ def test_summary_json_is_small_and_the_details_are_beside_it(tmp_path):
     args = ["--model", str(tmp_path / "m.pt"), "--trajectories", str(tmp_path / "traj")]
     assert evaluate_main([*args, "--out-dir", str(tmp_path / "eval"), "--params", params]) == 0
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    assert list(summary) == ["headline", "model", "target", "epochs", "weights_epoch", "videos", "windows", "points"]
-    leaves = [v for v in summary.values() if not isinstance(v, dict)] + list(summary["headline"].values())
-    assert len(leaves) <= 16 and not any(isinstance(v, list) for v in leaves)
+    assert list(summary) == ["headline"]  # no truth here; with it, vs_truth: 4 means (test_e2e_dvc)
+    assert list(summary["headline"]) == [k for k, _ in HEADLINE_KEYS]  # the report's rows, in order
     details = json.loads((tmp_path / "eval" / "details.json").read_text())
-    assert set(details) == {"vs_tracker", "test_videos", "videos", "windows"}
+    assert set(details) == {
+        "vs_tracker",
+        "test_videos",
+        "videos",
+        "windows",
+        "model",
+        "target",
+        "epochs",
+        "weights_epoch",
+    }
+    assert details["model"] == "lraspp_mobilenet_v3_large" and details["epochs"] == details["weights_epoch"] == 1
     assert details["vs_tracker"]["model_epe_px"] == summary["headline"]["model_epe_px"]
     assert "model_epe_px_median" in details["vs_tracker"]
     per_video = json.loads((tmp_path / "eval" / "per_video.json").read_text())
     assert list(per_video) == details["test_videos"]
     assert all(k.endswith(("_px", "_px_median", "_to_zero", "_to_mean", "points", "windows"))
                for row in per_video.values() for k in row)  # fmt: skip
+
+
+# --- the tracker against the sample's ground truth ---------------------------------------------------
+
+
+def test_tracker_metric_is_a_few_pooled_numbers_and_the_rest_is_beside_it(tmp_path):
+    """metrics/tracker.json is the DVC metric: one `dvc exp show` column per number, none per video;
+    the per-video and per-subset scores go to details.json and per_video.csv (a DVC plot's data)."""
+    import csv
+
+    from densemotion.trajectories.accuracy import HEADLINE_KEYS as TRACKER_KEYS
+
+    from test_trajectories_run import _accuracy, _pipeline
+
+    _pipeline(tmp_path)
+    details = _accuracy(tmp_path)  # runs the CLI; returns details.json
+    metric = json.loads((tmp_path / "m.json").read_text())
+    assert list(metric) == ["tracker"] and list(metric["tracker"]) == list(TRACKER_KEYS)
+    overall = details["overall"]
+    assert metric["tracker"]["epe_mean"] == overall["epe_mean"]
+    assert metric["tracker"]["moving_epe_median"] == overall["moving"]["epe_median"]
+    assert details["tracker"] == "dis" and set(details["videos"]) == {"clipa"} and details["unscored"] == []
+    rows = list(csv.DictReader((tmp_path / "details" / "per_video.csv").open()))
+    assert [r["video"] for r in rows] == ["clipa"]
+    assert float(rows[0]["moving_epe_median"]) == pytest.approx(
+        details["videos"]["clipa"]["moving"]["epe_median"], rel=1e-5
+    )
+    assert int(rows[0]["last_frame_points"]) == details["videos"]["clipa"]["last_frame"]["points"]
+
+    # no video with ground truth (real footage): the metric's numbers are null, the CSV has no row
+    (tmp_path / "truth" / "clipa.npz").unlink()
+    details = _accuracy(tmp_path)
+    assert details["unscored"] == ["clipa"] and details["overall"] == {}
+    assert json.loads((tmp_path / "m.json").read_text()) == {"tracker": dict.fromkeys(TRACKER_KEYS)}
+    assert (tmp_path / "details" / "per_video.csv").read_text() == "video\n"

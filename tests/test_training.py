@@ -176,8 +176,8 @@ def test_checkpoint_is_complete_and_loads_weights_only(tmp_path):
     assert float(model.disp_scale) == pytest.approx(state["stats"]["rms"])
 
     metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
-    assert set(metrics["train"]) == {"loss_px", "epe_px"}
-    assert set(metrics["val"]) == {"loss_px", "epe_px", "zero_epe_px"}
+    assert set(metrics["train"]) == {"epe_px"}  # the losses and lr: curves only (training.CURVES_ONLY)
+    assert set(metrics["val"]) == {"epe_px", "zero_epe_px"} and "lr" not in metrics
     assert metrics["step"] == 2 and metrics["best_epoch"] == state["best_epoch"]  # steps are epochs 1 and 2
     assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss_px.tsv").is_file()
     assert (tmp_path / "live" / "plots" / "metrics" / "val" / "epe_px.tsv").is_file()

@@ -283,12 +283,14 @@ def _accuracy(tmp_path):
             str(tmp_path / "truth"),
             "--out",
             str(tmp_path / "m.json"),
+            "--details-dir",
+            str(tmp_path / "details"),
             "--params",
             str(tmp_path / "params.yaml"),
         ]
     )
     assert rc == 0
-    return json.loads((tmp_path / "m.json").read_text())
+    return json.loads((tmp_path / "details" / "details.json").read_text())  # the metric: test_reports.py
 
 
 def test_tracker_accuracy_against_ground_truth(tmp_path, capsys):

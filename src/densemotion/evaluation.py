@@ -14,16 +14,18 @@ displacements and the baselines are also scored against the true motion of the g
 
 Outputs (``out_dir``), every error in px at frame scale and every key saying so (``_px``):
 
-- ``summary.json`` (the DVC metric, small): first the ``headline``, the model against both
-  baselines (``model_epe_px``, ``zero_epe_px``, ``mean_epe_px``, ``model_to_zero``,
-  ``model_to_mean``, ``beats_zero_motion``), then the means against ground truth where there is
-  some (``vs_truth``), the model, its epochs, ``weights_epoch`` (the checkpoint's ``best_epoch``:
-  whose weights were scored), and the counts scored.
+- ``summary.json`` (the DVC metric, small: one ``dvc exp show`` column per number): the
+  ``headline``, the model against both baselines (``model_epe_px``, ``zero_epe_px``,
+  ``mean_epe_px``, ``model_to_zero``, ``model_to_mean``, ``beats_zero_motion``), then the means
+  against ground truth where there is some (``vs_truth``), and nothing else.
 - ``details.json``: the pooled statistics (means, medians, ratios, points) against the tracker
-  and the truth, and the test videos' names; ``per_video.json``: the same per video.
+  and the truth, the test videos' names, and what was scored: the model and its ``target``, its
+  ``epochs``, ``weights_epoch`` (the checkpoint's ``best_epoch``: whose weights were scored), the
+  counts of videos and windows; ``per_video.json``: the statistics per video.
 - ``per_video.csv`` and ``epe_hist.csv`` (DVC plot data), ``epe_hist.png`` and ``per_video.png``,
   and ``pictures/*.png``: input frame | tracker motion | predicted motion | colour key, each panel
-  titled, at the video's aspect (the frame from the frames archive when ``frames_dir`` is given).
+  titled, at the video's aspect (the frame from the frames archive when ``frames_dir`` is given);
+  full colour is the 95th percentile of the tracker's visible motion (:func:`densemotion.viz.motion_scale`).
 
 The model beats zero motion when its EPE is lower by more than :data:`BEAT_MARGIN` (a tie, such as
 an untrained net's zero-initialised head, is no win); when it does not, ``beats_zero_motion`` is
@@ -432,7 +434,8 @@ def evaluate(
 ) -> dict:
     """Evaluate ``model`` (from ``checkpoint``) on the checkpoint's test videos; write ``out_dir``.
 
-    Returns summary.json's contents with ``details`` (details.json's) added.
+    Returns summary.json's contents, then what was scored (:func:`scored`: the model, its epochs,
+    the counts), then ``details`` (details.json's).
     """
     out_dir = Path(out_dir)
     videos = list(checkpoint["split"]["test"])
@@ -452,7 +455,8 @@ def evaluate(
     rows = [video_row(r, target) for r in results]
     centres, fractions = histogram(results, params.hist_bins, params.hist_max_px)
     details = summarize(results, target, {"test_videos": videos})
-    summary = brief(details, checkpoint)
+    summary, run = brief(details), scored(details, checkpoint)
+    details = {**details, **{k: run[k] for k in ("model", "target", "epochs", "weights_epoch")}}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "details.json", details)
     write_json(out_dir / "per_video.json", {r["video"]: {k: v for k, v in r.items() if k != "video"} for r in rows})
@@ -462,16 +466,22 @@ def evaluate(
     write_ordered_json(out_dir / "summary.json", summary)  # last: the metric exists only when all else does
     if not summary["headline"]["beats_zero_motion"]:
         print(not_beating_warning(summary["headline"]), file=sys.stderr)
-    return {**summary, "details": details}
+    return {**summary, **run, "details": details}
 
 
-def brief(details: dict, checkpoint: dict) -> dict:
-    """summary.json: the headline first, the means against ground truth, what was scored."""
+def brief(details: dict) -> dict:
+    """summary.json: the headline, then the means against ground truth. Nothing else: each number
+    is a column of `dvc exp show`, and the model and its epochs are params there already."""
     summary: dict = {"headline": headline(details["vs_tracker"])}
     if "vs_truth" in details:
         summary["vs_truth"] = {f"{m}_epe_px": details["vs_truth"][f"{m}_epe_px"] for m in TRUTH_METHODS}
+    return summary
+
+
+def scored(details: dict, checkpoint: dict) -> dict:
+    """What was scored (in details.json): the model, its epochs, whose weights, the counts."""
     epochs = int(checkpoint["epoch"])
-    summary.update(
+    return dict(
         model=checkpoint["model_params"]["name"],
         target=checkpoint["model_params"]["target"],
         epochs=epochs,
@@ -480,7 +490,6 @@ def brief(details: dict, checkpoint: dict) -> dict:
         windows=details["windows"],
         points=details["vs_tracker"]["points"],
     )
-    return summary
 
 
 def write_ordered_json(dest: Path, obj: dict) -> None:

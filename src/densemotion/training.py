@@ -17,7 +17,9 @@ predicted step, ``loss_px`` the training loss (``train.loss`` over all predicted
 auxiliary head's when ``model.aux_loss``) evaluated at frame scale. The optimiser itself
 minimises the same loss in tracking pixels (what the network predicts); only the log is rescaled.
 dvclive logs them per epoch (its ``step`` is the epoch, from 1) with ``best_epoch`` and
-``best_val_epe_px`` in ``metrics.json``; the split's video names go to ``split.json`` beside it.
+``best_val_epe_px`` in ``metrics.json``, whose every number is a column of ``dvc exp show``: it
+keeps the last epoch's EPEs but not the learning rate or the losses (:data:`CURVES_ONLY`: their
+per-epoch curves are in ``plots/metrics/``); the split's video names go to ``split.json`` beside it.
 
 Loss (``train.loss``), over the visible points only (tracker visibility >= 0.5):
 
@@ -536,6 +538,11 @@ def _open_live(live_dir: str | Path | None, params: dict, history: list[dict]):
     return live
 
 
+# logged per epoch (dvclive's plots/metrics/) but kept out of metrics.json, the DVC metric: the
+# last batch's learning rate says nothing of a run, and the losses repeat the EPEs beside them
+CURVES_ONLY = ("lr", "train/loss_px", "val/loss_px")
+
+
 def _log_epoch(live, record: dict, history: list[dict]) -> None:
     """One epoch's metrics at dvclive step = the epoch (from 1), and the best of ``history`` so far
     (``best_epoch``, ``best_val_epe_px``: the latest values are the last epoch's, not the kept one's)."""
@@ -545,6 +552,12 @@ def _log_epoch(live, record: dict, history: list[dict]) -> None:
     for key, value in record.items():
         if key != "epoch":
             live.log_metric(key, value)
+    for key in CURVES_ONLY:
+        *parents, leaf = key.split("/")
+        node = live.summary
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
     best = best_epoch(history)
     live.summary["best_epoch"] = best
     kept = next(r for r in history if r["epoch"] == best)

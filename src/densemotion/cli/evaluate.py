@@ -9,7 +9,8 @@ frames archive. ``--truth`` adds scores against ground truth for videos that hav
 archive's ``source_indices`` (needed when ``frames.fps`` subsampled the clips).
 
 Prints ``summary.json`` (strict JSON), its ``headline`` first: the model's EPE against zero
-motion's and the training-set mean's. A model that does not beat zero motion gets a
+motion's and the training-set mean's; what was scored (the model, its epochs, the counts) is in
+``details.json``. A model that does not beat zero motion gets a
 ``WARNING`` line on stderr (and ``beats_zero_motion: false``); the exit status stays 0.
 """
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         truth_dir=args.truth,
         frames_dir=args.frames,
     )
-    brief = {k: v for k, v in summary.items() if k != "details"}  # summary.json: the headline first
+    brief = {k: summary[k] for k in ("headline", "vs_truth") if k in summary}  # summary.json's: the headline first
     print(json.dumps(finite_json(brief), indent=2, allow_nan=False))  # strict JSON: undefined scores are null
     return 0
 

@@ -80,3 +80,35 @@ def score_store(store: TrajectoryStore, truth: SampleTruth, source_indices: list
         out.moving.append(out.still[-1] > MOVING_PX)
         out.last.append(last.ravel())
     return out
+
+
+# metrics/tracker.json, the DVC metric: a few pooled numbers (one `dvc exp show` column each), in
+# this order; everything else (per video, per subset, the within-px fractions) goes to the details
+HEADLINE_KEYS = ("epe_mean", "epe_median", "moving_epe_median", "delta_avg", "visibility_accuracy")
+
+
+def flat_summary(summary: dict) -> dict[str, Any]:
+    """:meth:`Errors.summary` with its nested subsets flattened: ``moving.epe_median`` -> ``moving_epe_median``."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            out.update({f"{key}_{k}": v for k, v in flat_summary(value).items()})
+        else:
+            out[key] = value
+    return out
+
+
+def headline(summary: dict) -> dict[str, Any]:
+    """The metric's numbers (:data:`HEADLINE_KEYS`) of a pooled :meth:`Errors.summary`; null when
+    nothing was scored (no video with ground truth)."""
+    flat = flat_summary(summary)
+    return {k: flat.get(k) for k in HEADLINE_KEYS}
+
+
+def per_video_table(videos: dict[str, dict]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the per-video CSV: one row per scored video, every flattened number."""
+    flat = {v: flat_summary(s) for v, s in videos.items()}
+    columns: list[str] = []
+    for row in flat.values():
+        columns += [k for k in row if k not in columns]
+    return ["video", *columns], [[v, *(row.get(c) for c in columns)] for v, row in flat.items()]
