@@ -105,16 +105,11 @@ LINE_LEGEND = "revision: series"
 def _short_names(names: list[str]) -> dict[str, str]:
     """Series names without the path components they all share: ``train/epe_px.tsv`` and
     ``val/epe_px.tsv`` become ``train`` and ``val``; a lone name stays whole."""
-    parts = [n.split("/") for n in names]
-    if len(parts) < 2:
+    from densemotion.videolist import differing_parts  # one home for "the parts that differ"
+
+    if len(names) < 2:
         return {n: n for n in names}
-    head = 0
-    while all(len(p) > head + 1 and p[head] == parts[0][head] for p in parts):
-        head += 1
-    tail = 0
-    while all(len(p) > head + tail + 1 and p[-1 - tail] == parts[0][-1 - tail] for p in parts):
-        tail += 1
-    short = {n: "/".join(p[head : len(p) - tail]) for n, p in zip(names, parts, strict=True)}
+    short = {n: "/".join(p) for n, p in zip(names, differing_parts(names), strict=True)}
     return short if len(set(short.values())) == len(names) else {n: n for n in names}
 
 

@@ -78,17 +78,22 @@ def zip_videos(path: Path) -> dict[str, str]:
         raise SourceError(f"{path}: not a readable zip ({err})") from None
     if len(parents) <= 1:
         return {stage_name(path.stem): ""}
-    split = [p.split("/") for p in parents]
+    taken: set[str] = set()
+    middles = differing_parts(parents)
+    return {_unique(stage_name("_".join(m)), taken): p for m, p in zip(middles, parents, strict=True)}
+
+
+def differing_parts(paths: list[str]) -> list[list[str]]:
+    """Each ``/``-separated path without the leading and trailing components all of them share
+    (at least one component of each is kept): ``frames/a/frames``, ``frames/b/frames`` -> [a], [b]."""
+    split = [p.split("/") for p in paths]
     head = 0
     while all(len(s) > head + 1 and s[head] == split[0][head] for s in split):
         head += 1
     tail = 0
     while all(len(s) > head + tail + 1 and s[-1 - tail] == split[0][-1 - tail] for s in split):
         tail += 1
-    taken: set[str] = set()
-    return {
-        _unique(stage_name("_".join(s[head : len(s) - tail])), taken): p for s, p in zip(split, parents, strict=True)
-    }
+    return [s[head : len(s) - tail] for s in split]
 
 
 def resolve_source(spec: str, name: str) -> str:
