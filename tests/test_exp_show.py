@@ -33,6 +33,7 @@ HEADLINE = [f"headline.{k}" for k in ("model_epe_px", "zero_epe_px", "mean_epe_p
 HEADLINE += ["headline.model_to_mean", "headline.beats_zero_motion"]
 TRACKER = ["vs_truth.tracker_epe_px", "tracker.epe_mean", "tracker.epe_median"]  # the tracker on the sample
 TERMINAL = 200
+KEY_PARAMS = ["model.name", "model.pretrained", "train.epochs", "train.lr", "train.batch_size"]
 
 
 def _count(d: dict) -> int:
@@ -58,6 +59,7 @@ def test_exp_show_has_few_metric_columns_headline_first(repo):
     metrics = [c for c in header if c not in {*FIXED, *params, *deps}]
     # every column accounted for: ours (the metrics), params.yaml's keys, the stages' file deps
     assert header == [*FIXED, *metrics, *params, *deps], header
+    assert [p.split(".")[0] for p in params[:2]] == ["model", "model"] and "train.lr" in params[:30], params
     assert len(FIXED) + len(metrics) <= MAX_METRICS_AND_FIXED, metrics
     assert metrics[: len(HEADLINE)] == HEADLINE  # dvc.yaml's top-level metrics: summary.json first
     assert set(TRACKER) <= set(metrics), metrics
@@ -82,6 +84,9 @@ def test_exp_show_in_a_200_column_terminal_shows_the_headline(repo):
     shown = subprocess.run(["dvc", "exp", "show"], cwd=repo, env=env, capture_output=True, text=True, check=True)
     screen = [line[:TERMINAL] for line in shown.stdout.splitlines()]
     (head,) = [line for line in screen if "Experiment" in line]
+    (wide,) = [line for line in shown.stdout.splitlines() if "Experiment" in line]  # scrolled right
+    # params.yaml leads with what experiments change (model, train), so these come next, not folded
+    assert all(f" {key} " in wide for key in KEY_PARAMS), wide
     assert [h for h in HEADLINE if h in head] == HEADLINE, head  # every headline column, unclipped
     names = head.split()
     assert names[:2] == ["Experiment", "Created"] and names[2 : 2 + len(HEADLINE)] == HEADLINE, head

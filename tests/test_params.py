@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from densemotion.params import ParamsError, load_params, parse_params
+from densemotion.params import Params, ParamsError, load_params, parse_params
 
 from conftest import REPO, sample_params_dict, write_params
 
@@ -86,3 +87,9 @@ def test_the_old_train_amp_key_still_reads_with_a_message(capsys):
         TrainParams.model_validate({"amp": "yes"})
     with pytest.raises(ValueError, match="autocast"):
         TrainParams.model_validate({"autocast": "fp8"})
+
+
+def test_params_yaml_is_in_the_schemas_order():
+    """The repository's params.yaml and the schema (which the tests' params.yaml follows) agree:
+    what experiments change first, for `dvc exp show` (tests/test_exp_show.py)."""
+    assert list(yaml.safe_load((REPO / "params.yaml").read_text())) == list(Params.model_fields)

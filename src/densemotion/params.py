@@ -317,16 +317,17 @@ class EvaluateParams(Section):
 
 
 class Params(Section):
-    """The whole of ``params.yaml``."""
+    """The whole of ``params.yaml``, in its order: what experiments change first, since `dvc exp
+    show` gives every key a column in the file's order (after the metrics), and the sample last."""
 
-    sample: SampleParams = SampleParams()
-    data: DataParams
-    frames: FramesParams = FramesParams()
-    trajectories: TrajectoriesParams = TrajectoriesParams()
-    visualize: VisualizeParams = VisualizeParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    trajectories: TrajectoriesParams = TrajectoriesParams()
+    frames: FramesParams = FramesParams()
+    visualize: VisualizeParams = VisualizeParams()
+    data: DataParams
+    sample: SampleParams = SampleParams()
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:
