@@ -181,6 +181,19 @@ def test_exp_run_with_a_param_is_listed(repo):
     assert "smaller" in text and '"max_size": 48' in text
 
 
+def test_a_failed_experiment_then_the_readme_recovery_restores_the_committed_state(repo):
+    """README's "When an experiment fails": the evaluate stage fails on a bad param after DVC removed
+    its outputs; the recovery line copied from README leaves git and DVC with nothing changed."""
+    failed = run(repo, "dvc", "exp", "run", "-S", "evaluate.hist_bins=1", check=False)
+    assert failed.returncode != 0 and "hist_bins" in failed.stdout + failed.stderr
+    assert run(repo, "git", "status", "--porcelain").stdout.strip()  # the run left changes behind
+    text = " ".join((REPO / "README.md").read_text().split())
+    (recovery,) = re.findall(r"When an experiment fails.*?`(git checkout[^`]+)`", text)
+    assert subprocess.run(recovery, shell=True, cwd=repo, env=_env(repo)).returncode == 0, recovery
+    assert run(repo, "git", "status", "--porcelain").stdout.strip() == ""
+    assert "up to date" in run(repo, "dvc", "status").stdout
+
+
 def test_push_then_pull_restores_everything(repo):
     run(repo, "dvc", "push")
     for out in (repo / "data" / "frames").glob("*.zip"):  # outputs gone (git's .gitignore stays)
