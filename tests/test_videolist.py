@@ -95,6 +95,16 @@ def test_set_videos_keeps_comments_and_validates(tmp_path):
     assert load_params(params).data.videos == {"real1": "data/raw/r/real1.mp4"}
 
 
+def test_set_videos_changes_only_the_list_lines(tmp_path):
+    """The blank line and comment after the list, before the next section, stay (twice over)."""
+    params = tmp_path / "params.yaml"
+    before = "data:\n  videos:  # name -> source\n    a: a.mp4\n    b: b.mp4\n\n# the sample\nsample:\n  seed: 0\n"
+    params.write_text(before)
+    for videos in ({"c": "c.mp4"}, {"a": "a.mp4", "b": "b.mp4"}):
+        set_videos(params, videos)
+    assert params.read_text() == before
+
+
 def test_scan_of_folder_without_videos(tmp_path):
     (tmp_path / "a.txt").write_text("x")
     with pytest.raises(ValueError, match="no videos"):

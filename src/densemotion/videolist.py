@@ -227,10 +227,21 @@ def set_videos(params_path: Path, videos: dict[str, str]) -> None:
     data = doc.setdefault("data", {})
     if not isinstance(data, dict):
         raise ValueError(f"{params_path}: data must be a mapping (with videos: NAME: PATH), got {data!r}")
-    data["videos"] = dict(videos)
+    data["videos"] = _keeping_trailer(data.get("videos"), videos)
     parse_params(_plain(doc), str(params_path))  # refuse to write a params file that would not load
     with atomic_path(params_path) as tmp, open(tmp, "w") as f:
         y.dump(doc, f)
+
+
+def _keeping_trailer(old: object, videos: dict[str, str]) -> dict[str, str]:
+    """The new list, carrying what followed the old one (the blank line and comments before the
+    next section, which the YAML round trip keeps with the old list's last entry)."""
+    from ruamel.yaml.comments import CommentedMap
+
+    new = CommentedMap(videos)
+    if isinstance(old, CommentedMap) and old and new and (trailer := old.ca.items.get(list(old)[-1])):
+        new.ca.items[list(new)[-1]] = trailer
+    return new
 
 
 def _plain(obj: object) -> object:
