@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from densemotion.viz import color_wheel, flow_to_color
+from densemotion.viz import color_wheel, flow_to_color, motion_scale, panel_titles
 
 
 def test_flow_to_color_is_the_standard_wheel_scaled_by_max_mag():
@@ -222,3 +222,19 @@ def test_visualize_store_without_meta_names_it(tmp_path, capsys):
         assert main(args) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"{store}: has no meta.json" in err and "--frames" not in err, err
+
+
+def test_a_faint_motion_panel_says_so_in_its_title():
+    """A model that predicts about zero draws a white panel at the tracker's scale: its title says
+    so, with its own 95th percentile; a motion like the tracker's keeps its plain title."""
+    rng = np.random.default_rng(0)
+    tracker = rng.normal(0, 5, (8, 10, 2)).astype(np.float32)
+    visible = np.ones((8, 10), bool)
+    still, alike = tracker * 0.01, tracker * 0.9
+    scale = motion_scale(tracker, visible)
+    names = panel_titles(
+        ["frame", "tracker", "model", "other"], [(tracker, visible), (still, visible), (alike, visible)], scale, 2.0
+    )
+    assert names[:2] == ["frame", "tracker"] and names[3] == "other" and names[4] == "colour key"
+    own = motion_scale(still, visible) * 2.0
+    assert names[2] == f"model: nearly no motion (95th pct {own:.2g} px)", names

@@ -111,9 +111,25 @@ def motion_picture(
     for disp, visible in motions:
         panels.append(_motion_panel(motion_image(disp, visible, max_mag), size, grid_extent, cell, origin))
     panels.append(flow_legend(size[0], size[1], max_mag * px_scale, scale_name))
+    return side_by_side(with_titles(panels, panel_titles(titles, motions, max_mag, px_scale)))
+
+
+FAINT = 0.1  # a motion whose own percentile is under this share of the scale is drawn nearly white
+
+
+def panel_titles(
+    titles: Sequence[str], motions: list[tuple[np.ndarray, np.ndarray]], max_mag: float, px_scale: float
+) -> list[str]:
+    """:func:`motion_picture`'s titles: the given ones (missing ones read "frame", "motion"), and
+    a motion after the first that is faint at the shared scale ``max_mag`` says so, so that a
+    white panel (a model that predicts about zero) reads as that and not as a broken picture."""
     defaults = ["frame", *["motion"] * len(motions)]
     names = [*titles[: len(defaults)], *defaults[len(titles) :], "colour key"]
-    return side_by_side(with_titles(panels, names))
+    for i, (disp, visible) in enumerate(motions[1:], start=2):
+        own = motion_scale(disp, visible)
+        if own < FAINT * max_mag:
+            names[i] += f": nearly no motion ({SCALE_PERCENTILE}th pct {own * px_scale:.2g} px)"
+    return names
 
 
 def _pair(size: Sequence[int]) -> tuple[int, int]:
