@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The `report` job of .gitlab-ci.yml: results of this commit, a report against REPORT_BASE, posted.
 #   REPORT_BASE=<rev> bash scripts/ci-report.sh
-# With DVC_REMOTE_URL set (a CI variable; credentials as the remote's own variables, see README
-# "GitLab"), results are reused from that remote and only what changed runs; without it the whole
+# With DVC_REMOTE_URL set (a CI variable; credentials as the remote's own variables, see
+# docs/gitlab.md), results are reused from that remote and only what changed runs; without it the whole
 # pipeline is reproduced on the built-in sample. The job fails only where the results fail:
 # a missing base, a base without metrics or a failed post become lines of the report.
 set -euo pipefail

@@ -20,7 +20,7 @@ setup() {
     python3 -m venv "$VENV" || { echo "python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
   fi
   echo "==> installing densemotion and its dependencies into $VENV (first time: a few minutes)"
-  # torch and torchvision come as a matching pair from the registry (see README, "Set-up")
+  # torch and torchvision come as a matching pair from the registry (see README, "Two commands")
   "$PY" -m pip install --quiet --disable-pip-version-check -e ".[dev]" 2> >(grep -v "is ignored: it is neither" >&2)
   "$PY" -c "import torch, torchvision, av, cv2, dvc; print('==> ready: torch', torch.__version__, '| torchvision', torchvision.__version__, '| dvc', dvc.__version__)"
 }

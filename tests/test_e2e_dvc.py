@@ -182,12 +182,12 @@ def test_exp_run_with_a_param_is_listed(repo):
 
 
 def test_a_failed_experiment_then_the_readme_recovery_restores_the_committed_state(repo):
-    """README's "When an experiment fails": the evaluate stage fails on a bad param after DVC removed
-    its outputs; the recovery line copied from README leaves git and DVC with nothing changed."""
+    """docs/failure-modes.md's "When an experiment fails": the evaluate stage fails on a bad param after
+    DVC removed its outputs; the recovery line copied from there leaves git and DVC with nothing changed."""
     failed = run(repo, "dvc", "exp", "run", "-S", "evaluate.hist_bins=1", check=False)
     assert failed.returncode != 0 and "hist_bins" in failed.stdout + failed.stderr
     assert run(repo, "git", "status", "--porcelain").stdout.strip()  # the run left changes behind
-    text = " ".join((REPO / "README.md").read_text().split())
+    text = " ".join((REPO / "docs" / "failure-modes.md").read_text().split())
     (recovery,) = re.findall(r"When an experiment fails.*?`(git checkout[^`]+)`", text)
     assert subprocess.run(recovery, shell=True, cwd=repo, env=_env(repo)).returncode == 0, recovery
     assert run(repo, "git", "status", "--porcelain").stdout.strip() == ""
@@ -458,7 +458,7 @@ TRACKER = TrackerSpec(name="still", params=StillParams, make=_make)
 
 
 def test_a_new_tracker_is_one_package_and_its_params(repo):
-    """README, "Adding a tracker": one package in src/densemotion/tracking/, a models/ folder."""
+    """docs/trackers.md, "Adding a tracker": one package in src/densemotion/tracking/, a models/ folder."""
     package = repo / "src" / "densemotion" / "tracking" / "still"
     package.mkdir()
     (package / "__init__.py").write_text(TINY_TRACKER)
@@ -498,11 +498,11 @@ def test_kills_at_any_point_then_repro_give_the_uninterrupted_lock(repo, built_r
     final = run(repo, "dvc", "repro", check=False)
     if final.returncode != 0 and "Unable to read RWLock-file" in final.stdout + final.stderr:
         # DVC writes .dvc/tmp/rwlock in place, so a kill while DVC itself writes it leaves it empty
-        # (DVC's defect, not a stage's): README's "Failure modes" says to delete it, as here
+        # (DVC's defect, not a stage's): docs/failure-modes.md says to delete it, as here
         (repo / ".dvc" / "tmp" / "rwlock").unlink()
         final = run(repo, "dvc", "repro", check=False)
     if final.returncode != 0 and "dvc.lock' validation failed" in final.stdout + final.stderr:
-        # DVC writes dvc.lock in place too (its defect again): README's remedy, the run cache restores
+        # DVC writes dvc.lock in place too (its defect again): docs/failure-modes.md's remedy, the run cache restores
         (repo / "dvc.lock").unlink()
         final = run(repo, "dvc", "repro", check=False)
     assert final.returncode == 0, final.stdout + final.stderr

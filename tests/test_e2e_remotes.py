@@ -2,9 +2,9 @@
 
 Each round trip pushes the tiny sample pipeline's outputs, wipes the cache and the workspace
 outputs, pulls, and checks `dvc status` clean, `dvc status -c` in sync and every file's bytes.
-The remote is configured by README's own recipe (the fenced block that starts with
-``# recipe: NAME``), run with shell variables standing for the user's values, so the README
-says exactly what the tests run.
+The remote is configured by the docs' own recipe (docs/remotes.md: the fenced block that starts
+with ``# recipe: NAME``), run with shell variables standing for the user's values, so the docs
+say exactly what the tests run.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ OUTPUT_DIRS = ("data/sample/videos", "data/sample/truth", "data/frames", "data/t
 
 
 def recipe(name: str) -> str:
-    """README's recipe block ``name`` (a fenced bash block whose first line is ``# recipe: name``)."""
-    blocks = re.findall(r"```bash\n# recipe: (\S+)\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    """docs/remotes.md's recipe block ``name`` (a fenced bash block whose first line is ``# recipe: name``)."""
+    blocks = re.findall(r"```bash\n# recipe: (\S+)\n(.*?)```", (REPO / "docs" / "remotes.md").read_text(), re.S)
     found = [body for block_name, body in blocks if block_name == name]
-    assert found, f"README has no recipe {name!r}"
+    assert found, f"docs/remotes.md has no recipe {name!r}"
     return found[0]
 
 

@@ -7,8 +7,8 @@
 Each rank tracks its share of the videos (largest first, balanced by frame count, the same split
 on every rank: :mod:`densemotion.trajectories.shard`) on its own GPU (LOCAL_RANK) and writes only
 those videos' stores, byte-identical to ``densemotion trajectories`` run video by video: the
-stores the per-video DVC stages would write, so ``dvc commit trajectories`` records them (README,
-"Past one machine"). A store already finished with the current frames and params is skipped; a
+stores the per-video DVC stages would write, so ``dvc commit trajectories`` records them
+(docs/scale-out.md). A store already finished with the current frames and params is skipped; a
 rank that dies leaves its finished stores and chunks, and a rerun continues. Ranks without a
 video (more ranks than videos) wait and exit cleanly.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.frames.store import FrameArchive
 from densemotion.runtime import agree, barrier, distributed, resolve_device
+from densemotion.tracking import registry
 from densemotion.trajectories.run import store_is_current, track_video
 from densemotion.trajectories.shard import balanced_shards
 
@@ -40,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args)
-    params.trajectories.section()  # the tracker's own params, checked before any work
+    registry.section(params.trajectories)  # the tracker's own params, checked before any work
     videos = sorted(params.data.videos)
     frames_dir, out_dir, work_dir = Path(args.frames_dir), Path(args.out_dir), Path(args.work_dir)
     missing = [v for v in videos if not (frames_dir / f"{v}.zip").is_file()]

@@ -3,7 +3,7 @@
 Measured on a 2-core AMD EPYC with AVX-512 BF16 (docs/pips.md, "Precision"): in bf16 the
 MLP-Mixer's matmuls run ~3.5x faster and the encoder ~2x; on a CPU without native bf16 the same
 bf16 ops fall back to reference kernels (encoder convolutions ~65x, Mixer matmuls 5-14x slower
-than float32: what made the README's old "75x slower"). So:
+than float32: what made the old "75x slower" of docs/pips.md). So:
 
 - the encoder, the Mixer and the feature updater's linear layer run under autocast, and the
   feature pyramid is kept in that dtype (the lookup's gathers and dot products: ~9% of a bf16
