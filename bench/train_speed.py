@@ -5,27 +5,32 @@
 
 Writes synthetic schema-1 stores of the sample's shape (6 videos x 6 windows of 8 frames,
 32x56 grid = 128x224 frames at grid stride 4) to a temporary folder and runs the real training
-step (``densemotion.training.train_one_epoch``'s pieces: MotionDataset -> DataLoader ->
-MotionNet -> masked EPE loss -> AdamW -> OneCycle) on it. Per model it prints training samples
-per second (after one warm-up step) and the fraction of step time spent waiting for the
-loader's next batch (goal: under 10%). ``--autocast`` as ``train.autocast`` (none, bf16, fp16, auto).
+step on it: ``densemotion.training.build`` (MotionDataset, MotionNet, the head's criterion, AdamW,
+OneCycle) and ``train_one_epoch`` over ``--steps`` batches the loader made beforehand (timed
+apart). Per model it prints training samples per second (after one warm-up step) and the
+loader's share of a step, loader / (loader + step) (goal: under 10%). ``--autocast`` as
+``train.autocast`` (none, bf16, fp16, auto).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import tempfile
 import time
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from densemotion.dataset import MotionDataset
-from densemotion.model import MODEL_NAMES, SPECS, build_model
+from densemotion.dataset import make_loader
+from densemotion.model import MODEL_NAMES, SPECS
 from densemotion.params import ModelParams, TrainParams
-from densemotion.training import autocast, make_loader, make_optimizer, masked_loss
+from densemotion.runtime import ALONE
+from densemotion.training import build, train_one_epoch
 from densemotion.trajectories.store import write_store
 
 WINDOW = 8
@@ -63,52 +68,37 @@ def make_stores(root: Path, videos: int, windows: int, hg: int, wg: int) -> list
     return names
 
 
-def measure(name: str, dataset: MotionDataset, args: argparse.Namespace) -> dict:
-    """Time ``args.steps`` training steps after one warm-up step; loader waits timed apart."""
-    torch.manual_seed(0)
+def measure(name: str, root: Path, videos: list[str], args: argparse.Namespace) -> dict:
+    """Time ``args.steps`` training steps (the real one) after one warm-up step; the loader apart."""
     side = None if args.max_input_side == "none" else int(args.max_input_side)
     mp = ModelParams(name=name, input_scale=args.input_scale, aux_loss=SPECS[name].has_aux, max_input_side=side)
-    tp = TrainParams(device=args.device, batch_size=args.batch_size, autocast=args.autocast)
-    model = build_model(mp, WINDOW).to(args.device).train()
-    opt, sched = make_optimizer(model, tp, total_steps=10_000)
-    scaler = torch.amp.GradScaler("cuda", enabled=args.autocast == "fp16" and args.device.startswith("cuda"))
+    tp = TrainParams(
+        device=args.device, batch_size=args.batch_size, autocast=args.autocast, workers=args.workers,
+        val_videos=0, test_videos=0, epochs=10_000,
+    )  # fmt: skip
+    with contextlib.redirect_stderr(io.StringIO()):  # the split's report and its warnings
+        run = build(
+            trajectories=root, videos=videos, model_params=mp, train_params=tp, out=root / "m.pt", live_dir=None,
+            resume=False, work_dir=None, pretrained_dir=None, partition=None, rank=ALONE,
+        )  # fmt: skip
     loader_time = step_time = 0.0
-    done = 0
-    seed = 0
-    while done <= args.steps:
-        it = iter(make_loader(dataset, args.batch_size, shuffle_seed=seed, workers=args.workers))
-        seed += 1
-        while done <= args.steps:
-            t0 = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-            batch = {k: v.to(args.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            t1 = time.perf_counter()
-            with autocast(args.device, args.autocast):
-                out = model(batch["image"])
-                loss = masked_loss(out["out"], batch["target"], batch["mask"], "epe")
-                if "aux" in out:
-                    loss = loss + 0.5 * masked_loss(out["aux"], batch["target"], batch["mask"], "epe")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            t2 = time.perf_counter()
-            if done > 0:  # step 0 is the warm-up (allocations, kernel selection)
-                loader_time += t1 - t0
-                step_time += t2 - t0
-            done += 1
+    for epoch in range(args.steps + 1):  # one batch an epoch: step 0 is the warm-up (allocations, kernels)
+        t0 = time.perf_counter()
+        batches = list(islice(make_loader(run.train_ds, tp.batch_size, shuffle_seed=epoch, workers=tp.workers), 1))
+        t1 = time.perf_counter()
+        train_one_epoch(run, batches, epoch)  # type: ignore[arg-type]  # a list of batches is a loader here
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if epoch > 0:
+            loader_time += t1 - t0
+            step_time += t2 - t1
     samples = args.steps * args.batch_size
     return {
         "model": name,
         "samples_per_s": samples / step_time,
         "step_s": step_time / args.steps,
-        "loader_share": loader_time / step_time,
+        "loader_share": loader_time / (loader_time + step_time),
     }
 
 
@@ -136,10 +126,9 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         videos = make_stores(Path(tmp), videos=6, windows=6, hg=hg, wg=wg)
-        dataset = MotionDataset(tmp, videos, "endpoint")
         print(f"{'model':<30} {'samples/s':>10} {'s/step':>8} {'loader share':>13}")
         for name in names:
-            r = measure(name, dataset, args)
+            r = measure(name, Path(tmp), videos, args)
             results.append(r)
             print(f"{name:<30} {r['samples_per_s']:>10.1f} {r['step_s']:>8.3f} {r['loader_share']:>12.2%}")
     worst = max(r["loader_share"] for r in results)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from densemotion.evaluation import EvaluationError, evaluate, truth_lookup
+from densemotion.heads import PointHead
 from densemotion.model import build_model
 from densemotion.params import EvaluateParams, ModelParams, SampleParams
 from densemotion.sample import render_clip, save_truth
@@ -39,6 +40,8 @@ class KnownField(torch.nn.Module):
     """A stub motion net whose prediction is known: x = 0.25 j - 1, y = 0.75 - 0.5 i at grid cell
     (i, j), the same for every step and image; output (B, K, 2, Hg, Wg) as MotionNet's."""
 
+    head = PointHead()  # the contract evaluation reads predictions through
+
     def __init__(self, steps: int = 1):
         super().__init__()
         self.steps = steps
@@ -57,6 +60,8 @@ class KnownField(torch.nn.Module):
 
 class Oracle(torch.nn.Module):
     """A stub motion net that predicts the stored tracker motion of whichever window it is shown."""
+
+    head = PointHead()
 
     def __init__(self, store: TrajectoryStore):
         super().__init__()

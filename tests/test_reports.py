@@ -11,12 +11,14 @@ import pytest
 import torch
 
 import densemotion.training as training
-from densemotion.checkpoint import load_checkpoint
-from densemotion.dataset import Split
+from densemotion.checkpoint import RESUME_KEYS, load_checkpoint
+from densemotion.dataset import Split, report_split, split_warnings
 from densemotion.evaluation import headline
+from densemotion.heads import PointHead
 from densemotion.params import ModelParams, TrainParams
 from densemotion.report import HEADLINE_KEYS
-from densemotion.training import RESUME_KEYS, best_epoch, loss_px, masked_loss, split_warnings, train
+from densemotion.training import train
+from densemotion.trainlog import best_epoch
 
 from test_dataset import write_motion_store
 
@@ -104,7 +106,7 @@ def test_split_warnings_name_each_small_part_and_none_for_a_fair_split():
 
 
 def test_many_names_are_shortened_on_screen_but_not_in_split_json(tmp_path, capsys):
-    training.report_split(Split(tuple(f"v{i:02d}" for i in range(12)), ("w",), ("x",)), seed=3)
+    report_split(Split(tuple(f"v{i:02d}" for i in range(12)), ("w",), ("x",)), seed=3)
     line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("  train"))
     assert line == "  train  12: v00, v01, v02, v03, v04, v05, v06, v07, v08, v09, ... (2 more)"
 
@@ -174,12 +176,14 @@ def test_logged_loss_is_the_optimised_loss_at_frame_scale():
     pred, target = torch.randn(2, 1, 2, 3, 4, generator=g), torch.randn(2, 1, 2, 3, 4, generator=g)
     mask = torch.rand(2, 1, 3, 4, generator=g) > 0.3
     for kind in ("epe", "l1"):
-        tracking = float(masked_loss(pred, target, mask, kind))
-        assert float(loss_px(pred, target, mask, torch.ones(2, 2), kind)) == pytest.approx(tracking, rel=1e-5)
-        assert float(loss_px(pred, target, mask, torch.full((2, 2), 3.0), kind)) == pytest.approx(3 * tracking, 1e-5)
+        tracking = float(PointHead().loss(pred, target, mask, kind))
+        assert float(PointHead().loss(pred, target, mask, kind, torch.ones(2, 2))) == pytest.approx(tracking, rel=1e-5)
+        assert float(PointHead().loss(pred, target, mask, kind, torch.full((2, 2), 3.0))) == pytest.approx(
+            3 * tracking, 1e-5
+        )
     only_x = torch.zeros_like(pred)
     only_x[:, :, 0] = 1.0  # 1 tracking px along x, frames 2x wider and 5x taller than tracking
-    assert float(loss_px(only_x, torch.zeros_like(pred), mask, torch.tensor([[2.0, 5.0]] * 2), "epe")) == (
+    assert float(PointHead().loss(only_x, torch.zeros_like(pred), mask, "epe", torch.tensor([[2.0, 5.0]] * 2))) == (
         pytest.approx(2.0, rel=1e-4)
     )
 

@@ -11,6 +11,7 @@ import torch
 import densemotion.training as training
 from densemotion.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from densemotion.dataset import DatasetError
+from densemotion.heads import PointHead
 from densemotion.params import ModelParams, TrainParams
 from densemotion.training import TrainingError, train
 
@@ -66,10 +67,10 @@ def test_trained_model_beats_zero_motion_on_held_out_video(tmp_path):
 def _killed_in_second_epoch(monkeypatch):
     real = training.train_one_epoch
 
-    def killed(*args, epoch, **kwargs):
+    def killed(run, loader, epoch):
         if epoch == 1:
             raise KeyboardInterrupt  # as if the Colab session died
-        return real(*args, epoch=epoch, **kwargs)
+        return real(run, loader, epoch)
 
     monkeypatch.setattr(training, "train_one_epoch", killed)
     return lambda: monkeypatch.setattr(training, "train_one_epoch", real)
@@ -144,7 +145,7 @@ def test_explicit_resume_on_other_data_is_refused(tmp_path):
     assert set(state["data"]) == {*state["split"]["train"], *state["split"]["val"]}
     changed = state["split"]["train"][0]
     write_motion_store(tmp_path / "traj", changed, seed=9, **TINY)
-    with pytest.raises(TrainingError, match=f"trajectory stores changed since the checkpoint: {changed}"):
+    with pytest.raises(CheckpointError, match=f"trajectory stores changed since the checkpoint: {changed}"):
         _run(tmp_path, videos, tp=TrainParams(device="cpu", epochs=2, batch_size=2), resume=True)
 
 
@@ -176,7 +177,7 @@ def test_checkpoint_is_complete_and_loads_weights_only(tmp_path):
     assert float(model.disp_scale) == pytest.approx(state["stats"]["rms"])
 
     metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
-    assert set(metrics["train"]) == {"epe_px"}  # the losses and lr: curves only (training.CURVES_ONLY)
+    assert set(metrics["train"]) == {"epe_px"}  # the losses and lr: curves only (trainlog.CURVES_ONLY)
     assert set(metrics["val"]) == {"epe_px", "zero_epe_px"} and "lr" not in metrics
     assert metrics["step"] == 2 and metrics["best_epoch"] == state["best_epoch"]  # steps are epochs 1 and 2
     assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss_px.tsv").is_file()
@@ -186,15 +187,17 @@ def test_checkpoint_is_complete_and_loads_weights_only(tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     videos = _videos(tmp_path / "traj", **TINY)
-    real = training.masked_loss
+    real = PointHead.loss
     calls = {"n": 0}
 
-    def poisoned(*args, **kwargs):
+    def poisoned(self, prediction, target, mask, kind, scale=None):
+        loss = real(self, prediction, target, mask, kind, scale)
+        if scale is not None:  # the log's loss at frame scale, not the one optimised
+            return loss
         calls["n"] += 1
-        loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] > 4 else loss  # epoch 1: 4 train batches, no val
 
-    monkeypatch.setattr(training, "masked_loss", poisoned)
+    monkeypatch.setattr(PointHead, "loss", poisoned)
     tp = TrainParams(device="cpu", epochs=3, batch_size=2, val_videos=0, test_videos=1)
     with pytest.raises(
         TrainingError, match=r"loss became nan at epoch 2, batch 1.*keeps the last good checkpoint \(epoch 1\)"
@@ -208,9 +211,9 @@ def test_resuming_another_model_is_refused(tmp_path):
     tp = TrainParams(device="cpu", epochs=1, batch_size=2)
     _run(tmp_path, videos, tp=tp)
     other = ModelParams(name="deeplabv3_mobilenet_v3_large", input_scale=1)
-    with pytest.raises(TrainingError, match="model.name: checkpoint 'lraspp_mobilenet_v3_large', params 'deeplabv3"):
+    with pytest.raises(CheckpointError, match="model.name: checkpoint 'lraspp_mobilenet_v3_large', params 'deeplabv3"):
         _run(tmp_path, videos, mp=other, tp=tp, resume=True)
-    with pytest.raises(TrainingError, match="train.lr"):
+    with pytest.raises(CheckpointError, match="train.lr"):
         _run(tmp_path, videos, tp=TrainParams(device="cpu", epochs=1, batch_size=2, lr=0.5), resume=True)
 
 
@@ -269,8 +272,8 @@ def test_masked_losses():
     pred = torch.zeros(1, 1, 2, 1, 2)
     target = torch.tensor([[[[[3.0, 1e6]], [[4.0, 1e6]]]]])  # point 0: (3, 4); point 1: garbage
     mask = torch.tensor([[[[True, False]]]])
-    assert float(training.masked_loss(pred, target, mask, "epe")) == pytest.approx(5.0)
-    assert float(training.masked_loss(pred, target, mask, "l1")) == pytest.approx(7.0)
+    assert float(PointHead().loss(pred, target, mask, "epe")) == pytest.approx(5.0)
+    assert float(PointHead().loss(pred, target, mask, "l1")) == pytest.approx(7.0)
     total, count = training.endpoint_epe_sum(pred, target, mask, torch.tensor([[2.0, 2.0]]))
     assert (total, count) == (pytest.approx(10.0), 1)  # frame scale
 
@@ -316,7 +319,7 @@ def test_training_autocast_follows_the_one_vocabulary(monkeypatch):
 
 
 def test_each_epoch_line_says_its_time_and_the_eta():
-    from densemotion.training import pace
+    from densemotion.trainlog import pace
 
     assert pace(30.0, 2, 28) == "15.0 s/epoch, ETA 7m 00s"
     assert pace(12.0, 1, 400) == "12.0 s/epoch, ETA 1h 20m"

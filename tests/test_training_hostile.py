@@ -19,6 +19,8 @@ from test_training import _killed_in_second_epoch
 import densemotion.evaluation as evaluation
 import densemotion.training as training
 from densemotion.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from densemotion.dataset import DatasetError
+from densemotion.heads import PointHead
 from densemotion.params import EvaluateParams, ModelParams, TrainParams
 from densemotion.training import TrainingError, train
 
@@ -139,7 +141,7 @@ def test_training_videos_without_a_visible_point_are_refused(tmp_path, nan):
     videos = _videos(tmp_path / "traj")
     for v in videos:
         _blind(tmp_path / "traj" / v, nan=nan)
-    with pytest.raises(TrainingError, match=r"the training videos \['vid\d'\] have no visible point"):
+    with pytest.raises(DatasetError, match=r"the training videos \['vid\d'\] have no visible point"):
         _run(tmp_path, videos)
     assert not (tmp_path / "m.pt").exists()
 
@@ -148,7 +150,7 @@ def test_validation_videos_without_a_visible_point_are_refused(tmp_path):
     videos = _videos(tmp_path / "traj")
     val = training.split_videos(videos, val=1, test=1, seed=TrainParams().split_seed).val
     _blind(tmp_path / "traj" / val[0])
-    with pytest.raises(TrainingError, match=rf"the validation videos \['{val[0]}'\] have no visible point"):
+    with pytest.raises(DatasetError, match=rf"the validation videos \['{val[0]}'\] have no visible point"):
         _run(tmp_path, videos)
 
 
@@ -244,15 +246,17 @@ class _NanGradient(torch.autograd.Function):
 
 
 def _diverge_at(monkeypatch, call: int) -> None:
-    real = training.masked_loss
+    real = PointHead.loss
     calls = {"n": 0}
 
-    def poisoned(*args, **kwargs):
+    def poisoned(self, prediction, target, mask, kind, scale=None):
+        loss = real(self, prediction, target, mask, kind, scale)
+        if scale is not None:  # the log's loss at frame scale, not the one optimised
+            return loss
         calls["n"] += 1
-        loss = real(*args, **kwargs)
         return _NanGradient.apply(loss) if calls["n"] == call else loss
 
-    monkeypatch.setattr(training, "masked_loss", poisoned)
+    monkeypatch.setattr(PointHead, "loss", poisoned)
 
 
 def test_weights_made_non_finite_by_a_step_are_not_saved(tmp_path, monkeypatch):
@@ -442,8 +446,9 @@ def test_a_single_training_window_is_refused_before_torch_fails(tmp_path):
 def test_the_finished_model_leaves_the_resume_state_in_the_work_folder(tmp_path):
     import torch
 
+    from densemotion.checkpoint import RESUME_KEYS
     from densemotion.params import ModelParams, TrainParams
-    from densemotion.training import RESUME_KEYS, train
+    from densemotion.training import train
 
     from test_dataset import write_motion_store
 

@@ -8,20 +8,30 @@ scheduler, scaler and RNG states with the history of finished epochs.
 The file's bytes are a function of its contents only (see :func:`canonical`): a resumed run
 writes the very bytes of an uninterrupted one, so DVC sees the same output. Weights that are
 not finite (NaN, inf) are never accepted on load.
+
+Resuming (:func:`resumable_state`): with a work dir (what ``dvc repro`` uses: DVC deletes a
+stage's outputs before running it) the checkpoint of the run in progress lives there, and a rerun
+after a kill resumes from it when params, split and data are unchanged (else it starts over,
+saying why); with an explicit ``--resume`` a mismatch is an error. The RNG state is saved beside
+the weights, so a resumed run reaches the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from densemotion.atomic import atomic_path
 from densemotion.model import MotionNet, build_model
-from densemotion.params import ModelParams
+from densemotion.params import ModelParams, TrainParams
 from densemotion.statedict import load_weights
+
+if TYPE_CHECKING:
+    from densemotion.dataset import Split
 
 CHECKPOINT_FORMAT = "densemotion.motion-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -147,3 +157,118 @@ def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> Motion
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: the checkpoint's weights do not fit its model ({str(err)[:300]})") from None
     return model
+
+
+# --- resuming a run: what must match, and the state beside the weights ------------------------
+
+
+# train params that may change between a run and its resumption (they do not change results)
+_RESUMABLE_CHANGES = {"device", "workers"}
+
+
+def _param_differences(ckpt: dict, mp: ModelParams, tp: TrainParams) -> list[str]:
+    diffs = []
+    for section, old, new in (
+        ("model", ckpt["model_params"], mp.model_dump()),
+        ("train", ckpt["train_params"], tp.model_dump()),
+    ):
+        for key in sorted(set(old) | set(new)):
+            if section == "train" and key in _RESUMABLE_CHANGES:
+                continue
+            if old.get(key) != new.get(key):
+                diffs.append(f"{section}.{key}: checkpoint {old.get(key)!r}, params {new.get(key)!r}")
+    return diffs
+
+
+def resume_differences(
+    ckpt: dict, mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str]
+) -> list[str]:
+    """Why a checkpoint cannot be resumed with these settings and data ([] when it can)."""
+    if "last_model" not in ckpt:
+        return ["the checkpoint has no last-epoch weights (written by an older densemotion, or a finished model)"]
+    diffs = _param_differences(ckpt, mp, tp)
+    if ckpt.get("split") != split.as_dict():
+        diffs.append(f"video split: checkpoint {ckpt.get('split')}, now {split.as_dict()}")
+    if ckpt.get("window") != window:
+        diffs.append(f"trajectory window: checkpoint {ckpt.get('window')}, stores {window}")
+    old_data = ckpt.get("data", {})
+    changed = sorted(v for v in old_data.keys() | data.keys() if old_data.get(v) != data.get(v))
+    if changed:
+        diffs.append(f"trajectory stores changed since the checkpoint: {', '.join(changed)}")
+    return diffs
+
+
+def resumable_state(
+    path: Path, strict: bool, mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str]
+) -> dict | None:
+    """The checkpoint at ``path`` if it can be resumed with these settings and data.
+
+    strict (an explicit --resume): a mismatch is an error. Otherwise (a work-dir checkpoint left
+    by a killed run) a checkpoint that cannot be resumed is set aside with a message.
+    """
+    try:
+        state = load_checkpoint(path)
+        diffs = resume_differences(state, mp, tp, split, window, data)
+    except CheckpointError as err:
+        if strict:
+            raise
+        diffs = [str(err)]
+    if not diffs:
+        return state
+    if strict:
+        raise CheckpointError(
+            f"cannot resume from {path}: it was trained with other settings:\n  "
+            + "\n  ".join(diffs)
+            + "\n(drop --resume to start over, or restore those settings)"
+        )
+    print(f"not resuming from {path}, starting over:\n  " + "\n  ".join(diffs), file=sys.stderr)
+    return None
+
+
+def restore(state: dict, model: MotionNet, opt, sched, scaler) -> None:
+    """Put a resumable checkpoint's last-epoch weights, optimiser, scheduler, scaler and RNG back."""
+    model.load_state_dict(state["last_model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+
+
+def rng_state() -> dict:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# what only resuming needs; the finished model (the train stage's output) goes without it
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "last_model")
+
+
+def released(state: dict) -> dict:
+    """The finished model's checkpoint: the best epoch's weights, model and train params, split,
+    data statistics and history, without the last epoch's weights and the optimiser, scheduler,
+    scaler and RNG states (most of a resumable file)."""
+    return {k: v for k, v in state.items() if k not in RESUME_KEYS}
+
+
+def new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str], stats: dict) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model_params": mp.model_dump(),
+        "train_params": tp.model_dump(),
+        "split": split.as_dict(),
+        "window": window,
+        "data": data,  # video -> sha256 of its trajectory store (train and val videos)
+        "stats": stats,  # training-set displacement mean (K, 2) and RMS, tracking px
+        "epoch": 0,  # finished epochs
+        "best_epoch": 0,  # the epoch of the weights in "model" (see best_epoch)
+        "history": [],  # per-epoch metrics
+    }

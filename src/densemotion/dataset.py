@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from densemotion.metrics import frame_scale
 from densemotion.model import predicted_steps
+from densemotion.runtime import ALONE, Rank
 from densemotion.trajectories.store import TrajectoryStore
 
 
@@ -271,3 +273,106 @@ def displacement_stats(dataset: MotionDataset, max_windows: int = 512) -> dict[s
     mean = total / np.maximum(count, 1)
     rms = (square / n) ** 0.5 if n else 0.0
     return {"mean": mean.tolist(), "rms": rms, "visible_points": int(n)}
+
+
+# --- the split as a person reads it, and batches of it ---------------------------------------
+
+
+# fewer videos than this in a part of the split draw a warning: one or two videos make its
+# numbers (and the best epoch chosen by validation) hinge on those videos' content
+MIN_VIDEOS = {"train": 5, "val": 3, "test": 3}
+
+
+def report_split(split: Split, seed: int) -> None:
+    """Print the split (names and counts) on stderr and warn about parts too small to trust
+    (:data:`MIN_VIDEOS`): a tiny split otherwise passes silently, and its scores with it."""
+    lines = [f"video split (train.split_seed {seed}):"]
+    for part, names in split.as_dict().items():
+        shown = ", ".join(names[:10]) + (f", ... ({len(names) - 10} more)" if len(names) > 10 else "")
+        lines.append(f"  {part:5} {len(names):3}: {shown or '-'}")
+    print("\n".join(lines), file=sys.stderr)
+    for warning in split_warnings(split):
+        print(f"WARNING: {warning}", file=sys.stderr)
+
+
+def split_warnings(split: Split) -> list[str]:
+    """What is wrong with a split's sizes, one sentence each ([] when every part is big enough)."""
+    found = []
+    counts = {part: len(names) for part, names in split.as_dict().items()}
+    if counts["val"] == 0:
+        found.append(
+            "no validation video (train.val_videos 0): the best epoch cannot be chosen, "
+            "the model kept is the last epoch's"
+        )
+    if counts["test"] == 0:
+        found.append("no test video (train.test_videos 0): densemotion evaluate will have nothing to score")
+    for part, least in MIN_VIDEOS.items():
+        if 0 < counts[part] < least:
+            found.append(f"only {counts[part]} {part} video(s), fewer than {least}: {_FEW[part]}")
+    return found
+
+
+_FEW = {
+    "train": "the model sees little variety and may not generalise; add videos",
+    "val": "the validation EPE, and the best epoch chosen by it, hinge on them; add videos or raise train.val_videos",
+    "test": "evaluate's held-out scores hinge on them; add videos or raise train.test_videos",
+}
+
+
+def check_visible_points(dataset: MotionDataset, part: str) -> None:
+    """Refuse a part of the split where the tracker saw no point (everything invisible or NaN):
+    the loss would be 0 and the model would learn nothing, or validate perfectly on nothing.
+    Videos without a visible point among others are named on stderr (they add nothing)."""
+    blind = videos_without_visible_points(dataset.root, dataset.videos, dataset.steps)
+    if blind and len(blind) == len(dataset.videos):
+        raise DatasetError(
+            f"the {part} videos {blind} have no visible point at the predicted steps of any window "
+            "(every point invisible or its displacement not finite): check their trajectory stores"
+        )
+    if blind:
+        print(f"{part} videos with no visible point: {', '.join(blind)} (they add nothing)", file=sys.stderr)
+
+
+class RankBatches(Sampler[list[int]]):
+    """This rank's share of the batches of one process (``ShapeBatchSampler``).
+
+    ``within`` (training): every global batch of one process is cut across the ranks, so the
+    ranks together take the same optimiser steps on the same items; global batches too small to
+    give each rank two items (batch norm) are left out. Otherwise (validation): whole batches
+    round-robin. Alone (world size 1) it is the sampler itself.
+    """
+
+    def __init__(self, batches: ShapeBatchSampler, rank: Rank, within: bool):
+        self.sampler, self.rank, self.within = batches, rank, within
+
+    def batches(self) -> list[list[int]]:
+        every, r, w = self.sampler.batches(), self.rank.rank, self.rank.world_size
+        if w == 1:
+            return every
+        if self.within:
+            return [batch[r::w] for batch in every if len(batch) >= 2 * w]
+        return every[r::w]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+def make_loader(
+    dataset: MotionDataset, batch_size: int, *, shuffle_seed: int | None, workers: int, rank: Rank = ALONE
+) -> DataLoader:
+    """Batches of ``dataset``, each of one grid shape (videos of different sizes train together);
+    shuffled by ``shuffle_seed`` (None: in order). Training drops incomplete last batches and lone
+    windows (a batch of one breaks batch norm on pooled features). Under torchrun, this rank's
+    share (:class:`RankBatches`)."""
+    training = shuffle_seed is not None
+    batches = ShapeBatchSampler(dataset.shapes, batch_size, shuffle_seed, drop_last=training)
+    return DataLoader(dataset, batch_sampler=RankBatches(batches, rank, within=training), num_workers=workers)
+
+
+def steps_per_epoch(dataset: MotionDataset, batch_size: int, at_least: int = 1, world_size: int = 1) -> int:
+    """Optimiser steps per epoch (the same every epoch: it depends only on the shapes' counts)."""
+    sampler = ShapeBatchSampler(dataset.shapes, batch_size, seed=0, drop_last=True)
+    return max(at_least, len(RankBatches(sampler, Rank(0, world_size), within=True)))

@@ -52,11 +52,12 @@ import numpy as np
 import torch
 
 from densemotion.atomic import atomic_path, check_writable, finite_json, write_json
+from densemotion.imaging import fit_box
 from densemotion.metrics import endpoint_error, error_summary, frame_scale, rescale_points, size_ratio
 from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import EvaluateParams
 from densemotion.trajectories.store import TrajectoryStore, grid_points
-from densemotion.viz import fit_size, grid_frame, motion_picture, save_png
+from densemotion.viz import grid_frame, motion_picture, save_png
 
 if TYPE_CHECKING:
     from densemotion.frames.store import FrameArchive
@@ -88,7 +89,7 @@ def predict(model: MotionNet, frames0: np.ndarray, device: str) -> np.ndarray:
     """frames0 (B, Hg, Wg, 3) uint8 -> predictions (B, K, Hg, Wg, 2), tracking px."""
     model.eval()
     image = torch.from_numpy(frames0).permute(0, 3, 1, 2).float().div_(255.0).to(device)
-    pred = model(image)["out"]  # (B, K, 2, Hg, Wg)
+    pred = model.head.point(model(image)["out"])  # (B, K, 2, Hg, Wg): the head's point estimate
     return pred.permute(0, 1, 3, 4, 2).float().cpu().numpy()
 
 
@@ -402,7 +403,7 @@ def window_picture(
         cell=int(meta["grid_stride"]),
         origin=(margin, margin),
         extent=meta["tracking_size"],
-        panel=fit_size(meta["frame_size"], (side, side)),
+        panel=fit_box(meta["frame_size"], (side, side)),
         px_scale=float(np.mean(frame_scale(meta))),
     )
 

@@ -1,14 +1,15 @@
 """The motion network: a torchvision segmentation net whose last layer outputs motion vectors.
 
 Any of torchvision's segmentation models is built by name; its final classification conv (and
-that of its auxiliary head, when kept) is replaced by a zero-initialised 1x1 conv with
-``2 * K`` outputs, one (x, y) displacement per predicted step (K = 1 for the endpoint target,
-S - 1 for the whole trajectory). Zero init makes the untrained net the zero-motion baseline.
+that of its auxiliary head, when kept) is replaced by a zero-initialised 1x1 conv with the motion
+head's channels (:mod:`densemotion.heads`; the point head: ``2 * K``, one (x, y) displacement per
+predicted step, K = 1 for the endpoint target, S - 1 for the whole trajectory). Zero init makes
+the untrained net the zero-motion baseline.
 
 :class:`MotionNet` wraps the segmentation net so that callers see one convention:
-input ``(B, 3, H, W)`` float RGB in [0, 1] at grid resolution, output ``(B, K, 2, H, W)``
-displacements in pixels of the tracking resolution (the net's raw output times
-``disp_scale``, a buffer set from the training data so the net works at unit scale).
+input ``(B, 3, H, W)`` float RGB in [0, 1] at grid resolution, output the head's prediction in
+pixels of the tracking resolution (decoded with ``disp_scale``, a buffer set from the training
+data so the net works at unit scale); ``model.head.point(...)`` is its ``(B, K, 2, H, W)`` motion.
 
 Pretrained weights are read from ``models/pretrained/<model.pretrained>/`` under torchvision's
 own file names (the folder the train stage depends on, so changing a file there re-runs
@@ -29,6 +30,7 @@ from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights, ResNet101_Weights
 from torchvision.models import segmentation as seg
 
+from densemotion.heads import MotionHead, get_head
 from densemotion.params import ModelParams
 from densemotion.statedict import load_weights, mismatch, shapes_of
 
@@ -114,10 +116,18 @@ class MotionNet(nn.Module):
     disp_scale: torch.Tensor  # ()
 
     def __init__(
-        self, net: nn.Module, *, steps: int, input_scale: int, has_aux: bool, max_input_side: int | None = None
+        self,
+        net: nn.Module,
+        *,
+        steps: int,
+        input_scale: int,
+        has_aux: bool,
+        max_input_side: int | None = None,
+        head: MotionHead | None = None,
     ) -> None:
         super().__init__()
         self.net = net
+        self.head = head if head is not None else get_head()
         self.steps = steps
         self.input_scale = input_scale
         self.max_input_side = max_input_side
@@ -139,18 +149,19 @@ class MotionNet(nn.Module):
         return max(1, min(self.input_scale, self.max_input_side // max(h, w)))
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """image (B, 3, H, W) in [0, 1] -> {"out": (B, K, 2, H, W) px[, "aux": same]}."""
-        b, _, h, w = image.shape
+        """image (B, 3, H, W) in [0, 1] -> {"out": prediction[, "aux": prediction]}, each decoded by
+        the head (the point head's: (B, K, 2, H, W) px)."""
+        h, w = image.shape[-2:]
         x = (image - self.mean) / self.std
         s = self.scale_for(h, w)
         if s > 1:
             x = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-        raw = self.net(x)  # {"out": (B, 2K, sH, sW)[, "aux": ...]}
+        raw = self.net(x)  # {"out": (B, C, sH, sW)[, "aux": ...]}
         result = {}
         for key, value in raw.items():
             if s > 1:  # area average back to the grid: the inverse pixel mapping of the upsampling
                 value = F.avg_pool2d(value, s)
-            result[key] = (value * self.disp_scale).view(b, self.steps, 2, h, w)
+            result[key] = self.head.decode(value, self.steps, self.disp_scale)  # (B, C, h, w) -> prediction
         return result
 
 
@@ -199,12 +210,18 @@ def build_model(
         _load_coco(net, spec, params, folder)
     elif load_pretrained and params.pretrained == "imagenet":
         _load_imagenet(net, spec, params, folder)
-    _replace_heads(net, 2 * steps)
+    head = get_head()
+    _replace_heads(net, head.channels(steps))
     for module in net.modules():  # MobileNetV3's 0.01 needs ~1000s of steps before eval mode works
         if isinstance(module, nn.BatchNorm2d):
             module.momentum = BN_MOMENTUM
     return MotionNet(
-        net, steps=steps, input_scale=params.input_scale, has_aux=params.aux_loss, max_input_side=params.max_input_side
+        net,
+        steps=steps,
+        input_scale=params.input_scale,
+        has_aux=params.aux_loss,
+        max_input_side=params.max_input_side,
+        head=head,
     )
 
 
