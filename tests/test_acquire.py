@@ -38,10 +38,10 @@ from densemotion.acquire.run import acquire
 from densemotion.acquire.sources import LocalSource, SourceUnavailable, YtDlpSource
 from densemotion.atomic import DiskFullError
 from densemotion.dataset import DatasetError, split_videos
+from densemotion.imaging import fit_image
 from densemotion.params import DataParams, load_params
 from densemotion.video import encode_video, iter_frames, probe
 from densemotion.videolist import scan_videos, stage_name
-from densemotion.viz import fit_image
 
 from conftest import REPO, moving_frames, sample_params_dict, write_params
 from test_e2e_dvc import BIN, built_repo, repo, run  # noqa: F401 (the e2e fixtures, shared)

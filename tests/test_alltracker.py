@@ -12,6 +12,7 @@ import torch
 
 from densemotion.params import TrajectoriesParams
 from densemotion.runtime import cpu_has_native_bf16
+from densemotion.tracking import registry
 from densemotion.tracking.alltracker.checkpoint import CheckpointError, save_fixture_checkpoint
 from densemotion.tracking.alltracker.tracker import BATCH, AllTrackerTracker, sample_bilinear, visibility_score
 from densemotion.trajectories.run import make_tracker
@@ -95,6 +96,6 @@ def test_missing_weights_fail_at_once_with_the_fetch_command(tmp_path):
 
 def test_params_section_rejects_unknown_keys():
     with pytest.raises(ValueError, match="nonsense"):
-        _params(nonsense=1).section()
+        registry.section(_params(nonsense=1))
     with pytest.raises(ValueError, match="corr_memory_mb"):
-        _params(corr_memory_mb=0).section()
+        registry.section(_params(corr_memory_mb=0))

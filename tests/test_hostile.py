@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from densemotion.atomic import DestinationError, atomic_path, write_json
+from densemotion.tracking import registry
 
 from conftest import REPO, fsize_limit, moving_frames, small_disk, write_params
 
@@ -157,7 +158,7 @@ def test_tracker_section_with_a_bad_key_is_named(tmp_path):
 
     params = parse_params({"data": {"videos": {"a": "x"}}, "trajectories": {"tracker": "dis", "dis": {"presset": 1}}})
     with pytest.raises(ParamsError, match=r"trajectories\.dis\.presset: unknown key"):
-        params.trajectories.section()
+        registry.section(params.trajectories)
     with pytest.raises(ParamsError, match=r"trajectories\.nope: unknown tracker section 'nope'"):
         parse_params({"data": {"videos": {"a": "x"}}, "trajectories": {"nope": {}}})
 

@@ -11,14 +11,14 @@ import yaml
 
 from densemotion.evaluation import evaluate
 from densemotion.frames.store import FrameArchive, FrameArchiveWriter, encode_jpeg
+from densemotion.heads import PointHead
+from densemotion.imaging import fit_box, fit_image
 from densemotion.params import EvaluateParams, ModelParams, ParamsError, parse_params
 from densemotion.trajectories.store import TrajectoryStore, write_store
 from densemotion.viz import (
     GAP,
     SCALE_PERCENTILE,
     SHEET_BOX,
-    fit_image,
-    fit_size,
     flow_legend,
     grid_frame,
     key_lines,
@@ -36,6 +36,8 @@ MOTION = (3.0, 4.0)  # every point's tracked displacement, tracking px: 5 px, 10
 
 class Constant(torch.nn.Module):
     """A stub motion net predicting (1, -2) px everywhere: a motion panel with no white cell."""
+
+    head = PointHead()
 
     def forward(self, image):
         b, _, hg, wg = image.shape
@@ -129,7 +131,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 def test_panels_have_the_video_aspect_and_a_title_each(tmp_path, name, size):
     h, w = size
     (image, _) = _pictures(tmp_path, name, size)
-    ph, pw = fit_size(size, (320, 320))
+    ph, pw = fit_box(size, (320, 320))
     assert max(ph, pw) == 320 and abs(pw / ph - w / h) < 0.01
     top = image.shape[0] - ph  # the title strip
     assert 12 <= top <= 40
@@ -150,7 +152,7 @@ def test_panels_have_the_video_aspect_and_a_title_each(tmp_path, name, size):
 @pytest.mark.parametrize("name, size", [("wide", WIDE), ("tall", TALL)])
 def test_frame_panel_is_the_archive_frame_and_the_key_reads_frame_pixels(tmp_path, name, size):
     pictures = _pictures(tmp_path, name, size)
-    ph, pw = fit_size(size, (320, 320))
+    ph, pw = fit_box(size, (320, 320))
     store = TrajectoryStore(tmp_path / "traj" / name)
     with FrameArchive(tmp_path / "frames" / f"{name}.zip") as archive:
         for k, image in enumerate(pictures):
@@ -170,7 +172,7 @@ def test_frame_panel_is_the_archive_frame_and_the_key_reads_frame_pixels(tmp_pat
 
 def test_without_frames_the_frame_panel_is_the_grid_thumbnail(tmp_path):
     (image, _) = _pictures(tmp_path, "wide", WIDE, side=256, frames=False)
-    ph, pw = fit_size(WIDE, (256, 256))
+    ph, pw = fit_box(WIDE, (256, 256))
     store = TrajectoryStore(tmp_path / "traj" / "wide")
     expected = fit_image(grid_frame(store.meta, store.window(0)["frame0"]), (ph, pw))
     assert np.array_equal(image[image.shape[0] - ph :, :pw], expected)
@@ -217,7 +219,7 @@ def test_contact_sheet_has_a_labelled_cell_per_video_in_a_grid(tmp_path):
     for i, (name, size) in enumerate(sizes.items()):  # in name order, row by row
         row = [t for t in thumbs if t[0] + t[2] == bottoms[i // columns]]
         y, x, h, w = sorted(row, key=lambda t: t[1])[i % columns]
-        assert (h, w) == fit_size(size, SHEET_BOX), name  # the video's aspect
+        assert (h, w) == fit_box(size, SHEET_BOX), name  # the video's aspect
         cell_x = x - (box_w - w) // 2
         assert cell_x == 12 + (i % columns) * (box_w + 12), name
         label = sheet[y + h : y + h + 36, cell_x : cell_x + box_w]
@@ -249,6 +251,8 @@ def test_the_visualize_stage_reads_its_params_section():
 
 class Steady(torch.nn.Module):
     """A stub motion net predicting (1.2, 0.9) tracking px everywhere: 3 px at frame scale."""
+
+    head = PointHead()
 
     def forward(self, image):
         b, _, hg, wg = image.shape
@@ -289,7 +293,7 @@ def test_a_few_wild_tracker_points_do_not_wash_the_model_panel_out(tmp_path, wil
     )
     (path,) = sorted((tmp_path / "out" / "pictures").iterdir())
     image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-    ph, pw = fit_size(WIDE, (320, 320))
+    ph, pw = fit_box(WIDE, (320, 320))
     top = image.shape[0] - ph
     tracker, model = (image[top:, k * (pw + GAP) : k * (pw + GAP) + pw] for k in (1, 2))
 

@@ -1,7 +1,7 @@
 """The ``raft`` tracker and the flow chaining it shares with ``dis`` (tracking/flowchain.py).
 
 No published weights here: checkpoints are randomly initialised torchvision state_dicts the tests
-save themselves (speed and shapes do not depend on the weights; accuracy does, README "RAFT").
+save themselves (speed and shapes do not depend on the weights; accuracy does, docs/trackers.md "RAFT").
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from densemotion.params import TrajectoriesParams
 from densemotion.runtime import DeviceError, cpu_has_native_bf16
-from densemotion.tracking import grid
+from densemotion.tracking import grid, registry
 from densemotion.tracking.dis.flow import DisTracker
 from densemotion.tracking.flowchain import ChainChecks, PairFlow, chain_flows
 from densemotion.tracking.raft import RaftParams
@@ -138,7 +138,7 @@ def test_weights_outside_models_raft_are_refused_at_load(tmp_path, name):
 
     (tmp_path / "elsewhere.pth").write_bytes(b"x")
     with pytest.raises(ParamsError, match=r"raft\.weights: .* must be the name of a file in models/raft/"):
-        _params(weights=name).section()
+        registry.section(_params(weights=name))
     from densemotion.tracking.raft.model import weights_path
 
     with pytest.raises(RaftWeightsError, match="must be the name of a file in models/raft/"):
@@ -175,10 +175,10 @@ def test_device_and_autocast(weights_dir):
 
 def test_params_section_is_validated():
     assert RaftParams().model == "large" and RaftParams().weights is None
-    assert TrajectoriesParams(tracker="raft", raft={"model": "small"}).section() == RaftParams(model="small")
+    assert registry.section(TrajectoriesParams(tracker="raft", raft={"model": "small"})) == RaftParams(model="small")
     for bad in ({"model": "huge"}, {"num_flow_updates": 0}, {"autocast": "fp8"}, {"batch_size": 2}):
         with pytest.raises(ValueError, match="trajectories.raft"):
-            TrajectoriesParams(tracker="raft", raft=bad).section()
+            registry.section(TrajectoriesParams(tracker="raft", raft=bad))
 
 
 def _truth_flows(truth, start: int, num: int) -> list[PairFlow]:

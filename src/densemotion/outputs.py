@@ -120,3 +120,11 @@ def tidy(videos: Iterable[str], root: str | Path) -> tuple[Path | None, list[Pat
     videos, root = list(videos), Path(root)
     found = leftovers(root / FRAMES_DIR, videos) + leftovers(root / TRAJECTORIES_DIR, videos)
     return set_aside(found, root), found, drop_lock_entries(root / "dvc.lock", videos)
+
+
+def report_tidy(moved_to: Path | None, moved: list[Path], dropped: list[str]) -> None:
+    """What :func:`tidy` did, on stdout (``densemotion tidy`` and ``use-videos`` say it alike)."""
+    if moved:
+        print(f"set aside {len(moved)} outputs of videos not in data.videos: {moved_to}")
+    if dropped:
+        print(f"dropped {len(dropped)} dvc.lock entries of those videos: {', '.join(dropped[:6])}")

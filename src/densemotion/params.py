@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from densemotion.tracker_names import tracker_names
+
 
 class ParamsError(ValueError):
     """``params.yaml`` is missing, unreadable or does not match the schema."""
@@ -148,7 +150,7 @@ class TrajectoriesParams(Section):
 
     Besides the keys below, one section per tracker, named after it (``trajectories.dis``,
     ``trajectories.pips``): each tracker package declares its own params model
-    (``densemotion.tracking.<name>``); :meth:`section` validates and returns it.
+    (``densemotion.tracking.<name>``); ``densemotion.tracking.registry.section`` validates and returns it.
     """
 
     model_config = ConfigDict(extra="allow", strict=True, frozen=True, allow_inf_nan=False)
@@ -175,9 +177,7 @@ class TrajectoriesParams(Section):
 
     @model_validator(mode="after")
     def _known_trackers(self) -> TrajectoriesParams:
-        from densemotion.tracking import registry
-
-        known = registry.names()
+        known = tracker_names()
         if self.tracker not in known:
             raise ValueError(
                 f"tracker: unknown tracker {self.tracker!r}{_close(self.tracker, known)} " + _trackers_note(known)
@@ -192,25 +192,6 @@ class TrajectoriesParams(Section):
                 )
             raise ValueError(f"{name}: unknown key{_close(name, keys)} (trajectories' keys: {', '.join(keys)})")
         return self
-
-    def section(self, name: str | None = None) -> BaseModel:
-        """The validated params of tracker ``name`` (default: the tracker in use); its defaults
-        when params.yaml has no section for it. ParamsError names a bad key."""
-        from densemotion.tracking import registry
-
-        name = name or self.tracker
-        model = registry.get(name).params
-        raw = (self.model_extra or {}).get(name, {})
-        try:
-            return raw if isinstance(raw, model) else model.model_validate(raw)
-        except ValidationError as err:
-            raise ParamsError(
-                f"trajectories.{name} is invalid:\n{_describe(err, prefix=f'trajectories.{name}.')}"
-            ) from None
-
-    def sections(self) -> dict[str, object]:
-        """The tracker sections as written (raw), by tracker name."""
-        return dict(self.model_extra or {})
 
 
 class VisualizeParams(Section):
@@ -339,7 +320,8 @@ class Params(Section):
         return self
 
 
-def _describe(err: ValidationError, prefix: str = "") -> str:
+def describe_validation(err: ValidationError, prefix: str = "") -> str:
+    """A pydantic error as one line per bad key, each named from ``prefix`` (the section)."""
     lines = []
     for e in err.errors():
         key = prefix + ".".join(str(p) for p in e["loc"])
@@ -366,7 +348,7 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(_lists_to_tuples_for_tuple_fields(raw))
     except ValidationError as err:
-        raise ParamsError(f"{source} is invalid:\n{_describe(err)}") from None
+        raise ParamsError(f"{source} is invalid:\n{describe_validation(err)}") from None
 
 
 def _lists_to_tuples_for_tuple_fields(raw: dict) -> dict:

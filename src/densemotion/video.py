@@ -316,7 +316,7 @@ def encode_video(
     return count
 
 
-def fit_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
+def bounded_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
     """(W, H) scaled so the longest side is at most ``max_size``, aspect kept, never upscaled."""
     if max_size is None or max(width, height) <= max_size:
         return width, height

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from densemotion.atomic import atomic_path
+from densemotion.imaging import fit_image
 
 
 def flow_to_color(disp: np.ndarray, max_mag: float | None = None) -> np.ndarray:
@@ -187,27 +188,6 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 TEXT_SCALE = 0.45  # titles and labels: about 7 px per character
 LINE_HEIGHT = 16  # px per line of text at TEXT_SCALE
 GAP = 4  # white px between panels
-
-
-def fit_size(size: Sequence[int], box: Sequence[int]) -> tuple[int, int]:
-    """(H, W) of an image of ``size`` (H, W) enlarged or shrunk to just fit ``box`` (H, W), aspect kept."""
-    (h, w), (bh, bw) = (int(size[0]), int(size[1])), box
-    s = min(bh / h, bw / w)
-    return max(1, round(h * s)), max(1, round(w * s))
-
-
-def fit_image(image: np.ndarray, size: Sequence[int], nearest: bool = False) -> np.ndarray:
-    """``image`` (H, W, C) resized to ``size`` (H, W): area-averaged when shrinking, linear when
-    enlarging, nearest on request (grid cells stay crisp); unchanged when already that size."""
-    h, w = image.shape[:2]
-    ph, pw = int(size[0]), int(size[1])
-    if (h, w) == (ph, pw):
-        return np.ascontiguousarray(image)
-    if nearest:
-        interp = cv2.INTER_NEAREST
-    else:
-        interp = cv2.INTER_AREA if ph <= h and pw <= w else cv2.INTER_LINEAR
-    return cv2.resize(np.ascontiguousarray(image), (pw, ph), interpolation=interp)
 
 
 def _text_width(text: str, scale: float = TEXT_SCALE) -> int:

@@ -26,8 +26,8 @@ import numpy as np
 from densemotion.acquire.manifest import BAD_ROW, BAD_VIDEO, FAILED, OK, PAST_END, Entry, clip_path, outside
 from densemotion.acquire.metadata import ClipRow
 from densemotion.atomic import sha256_file
+from densemotion.imaging import fit_image
 from densemotion.video import VideoError, encode_video, iter_frames, probe
-from densemotion.viz import fit_image
 
 # rates closer than this are one rate: the metadata gives fps to two decimals (29.97 for
 # 30000/1001, 23.97 for 24000/1001), and mapping 29.97 onto 29.97003 would shift a clip by a frame

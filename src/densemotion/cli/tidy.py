@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
-from densemotion.outputs import tidy
+from densemotion.outputs import report_tidy, tidy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,19 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def report(moved_to: Path | None, moved: list[Path], dropped: list[str]) -> None:
-    if moved:
-        print(f"set aside {len(moved)} outputs of videos not in data.videos: {moved_to}")
-    if dropped:
-        print(f"dropped {len(dropped)} dvc.lock entries of those videos: {', '.join(dropped[:6])}")
-
-
 @clean_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args)
     moved_to, moved, dropped = tidy(params.data.videos, Path(args.params).parent)
-    report(moved_to, moved, dropped)
+    report_tidy(moved_to, moved, dropped)
     if not moved and not dropped:
         print("nothing to tidy: the output folders hold only the videos of data.videos")
     return 0

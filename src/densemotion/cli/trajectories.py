@@ -17,6 +17,7 @@ import argparse
 
 from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser
 from densemotion.frames.store import FrameArchive
+from densemotion.tracking import registry
 from densemotion.trajectories.run import track_video
 
 
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = params_from(args)
-    params.trajectories.section()  # the tracker's own params, checked before any work
+    registry.section(params.trajectories)  # the tracker's own params, checked before any work
     work_dir = args.work_dir or f"{args.out_dir.rstrip('/')}.work"
     archive = FrameArchive(args.frames)
     try:

@@ -13,8 +13,7 @@ import argparse
 from pathlib import Path
 
 from densemotion.cli.common import add_params_argument, clean_errors, stage_parser
-from densemotion.cli.tidy import report
-from densemotion.outputs import tidy
+from densemotion.outputs import report_tidy, tidy
 from densemotion.videolist import sample_videos, scan_videos, set_videos
 
 
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         raise ValueError("give a FOLDER of videos, or --sample")
     set_videos(params_path, videos)
-    report(*tidy(videos, params_path.parent))  # the repository of that params.yaml
+    report_tidy(*tidy(videos, params_path.parent))  # the repository of that params.yaml
     if skipped:
         print(f"skipped {len(skipped)} entries: " + ", ".join(skipped[:10]) + (", ..." if len(skipped) > 10 else ""))
     print(f"{params_path}: data.videos now lists {len(videos)} videos; run `dvc repro` (or `dvc exp run`)")

@@ -39,10 +39,11 @@ from densemotion.cli.common import (
     whole_number,
 )
 from densemotion.frames.store import FrameArchive
+from densemotion.imaging import fit_box
 from densemotion.outputs import check_no_leftovers
 from densemotion.tracking.grid import resize_frames
 from densemotion.trajectories.store import TrajectoryStore, looks_like_store
-from densemotion.viz import SHEET_BOX, contact_sheet, fit_size, save_gif, save_png, tracks_thumbnail, window_pictures
+from densemotion.viz import SHEET_BOX, contact_sheet, save_gif, save_png, tracks_thumbnail, window_pictures
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,7 +121,7 @@ def _thumbnail(args: argparse.Namespace, store_dir: Path) -> tuple[np.ndarray, l
     """
     store = TrajectoryStore(store_dir)
     h, w = (int(n) for n in store.meta["frame_size"])
-    size = fit_size((h, w), SHEET_BOX)
+    size = fit_box((h, w), SHEET_BOX)
     label = [store.video, f"{w} x {h} px, {len(store)} windows"]
     if len(store) == 0:
         return np.full((*size, 3), 200, np.uint8), label

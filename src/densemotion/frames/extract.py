@@ -31,7 +31,7 @@ from densemotion.frames.store import (
     is_jpeg,
 )
 from densemotion.params import FramesParams
-from densemotion.video import Yuv420, fit_size
+from densemotion.video import Yuv420, bounded_size
 
 
 class TooShortError(ValueError):
@@ -102,7 +102,7 @@ def extract(
     name = name or dest.stem
     source = open_source(source_spec, image_fps)
     info = source.info()  # image sources: every header read, mixed sizes refused, before writing
-    out_w, out_h = fit_size(info.width, info.height, params.max_size)
+    out_w, out_h = bounded_size(info.width, info.height, params.max_size)
     keep = frame_keeper(info.fps, params.fps, str(source_spec))
     out_fps = info.fps if params.fps is None or not info.fps else min(params.fps, info.fps)
     src_size = (info.width, info.height)

@@ -124,7 +124,7 @@ def spans_cut(starts: np.ndarray, window: int, cuts: list[int]) -> np.ndarray:
 
 def tracker_params(params: TrajectoriesParams) -> dict:
     """The params section of the tracker in use as plain JSON values."""
-    return params.section().model_dump(mode="json")
+    return registry.section(params).model_dump(mode="json")
 
 
 def make_tracker(params: TrajectoriesParams, weights_dir: str | Path | None = None) -> Tracker:
@@ -134,7 +134,7 @@ def make_tracker(params: TrajectoriesParams, weights_dir: str | Path | None = No
     weights = None
     if spec.weights is not None:
         weights = Path(weights_dir if weights_dir is not None else Path("models") / spec.name) / spec.weights
-    return spec.make(params.section(), params.device, weights)
+    return spec.make(registry.section(params), params.device, weights)
 
 
 def store_meta(plan: Plan, params: TrajectoriesParams, frames_sha256: str) -> dict:
