@@ -30,8 +30,7 @@ from pips_speed import PeakMemory
 from densemotion.params import SampleParams, TrajectoriesParams
 from densemotion.runtime import resolve_device
 from densemotion.sample import render_clip
-from densemotion.tracking.alltracker.checkpoint import save_fixture_checkpoint as save_alltracker
-from densemotion.tracking.pips.checkpoint import save_fixture_checkpoint as save_pips
+from densemotion.tracking import alltracker, pips
 from densemotion.trajectories.run import make_tracker
 
 
@@ -70,8 +69,8 @@ def main() -> None:
         if args.weights:  # the published file: the autocast rows' error is then the one to quote
             (folders["alltracker"] / "alltracker.pth").symlink_to(args.weights.resolve())
         else:
-            save_alltracker(folders["alltracker"] / "alltracker.pth")
-        save_pips(folders["pips"] / "model-000200000.pth")
+            alltracker.CHECKPOINT.save_fixture(folders["alltracker"] / "alltracker.pth")
+        pips.CHECKPOINT.save_fixture(folders["pips"] / "model-000200000.pth")
         trackers = {
             name: make_tracker(TrajectoriesParams(tracker=name, device=device), folders.get(name))
             for name in ("alltracker", "pips", "dis")

@@ -243,7 +243,7 @@ def main() -> None:
     from densemotion.params import SampleParams
     from densemotion.runtime import cpu_has_native_bf16
     from densemotion.sample import render_clip
-    from densemotion.tracking.pips.checkpoint import fixture_state_dict
+    from densemotion.tracking.pips import CHECKPOINT
     from densemotion.tracking.pips.model import PipsNet
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -263,7 +263,7 @@ def main() -> None:
     size, dev = _parse_shape(args.size), args.device
     frames, _ = render_clip(SampleParams(height=size[0], width=size[1], num_frames=WINDOW), 0)
     net = PipsNet(stride=STRIDE)
-    net.load_state_dict(fixture_state_dict())
+    net.load_state_dict(CHECKPOINT.fixture_state_dict())
     net = net.to(dev).eval()
     flop_pt = refine_flop_per_point(net)
     side = _parse_shape(args.grid)

@@ -30,8 +30,8 @@ from densemotion.sample import render_clip
 from densemotion.tracking import grid
 from densemotion.tracking.dis.flow import DisTracker
 from densemotion.tracking.flowchain import ChainChecks, chain_flows
+from densemotion.tracking.raft import WEIGHTS
 from densemotion.tracking.raft.flow import RaftFlow
-from densemotion.tracking.raft.model import load_raft, save_random_weights
 
 
 def _sync(device: str) -> None:
@@ -55,7 +55,8 @@ def time_flows(window_flows, frames: np.ndarray, device: str) -> tuple[float, fl
 def raft_row(model: str, frames: np.ndarray, args: argparse.Namespace, folder: Path) -> tuple[float, float, float]:
     """(s per pair, s per window, peak GPU GiB or nan) of RAFT ``model`` on ``frames``."""
     device = resolve_device(args.device)
-    net = load_raft(save_random_weights(folder / f"{model}.pth", model), model, device)
+    record = WEIGHTS[model]
+    net = record.load(record.save_fixture(folder / f"{model}.pth"), device)
     flow = RaftFlow(net, args.updates, args.batch_pairs, autocast_dtype(args.autocast, device, "--autocast"))
     flow.window_flows(frames)  # warm-up: allocation, kernel choice for this batch shape
     if device.startswith("cuda"):

@@ -1,6 +1,6 @@
 """The ``alltracker`` tracker: tracks read from the dense flow, visibility, weights handling.
 
-Checkpoints are the deterministic fixture weights (checkpoint.fixture_state_dict) written by the
+Checkpoints are the deterministic fixture weights (CHECKPOINT.fixture_state_dict) written by the
 tests in the published file format; the network itself is checked in test_alltracker_model.py.
 """
 
@@ -13,8 +13,9 @@ import torch
 from densemotion.params import TrajectoriesParams
 from densemotion.runtime import cpu_has_native_bf16
 from densemotion.tracking import registry
-from densemotion.tracking.alltracker.checkpoint import CheckpointError, save_fixture_checkpoint
+from densemotion.tracking.alltracker import CHECKPOINT
 from densemotion.tracking.alltracker.tracker import BATCH, AllTrackerTracker, sample_bilinear, visibility_score
+from densemotion.tracking.weights import CheckpointError
 from densemotion.trajectories.run import make_tracker
 
 from conftest import moving_frames
@@ -24,7 +25,7 @@ from conftest import moving_frames
 def weights_dir(tmp_path_factory):
     """models/alltracker/ with the fixture weights under the published file name."""
     folder = tmp_path_factory.mktemp("alltracker")
-    save_fixture_checkpoint(folder / "alltracker.pth")
+    CHECKPOINT.save_fixture(folder / "alltracker.pth")
     return folder
 
 

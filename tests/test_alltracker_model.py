@@ -15,20 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from densemotion.tracking.alltracker.checkpoint import (
-    FIXTURE_GAIN,
-    FIXTURE_SEED,
-    CheckpointError,
-    expected_shapes,
-    fixture_state_dict,
-    load_alltracker,
-    read_state_dict,
-    save_checkpoint,
-    save_fixture_checkpoint,
-)
+from densemotion.tracking.alltracker import CHECKPOINT
 from densemotion.tracking.alltracker.corr import CorrPyramid
 from densemotion.tracking.alltracker.model import AllTrackerNet, Padder, sincos_table, window_starts
 from densemotion.tracking.base import TrackerError
+from densemotion.tracking.weights import CheckpointError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alltracker"
 TOL_PX = {torch.float64: 1e-8, torch.float32: 1e-5}
@@ -127,16 +118,16 @@ def test_each_frame_is_encoded_once_a_batch_at_a_time():
 
 def test_missing_checkpoint_names_the_fetch_command(tmp_path):
     with pytest.raises(CheckpointError, match="dvc import-url https://huggingface.co/aharley/alltracker"):
-        read_state_dict(tmp_path / "alltracker.pth")
+        CHECKPOINT.read_state_dict(tmp_path / "alltracker.pth")
 
 
 def test_foreign_checkpoint_lists_missing_and_unexpected_keys(tmp_path):
-    state = tiny_state(expected_shapes())
+    state = tiny_state(CHECKPOINT.expected_shapes())
     del state["dot_conv.weight"]
     state["head.weight"] = torch.zeros(2, 2)
-    save_checkpoint(state, tmp_path / "alltracker.pth")
+    CHECKPOINT.save(state, tmp_path / "alltracker.pth")
     with pytest.raises(TrackerError) as err:
-        load_alltracker(tmp_path / "alltracker.pth")
+        CHECKPOINT.load(tmp_path / "alltracker.pth")
     assert "missing keys: dot_conv.weight;" in str(err.value)
     assert "unexpected keys: head.weight" in str(err.value)
 
@@ -144,13 +135,13 @@ def test_foreign_checkpoint_lists_missing_and_unexpected_keys(tmp_path):
 def test_checkpoint_without_a_model_entry_is_refused(tmp_path):
     torch.save({"model_state_dict": {}}, tmp_path / "alltracker.pth")
     with pytest.raises(CheckpointError, match="expected a dict with 'model'"):
-        read_state_dict(tmp_path / "alltracker.pth")
+        CHECKPOINT.read_state_dict(tmp_path / "alltracker.pth")
 
 
 def test_fixture_checkpoint_loads_strictly(tmp_path):
-    net = load_alltracker(save_fixture_checkpoint(tmp_path / "alltracker.pth"))
+    net = CHECKPOINT.load(CHECKPOINT.save_fixture(tmp_path / "alltracker.pth"))
     assert not net.training and next(net.parameters()).dtype == torch.float32
-    state = fixture_state_dict()
+    state = CHECKPOINT.fixture_state_dict()
     assert torch.equal(net.dot_conv.bias, state["dot_conv.bias"].float())
 
 
@@ -165,9 +156,9 @@ def test_agrees_with_the_published_outputs(dtype, bounded):
     encoded and upsampled 3 at a time: the same numbers."""
     ref = load_reference(REFERENCE[dtype])
     inputs = load_reference("reference_float64.npz")
-    assert int(inputs["seed"]) == FIXTURE_SEED and float(inputs["gain"]) == FIXTURE_GAIN
+    assert int(inputs["seed"]) == CHECKPOINT.fixture.seed and float(inputs["gain"]) == CHECKPOINT.fixture.gain
     net = AllTrackerNet().to(dtype).eval()
-    net.load_state_dict(fixture_state_dict(), strict=True)  # float64 values into a `dtype` module
+    net.load_state_dict(CHECKPOINT.fixture_state_dict(), strict=True)  # float64 values into a `dtype` module
     images = torch.from_numpy(inputs["frames"]).permute(0, 3, 1, 2)[None].to(dtype)  # (1, 8, 3, 128, 224)
     per_anchor = 16 * (512 + 128 + 32 + 8 + 2) * images.element_size()  # 16 pairs, 5 levels from 16 x 32
     bounds = {"corr_max_bytes": 100 * per_anchor, "batch": 3} if bounded else {}

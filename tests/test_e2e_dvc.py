@@ -277,9 +277,9 @@ def test_model_experiment_compares_with_baseline(repo):
 
 
 def test_pips_experiment_runs_the_whole_pipeline_with_a_test_made_checkpoint(repo):
-    from densemotion.tracking.pips.checkpoint import save_fixture_checkpoint
+    from densemotion.tracking.pips import CHECKPOINT
 
-    save_fixture_checkpoint(repo / "models" / "pips" / "model-000200000.pth")  # published file format
+    CHECKPOINT.save_fixture(repo / "models" / "pips" / "model-000200000.pth")  # published file format
     out = run(
         repo,
         "dvc",
@@ -303,9 +303,9 @@ def test_pips_experiment_runs_the_whole_pipeline_with_a_test_made_checkpoint(rep
 def test_raft_experiment_runs_to_evaluate_with_a_test_made_checkpoint(repo):
     import torch
 
-    from densemotion.tracking.raft.model import WEIGHTS, save_random_weights
+    from densemotion.tracking.raft import WEIGHTS
 
-    path = save_random_weights(repo / "models" / "raft" / WEIGHTS["small"][0], "small")  # torchvision's format
+    path = WEIGHTS["small"].save_fixture(repo / "models" / "raft" / WEIGHTS["small"].file_name)  # torchvision's format
     state = torch.load(path, weights_only=True)
     for key in ("update_block.flow_head.conv2.weight", "update_block.flow_head.conv2.bias"):
         state[key].zero_()  # every flow update 0: points stand still, so training has visible ones
@@ -323,13 +323,13 @@ def test_raft_experiment_runs_to_evaluate_with_a_test_made_checkpoint(repo):
 def test_alltracker_experiment_runs_to_evaluate_with_a_test_made_checkpoint(repo):
     import torch
 
-    from densemotion.tracking.alltracker.checkpoint import fixture_state_dict, save_checkpoint
+    from densemotion.tracking.alltracker import CHECKPOINT
 
-    state = {k: v.float() for k, v in fixture_state_dict().items()}
+    state = {k: v.float() for k, v in CHECKPOINT.fixture_state_dict().items()}
     for key in ("flow_head.2.weight", "flow_head.2.bias", "visconf_head.2.weight"):
         state[key].zero_()  # no flow updates: points stand still ...
     state["visconf_head.2.bias"].fill_(10.0)  # ... and are seen, so training has visible ones
-    save_checkpoint(state, repo / "models" / "alltracker" / "alltracker.pth")  # the published format
+    CHECKPOINT.save(state, repo / "models" / "alltracker" / "alltracker.pth")  # the published format
     assert torch.load(repo / "models" / "alltracker" / "alltracker.pth", weights_only=True)["model"]
     out = run(
         repo, "dvc", "exp", "run", "-n", "alltracker", "-S", "trajectories.tracker=alltracker",
@@ -402,10 +402,10 @@ def test_touching_code_changes_exactly_the_stages_that_import_it(repo):
 def test_replacing_the_pips_checkpoint_reruns_what_uses_it(repo):
     import torch
 
-    from densemotion.tracking.pips.checkpoint import fixture_state_dict, save_checkpoint
+    from densemotion.tracking.pips import CHECKPOINT
 
     ckpt = repo / "models" / "pips" / "model-000200000.pth"
-    save_checkpoint(fixture_state_dict(), ckpt)
+    CHECKPOINT.save(CHECKPOINT.fixture_state_dict(), ckpt)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["trajectories"].update(tracker="pips", grid_stride=16)
     params["trajectories"]["pips"] = {"iters": 1}
@@ -413,8 +413,8 @@ def test_replacing_the_pips_checkpoint_reruns_what_uses_it(repo):
     first = ran_stages(run(repo, "dvc", "repro").stdout)
     assert {"trajectories@sample00", "trajectories@sample02", "train"} <= set(first), first
     assert _status(repo) == {}
-    other = {k: v * 0.9 if v.is_floating_point() else v for k, v in fixture_state_dict().items()}
-    save_checkpoint(other, ckpt)  # another test-made checkpoint in the published format
+    other = {k: v * 0.9 if v.is_floating_point() else v for k, v in CHECKPOINT.fixture_state_dict().items()}
+    CHECKPOINT.save(other, ckpt)  # another test-made checkpoint in the published format
     assert {s for s in _status(repo) if s.startswith("trajectories@")} == {f"trajectories@sample0{i}" for i in range(3)}
     second = ran_stages(run(repo, "dvc", "repro").stdout)  # no -f
     assert {"trajectories@sample00", "trajectories@sample01", "train", "evaluate"} <= set(second), second

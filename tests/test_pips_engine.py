@@ -16,13 +16,7 @@ import torch
 
 from densemotion.params import SampleParams, TrajectoriesParams
 from densemotion.tracking.base import TrackerError
-from densemotion.tracking.pips.checkpoint import (
-    CHECKPOINT_NAME,
-    expected_shapes,
-    read_state_dict,
-    save_checkpoint,
-    save_fixture_checkpoint,
-)
+from densemotion.tracking.pips import CHECKPOINT
 from densemotion.tracking.pips.engine import PipsEngine, restart_offsets
 from densemotion.trajectories.run import make_tracker
 
@@ -31,7 +25,7 @@ H, W = 64, 96
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return save_fixture_checkpoint(tmp_path_factory.mktemp("pips") / CHECKPOINT_NAME)
+    return CHECKPOINT.save_fixture(tmp_path_factory.mktemp("pips") / CHECKPOINT.file_name)
 
 
 def tracker_params(**pips) -> TrajectoriesParams:
@@ -40,7 +34,7 @@ def tracker_params(**pips) -> TrajectoriesParams:
 
 def make(params: TrajectoriesParams, checkpoint: Path):
     """The pips tracker of ``params`` with the checkpoint file at ``checkpoint``."""
-    assert checkpoint.name == CHECKPOINT_NAME
+    assert checkpoint.name == CHECKPOINT.file_name
     return make_tracker(params, checkpoint.parent)
 
 
@@ -141,7 +135,7 @@ def test_malformed_frames_and_queries(tracker, clip):
 
 def test_missing_checkpoint_fails_at_once_with_the_fetch_command(tmp_path):
     with pytest.raises(TrackerError) as err:
-        make(tracker_params(), tmp_path / "models" / "pips" / CHECKPOINT_NAME)
+        make(tracker_params(), tmp_path / "models" / "pips" / CHECKPOINT.file_name)
     msg = str(err.value)
     assert "dvc import-url" in msg and "reference_model.tar.gz" in msg
     assert f"densemotion fetch-pips {tmp_path}/models/pips/reference_model.tar.gz {tmp_path}/models/pips/" in msg
@@ -271,8 +265,10 @@ def make_archive(path: Path, members: dict[str, bytes | str]) -> Path:
 @pytest.fixture(scope="module")
 def small_checkpoint_bytes(tmp_path_factory) -> bytes:
     """A checkpoint with the published keys and shapes whose tensors take one element each."""
-    path = tmp_path_factory.mktemp("ckpt") / CHECKPOINT_NAME
-    save_checkpoint({k: torch.zeros(1).expand(s) if s else torch.zeros(()) for k, s in expected_shapes().items()}, path)
+    path = tmp_path_factory.mktemp("ckpt") / CHECKPOINT.file_name
+    CHECKPOINT.save(
+        {k: torch.zeros(1).expand(s) if s else torch.zeros(()) for k, s in CHECKPOINT.expected_shapes().items()}, path
+    )
     return path.read_bytes()
 
 
@@ -285,12 +281,12 @@ def fetch(argv: list[str]) -> int:
 def test_fetch_pips_unpacks_only_the_checkpoint(tmp_path, small_checkpoint_bytes, capsys):
     archive = make_archive(
         tmp_path / "reference_model.tar.gz",
-        {"reference_model/README.txt": b"hi", f"reference_model/{CHECKPOINT_NAME}": small_checkpoint_bytes},
+        {"reference_model/README.txt": b"hi", f"reference_model/{CHECKPOINT.file_name}": small_checkpoint_bytes},
     )
     out = tmp_path / "models" / "pips"
     assert fetch([str(archive), str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_NAME]
-    assert set(read_state_dict(out / CHECKPOINT_NAME)) == set(expected_shapes())
+    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT.file_name]
+    assert set(CHECKPOINT.read_state_dict(out / CHECKPOINT.file_name)) == set(CHECKPOINT.expected_shapes())
     assert "sha256" in capsys.readouterr().out
 
 
@@ -298,9 +294,9 @@ def test_fetch_pips_unpacks_only_the_checkpoint(tmp_path, small_checkpoint_bytes
     "members, message",
     [
         ({"reference_model/other.pth": b"x"}, "expected one member named"),
-        ({f"reference_model/{CHECKPOINT_NAME}": "/etc/passwd"}, CHECKPOINT_NAME),
-        ({f"../../{CHECKPOINT_NAME}": b"x"}, CHECKPOINT_NAME),
-        ({f"reference_model/{CHECKPOINT_NAME}": b"not a checkpoint"}, "not a readable PyTorch checkpoint"),
+        ({f"reference_model/{CHECKPOINT.file_name}": "/etc/passwd"}, CHECKPOINT.file_name),
+        ({f"../../{CHECKPOINT.file_name}": b"x"}, CHECKPOINT.file_name),
+        ({f"reference_model/{CHECKPOINT.file_name}": b"not a checkpoint"}, "not a readable PyTorch checkpoint"),
     ],
     ids=["no-checkpoint", "symlink", "path-traversal", "foreign-file"],
 )
@@ -310,7 +306,7 @@ def test_fetch_pips_rejects_bad_archives(tmp_path, members, message, capsys):
     assert fetch([str(archive), str(out)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("densemotion fetch-pips: error:") and message in err
-    assert not (out / CHECKPOINT_NAME).exists()
+    assert not (out / CHECKPOINT.file_name).exists()
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["reference_model.tar.gz"]
 
 

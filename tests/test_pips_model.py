@@ -14,16 +14,10 @@ import pytest
 import torch
 
 from densemotion.tracking.base import TrackerError
-from densemotion.tracking.pips.checkpoint import (
-    CheckpointError,
-    expected_shapes,
-    fixture_state_dict,
-    load_pips,
-    read_state_dict,
-    save_checkpoint,
-)
+from densemotion.tracking.pips import CHECKPOINT
 from densemotion.tracking.pips.corr import CORR_DIVISOR, FeaturePyramid, SampledLookup, VolumeLookup
 from densemotion.tracking.pips.model import PipsNet, time_values
+from densemotion.tracking.weights import CheckpointError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pips"
 TOL_PX = 1e-6
@@ -38,7 +32,7 @@ def load_fixture(stride: int) -> dict[str, np.ndarray]:
 def float64_checkpoint(tmp_path_factory) -> Path:
     """The fixture weights in float64, saved in the published file format."""
     path = tmp_path_factory.mktemp("pips") / "model-000200000.pth"
-    save_checkpoint(fixture_state_dict(), path)
+    CHECKPOINT.save(CHECKPOINT.fixture_state_dict(), path)
     return path
 
 
@@ -107,8 +101,8 @@ def test_sampled_lookup_reads_the_frames_it_is_given():
 
 
 def test_loader_reads_the_published_format(float64_checkpoint):
-    net = load_pips(float64_checkpoint, stride=8, dtype=torch.float64)
-    weights = fixture_state_dict()
+    net = CHECKPOINT.load(float64_checkpoint, stride=8, dtype=torch.float64)
+    weights = CHECKPOINT.fixture_state_dict()
     for key, value in net.state_dict().items():
         assert torch.equal(value, weights[key]), key
     assert not net.training
@@ -117,7 +111,7 @@ def test_loader_reads_the_published_format(float64_checkpoint):
 def test_missing_checkpoint_names_the_fetch_command(tmp_path):
     path = tmp_path / "models" / "pips" / "model-000200000.pth"
     with pytest.raises(TrackerError) as err:
-        read_state_dict(path)
+        CHECKPOINT.read_state_dict(path)
     msg = str(err.value)
     assert str(path) in msg and "dvc import-url" in msg and "densemotion fetch-pips" in msg
     assert f"dvc add {path}" in msg and "git add" in msg and msg.rstrip().endswith("dvc push")  # kept for good
@@ -127,39 +121,39 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "model-000200000.pth"
     path.write_bytes(np.random.default_rng(0).bytes(5000))
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint") as err:
-        read_state_dict(path)
+        CHECKPOINT.read_state_dict(path)
     assert str(path) in str(err.value)
     # a truncated real checkpoint
-    save_checkpoint(tiny_state(expected_shapes()), path)
+    CHECKPOINT.save(tiny_state(CHECKPOINT.expected_shapes()), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
-        read_state_dict(path)
+        CHECKPOINT.read_state_dict(path)
 
 
 def test_foreign_checkpoints_are_clear_errors(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
     with pytest.raises(CheckpointError, match="expected a dict with 'model_state_dict'"):
-        read_state_dict(path)
+        CHECKPOINT.read_state_dict(path)
     torch.save(torch.zeros(3), path)
     with pytest.raises(CheckpointError, match="expected a dict with 'model_state_dict'"):
-        read_state_dict(path)
+        CHECKPOINT.read_state_dict(path)
     torch.save({"model_state_dict": {}, "extra": Path("x")}, path)  # not loadable with weights_only
     with pytest.raises(CheckpointError, match=str(path)):
-        read_state_dict(path)
+        CHECKPOINT.read_state_dict(path)
 
 
 def test_missing_unexpected_and_misshapen_keys_are_listed(tmp_path):
-    shapes = expected_shapes()
+    shapes = CHECKPOINT.expected_shapes()
     state = tiny_state(shapes)
     del state["vis_predictor.0.bias"]
     state["head.extra.weight"] = torch.zeros(2)
     state["norm.weight"] = torch.zeros(64)
     path = tmp_path / "model-000200000.pth"
-    save_checkpoint(state, path)
+    CHECKPOINT.save(state, path)
     with pytest.raises(CheckpointError) as err:
-        load_pips(path, stride=4)
+        CHECKPOINT.load(path, stride=4)
     msg = str(err.value)
     assert "missing keys: vis_predictor.0.bias" in msg
     assert "unexpected keys: head.extra.weight" in msg
@@ -173,7 +167,7 @@ def test_missing_unexpected_and_misshapen_keys_are_listed(tmp_path):
 def test_encoder_matches_fixture_frame0():
     fx = load_fixture(8)
     net = PipsNet(stride=8).double()
-    net.load_state_dict(fixture_state_dict())
+    net.load_state_dict(CHECKPOINT.fixture_state_dict())
     with torch.inference_mode():
         fmap = net.encode(frames_tensor(fx, torch.float64)[:1])[0]
     assert np.array_equal(fmap.numpy().astype(np.float16), fx["fmaps_frame0"])
@@ -194,7 +188,7 @@ FLOAT32_VIS_LOGITS = 0.12  # 0.025 / 0.031 here
 def test_float32_agrees_with_float64_at_every_iteration(stride):
     fx = load_fixture(stride)
     net = PipsNet(stride=stride)
-    net.load_state_dict(fixture_state_dict())
+    net.load_state_dict(CHECKPOINT.fixture_state_dict())
     with torch.inference_mode():
         fmaps = net.encode(frames_tensor(fx, torch.float32))
         lookup = SampledLookup(FeaturePyramid(fmaps), list(range(8)))
@@ -212,7 +206,7 @@ def test_float32_agrees_with_float64_at_every_iteration(stride):
 def test_float64_matches_fixture_every_iteration(stride, float64_checkpoint):
     """Through the real loader; the dense engine's lookup on all points, the naive one on a subset."""
     fx = load_fixture(stride)
-    net = load_pips(float64_checkpoint, stride=stride, dtype=torch.float64)
+    net = CHECKPOINT.load(float64_checkpoint, stride=stride, dtype=torch.float64)
     xys = torch.from_numpy(fx["query_xy"])
     with torch.inference_mode():
         fmaps = net.encode(frames_tensor(fx, torch.float64))
@@ -242,6 +236,6 @@ def test_a_pickle_that_runs_code_is_refused_without_advising_weights_only_false(
     path = tmp_path / "model-000200000.pth"
     torch.save({"model_state_dict": Payload()}, path)
     with pytest.raises(CheckpointError, match="could run code when loaded: refused") as err:
-        read_state_dict(path)
+        CHECKPOINT.read_state_dict(path)
     assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from densemotion import runtime
-from densemotion.tracking.pips.checkpoint import fixture_state_dict
+from densemotion.tracking.pips import CHECKPOINT
 from densemotion.tracking.pips.corr import FeaturePyramid, SampledLookup
 from densemotion.tracking.pips.model import PipsNet
 from densemotion.tracking.pips.precision import Precision, lower_mixer, resolve_precision
@@ -37,7 +37,7 @@ def test_bf16_error_against_float32_is_bounded():
     with np.load(FIXTURES / "reference_stride4.npz") as f:
         frames, query = f["frames"], f["query_xy"]
     net = PipsNet(stride=4)
-    net.load_state_dict(fixture_state_dict())
+    net.load_state_dict(CHECKPOINT.fixture_state_dict())
     rgbs = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     out = {}
     with torch.inference_mode():
@@ -113,10 +113,9 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
 def test_tracker_applies_autocast_on_the_cpu(tmp_path):
     from densemotion.params import SampleParams, TrajectoriesParams
     from densemotion.sample import render_clip
-    from densemotion.tracking.pips.checkpoint import CHECKPOINT_NAME, save_fixture_checkpoint
     from densemotion.trajectories.run import make_tracker
 
-    save_fixture_checkpoint(tmp_path / CHECKPOINT_NAME)
+    CHECKPOINT.save_fixture(tmp_path / CHECKPOINT.file_name)
     frames, _ = render_clip(SampleParams(height=64, width=96, num_frames=8, sprites=2), 0)
     queries = np.array([[10.0, 10.0], [50.0, 30.0], [80.0, 50.0]], dtype=np.float32)
     result = {}

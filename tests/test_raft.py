@@ -15,21 +15,21 @@ from densemotion.runtime import DeviceError, cpu_has_native_bf16
 from densemotion.tracking import grid, registry
 from densemotion.tracking.dis.flow import DisTracker
 from densemotion.tracking.flowchain import ChainChecks, PairFlow, chain_flows
-from densemotion.tracking.raft import RaftParams
+from densemotion.tracking.raft import WEIGHTS, RaftParams
 from densemotion.tracking.raft.flow import RaftFlow, RaftTracker, padded_size, to_input
-from densemotion.tracking.raft.model import WEIGHTS, RaftWeightsError, load_raft, save_random_weights
+from densemotion.tracking.weights import CheckpointError
 from densemotion.trajectories.run import make_tracker
 
 from conftest import moving_frames
 
-SMALL = WEIGHTS["small"][0]
+SMALL = WEIGHTS["small"].file_name
 
 
 @pytest.fixture(scope="module")
 def weights_dir(tmp_path_factory):
     """models/raft/ with a random raft_small under torchvision's file name."""
     folder = tmp_path_factory.mktemp("raft")
-    save_random_weights(folder / SMALL, "small", seed=0)
+    WEIGHTS["small"].save_fixture(folder / SMALL)
     return folder
 
 
@@ -95,7 +95,7 @@ def test_dis_and_raft_chain_through_the_one_shared_implementation(weights_dir, m
 
 
 def test_raft_flows_are_cropped_back_for_sizes_not_multiple_of_8(weights_dir):
-    net = load_raft(weights_dir / SMALL, "small")
+    net = WEIGHTS["small"].load(weights_dir / SMALL)
     flows = RaftFlow(net, num_flow_updates=2).window_flows(moving_frames(n=3, h=61, w=93))
     assert len(flows) == 2
     for pair in flows:
@@ -122,12 +122,12 @@ def test_raft_with_random_weights_tracks_a_window_end_to_end_deterministically(w
 
 
 def test_missing_weights_name_the_file_and_the_command(tmp_path):
-    with pytest.raises(RaftWeightsError) as err:
+    with pytest.raises(CheckpointError) as err:
         make_tracker(_params(), tmp_path)
     msg = str(err.value)
     assert str(tmp_path / SMALL) in msg and "not found" in msg
-    assert f"dvc import-url {WEIGHTS['small'][1]} {tmp_path / SMALL}" in msg
-    with pytest.raises(RaftWeightsError, match="other.pth not found"):
+    assert f"dvc import-url {WEIGHTS['small'].url} {tmp_path / SMALL}" in msg
+    with pytest.raises(CheckpointError, match="other.pth not found"):
         make_tracker(_params(weights="other.pth"), tmp_path)
 
 
@@ -139,25 +139,37 @@ def test_weights_outside_models_raft_are_refused_at_load(tmp_path, name):
     (tmp_path / "elsewhere.pth").write_bytes(b"x")
     with pytest.raises(ParamsError, match=r"raft\.weights: .* must be the name of a file in models/raft/"):
         registry.section(_params(weights=name))
-    from densemotion.tracking.raft.model import weights_path
+    from densemotion.tracking.raft.flow import weights_path
 
-    with pytest.raises(RaftWeightsError, match="must be the name of a file in models/raft/"):
+    with pytest.raises(CheckpointError, match="must be the name of a file in models/raft/"):
         weights_path(tmp_path / "raft", "small", name)
 
 
 def test_wrong_weights_are_refused_with_what_is_wrong(tmp_path):
     (tmp_path / SMALL).write_bytes(b"not a checkpoint")
-    with pytest.raises(RaftWeightsError, match="not a readable PyTorch weights file"):
+    with pytest.raises(CheckpointError, match="not a readable PyTorch weights file"):
         make_tracker(_params(), tmp_path)
     torch.save([torch.zeros(2)], tmp_path / SMALL)
-    with pytest.raises(RaftWeightsError, match="not a state_dict"):
+    with pytest.raises(CheckpointError, match="not a state_dict"):
         make_tracker(_params(), tmp_path)
     torch.save({"conv.weight": torch.zeros(2)}, tmp_path / SMALL)
-    with pytest.raises(RaftWeightsError, match="not torchvision's raft_small state_dict.*missing keys"):
+    with pytest.raises(CheckpointError, match="does not match the published RAFT small model: missing keys"):
         make_tracker(_params(), tmp_path)
-    save_random_weights(tmp_path / SMALL, "large")  # the other model's file under this name
-    with pytest.raises(RaftWeightsError, match="set trajectories.raft.model: large"):
+    WEIGHTS["large"].save_fixture(tmp_path / SMALL)  # the other model's file under this name
+    with pytest.raises(CheckpointError, match="set trajectories.raft.model: large"):
         make_tracker(_params(), tmp_path)
+
+
+def test_weights_in_float64_keep_their_integer_buffers(tmp_path):
+    """The record's test weights in another dtype: floating tensors converted, BatchNorm's counts kept."""
+    record = WEIGHTS["large"]
+    net = record.load(record.save_fixture(tmp_path / "large.pth", torch.float64), dtype=torch.float64)
+    state = net.state_dict()
+    assert next(net.parameters()).dtype == torch.float64 and not net.training
+    counts = [v for k, v in state.items() if k.endswith("num_batches_tracked")]
+    assert counts and all(v.dtype == torch.int64 for v in counts)
+    same = record.fixture_state_dict()  # the same seed: the same values
+    assert all(torch.equal(state[k], v.to(state[k].dtype)) for k, v in same.items())
 
 
 def test_device_and_autocast(weights_dir):

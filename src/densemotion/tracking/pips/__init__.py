@@ -1,8 +1,12 @@
 """The ``pips`` tracker: the published PIPs model run densely (see ``engine.py``).
 
-Its weights are ``models/pips/model-000200000.pth`` (``TRACKER.weights``), loaded when the
-tracker is made, so a missing or foreign file fails before any work, with the command that
-fetches it.
+Its weights are ``models/pips/model-000200000.pth`` (``CHECKPOINT``, whose file name is
+``TRACKER.weights``), loaded when the tracker is made, so a missing or foreign file fails before
+any work, with the command that fetches it. The published checkpoint is that file inside
+``reference_model.tar.gz`` (linked from the authors' repository, aharley/pips,
+``get_reference_model.sh``; unpacked by ``densemotion fetch-pips``, ``cli/fetch_pips.py``): a
+``torch.save``d dict whose ``model_state_dict`` holds the 200 tensors of
+:class:`~densemotion.tracking.pips.model.PipsNet`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from pydantic import BaseModel, Field
 
 from densemotion.params import Section
 from densemotion.tracking.base import Tracker, TrackerSpec
+from densemotion.tracking.weights import CheckpointRecord, Fixture
 
 if TYPE_CHECKING:
     from densemotion.tracking.pips.engine import PipsEngine, TrackInfo
+    from densemotion.tracking.pips.model import PipsNet
 
 
 class PipsParams(Section):
@@ -61,19 +67,48 @@ def _make(section: BaseModel, device: str, weights: Path | None) -> Tracker:
     ``autocast`` picks what runs in a lower precision on the resolved device (precision.py).
     """
     from densemotion.runtime import resolve_device
-    from densemotion.tracking.pips.checkpoint import load_pips
     from densemotion.tracking.pips.engine import PipsEngine
     from densemotion.tracking.pips.precision import resolve_precision
 
     assert isinstance(section, PipsParams) and weights is not None
     device = resolve_device(device)
-    net = load_pips(weights, stride=section.stride, device=device)
+    net = CHECKPOINT.load(weights, device=device, stride=section.stride)
     precision = resolve_precision(section.autocast, device)
     engine = PipsEngine(net, device, iters=section.iters, chunk_size=section.chunk_size, precision=precision)
     return PipsTracker(engine)
 
 
-# the published checkpoint's own file name (checkpoint.CHECKPOINT_NAME)
-TRACKER = TrackerSpec(name="pips", params=PipsParams, make=_make, weights="model-000200000.pth")
+ARCHIVE_NAME = "reference_model.tar.gz"  # the published archive, which holds the checkpoint
 
-__all__ = ["TRACKER", "PipsParams", "PipsTracker"]
+
+def _net(stride: int = 4) -> PipsNet:
+    from densemotion.tracking.pips.model import PipsNet
+
+    return PipsNet(stride=stride)
+
+
+def _fetch_from_archive(url: str, checkpoint: str | Path) -> str:
+    """The shell commands that put the checkpoint at ``checkpoint`` (DVC-tracked): import the
+    archive at ``url`` beside it, unpack the checkpoint from it, add that."""
+    folder = Path(checkpoint).parent
+    archive = folder / ARCHIVE_NAME
+    return (
+        f"dvc import-url '{url}' {archive} && densemotion fetch-pips {archive} {folder}/ && "
+        f"dvc add {checkpoint} && git add {folder}/*.dvc {folder}/.gitignore && dvc push"
+    )
+
+
+CHECKPOINT: CheckpointRecord[PipsNet] = CheckpointRecord(
+    tracker="pips",
+    title="PIPs",
+    file_name="model-000200000.pth",
+    # the archive's: from aharley/pips get_reference_model.sh; "?dl=1" makes Dropbox serve the file itself
+    url="https://www.dropbox.com/s/glk6jmoa9yeervl/reference_model.tar.gz?dl=1",
+    key="model_state_dict",
+    build=_net,
+    fixture=Fixture(seed=20221024, gain=0.3),  # the fixture weights (docs/pips.md, "How it is checked")
+    fetch=_fetch_from_archive,
+)
+TRACKER = TrackerSpec(name="pips", params=PipsParams, make=_make, weights=CHECKPOINT.file_name)
+
+__all__ = ["CHECKPOINT", "TRACKER", "PipsParams", "PipsTracker"]

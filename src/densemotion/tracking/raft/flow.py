@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from densemotion.runtime import autocast_dtype, autocast_to
+from densemotion.tracking.base import weights_file_name
 from densemotion.tracking.flowchain import ChainChecks, PairFlow, chain_flows, check_inputs
-from densemotion.tracking.raft.model import load_raft, weights_path
+from densemotion.tracking.raft import WEIGHTS
+from densemotion.tracking.weights import CheckpointError
 
 if TYPE_CHECKING:
     from torchvision.models.optical_flow import RAFT
@@ -101,9 +103,20 @@ class RaftTracker:
         return chain_flows(frames, queries, self.flow.window_flows(frames), self.checks)
 
 
+def weights_path(folder: str | Path, model: str, name: str | None = None) -> Path:
+    """The weights file in ``folder``: ``name`` (a plain file name: see weights_file_name), or
+    torchvision's file name for ``model``."""
+    if name is not None:
+        try:
+            name = weights_file_name(name, "raft")
+        except ValueError as err:
+            raise CheckpointError(f"trajectories.raft.weights: {err}") from None
+    return Path(folder) / (name if name is not None else WEIGHTS[model].file_name)
+
+
 def make(p: RaftParams, device: str, folder: Path) -> RaftTracker:
     """Build the tracker from ``trajectories.raft`` on a resolved ``device``; weights from ``folder``."""
-    net = load_raft(weights_path(folder, p.model, p.weights), p.model, device)
+    net = WEIGHTS[p.model].load(weights_path(folder, p.model, p.weights), device)
     amp_dtype = autocast_dtype(p.autocast, device, "trajectories.raft.autocast")
     flow = RaftFlow(net, p.num_flow_updates, p.batch_pairs, amp_dtype)
     return RaftTracker(flow, ChainChecks(p.fb_threshold, p.fb_relative, p.photo_threshold, tracker="raft"))
