@@ -15,8 +15,7 @@ from densemotion.dataset import (
     open_stores,
     split_videos,
 )
-from densemotion.metrics import frame_scale
-from densemotion.trajectories.store import write_store
+from densemotion.trajectories.store import TrajectoryStore, write_store
 
 # colour class -> endpoint displacement (x, y) in tracking px; motion follows appearance
 MOTIONS = {"red": (3.0, 1.0), "blue": (-2.0, 0.0)}
@@ -206,8 +205,13 @@ def test_nan_displacements_are_masked_out(tmp_path):
     assert np.isfinite(displacement_stats(MotionDataset(tmp_path, ["v"], "endpoint"))["rms"])
 
 
-def test_frame_scale():
-    assert frame_scale({"frame_size": [360, 640], "tracking_size": [180, 320]}) == (2.0, 2.0)
+def test_frame_scale(tmp_path):
+    store = TrajectoryStore(write_motion_store(tmp_path, "v", hg=45, wg=80, frame_factor=2.0))
+    assert store.info.frame_size == (360, 640) and store.info.tracking_size == (180, 320)
+    assert store.info.frame_scale == (2.0, 2.0)
+    wide = TrajectoryStore(write_motion_store(tmp_path, "w", hg=12, wg=16, frame_factor=1.5))
+    assert wide.info.frame_scale == (72 / 48, 96 / 64) == (1.5, 1.5)
+    assert MotionDataset(tmp_path, ["v", "w"], "endpoint").scales == [(2.0, 2.0), (1.5, 1.5)]
 
 
 def test_shape_batches_equal_a_seeded_random_sampler_for_one_shape():

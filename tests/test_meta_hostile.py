@@ -34,7 +34,7 @@ from densemotion.frames.store import (  # noqa: E402
 from densemotion.params import TrajectoriesParams  # noqa: E402
 from densemotion.tracking import grid  # noqa: E402
 from densemotion.trajectories.run import TrajectoriesError, make_plan  # noqa: E402
-from densemotion.trajectories.store import TrajectoryStore, TrajectoryStoreError, write_store  # noqa: E402
+from densemotion.trajectories.store import StoreMeta, TrajectoryStore, TrajectoryStoreError, write_store  # noqa: E402
 
 from conftest import moving_frames  # noqa: E402
 
@@ -231,28 +231,31 @@ def _check_store(path: Path) -> None:
         assert str(path) in str(err) and "\n" not in str(err), err
         return
     assert isinstance(store, TrajectoryStore)
-    meta = store.meta
+    info = store.info  # what every reader reads: typed, checked once
     for key in ("window", "window_stride", "grid_stride"):
-        assert type(meta[key]) is int and meta[key] >= 1, key
-    assert type(meta["margin"]) is int and meta["margin"] >= 0
+        assert type(getattr(info, key)) is int and getattr(info, key) >= 1, key
+    assert type(info.margin) is int and info.margin >= 0
     for key in ("grid_shape", "tracking_size", "frame_size"):
-        value = meta[key]
-        assert len(value) == 2 and all(type(v) is int and v >= 1 for v in value), key
+        value = getattr(info, key)
+        assert type(value) is tuple and len(value) == 2 and all(type(v) is int and v >= 1 for v in value), key
         if key != "grid_shape":
             assert value[0] * value[1] <= MAX_FRAME_PIXELS, key
-    assert tuple(meta["grid_shape"]) == grid.grid_shape(
-        tuple(meta["tracking_size"]), meta["grid_stride"], meta["margin"]
-    )
-    assert meta["num_windows"] == len(store) == NW
-    assert type(meta["schema_version"]) is int
+    assert info.grid_shape == grid.grid_shape(info.tracking_size, info.grid_stride, info.margin) == info.grid.shape
+    assert info.num_windows == len(store) == NW
+    assert type(info.schema_version) is int
     for key in ("video", "tracker", "frames_sha256", "past_end"):
-        assert isinstance(meta[key], str), key
-    assert isinstance(meta["tracker_params"], dict)
-    if "frame_count" in meta:
-        assert type(meta["frame_count"]) is int and int(store.starts.max()) + meta["window"] <= meta["frame_count"]
+        assert isinstance(getattr(info, key), str), key
+    assert isinstance(info.tracker_params, dict)
+    if info.frame_count is not None:
+        assert type(info.frame_count) is int and int(store.starts.max()) + info.window <= info.frame_count
+    for key in ("skipped_starts", "cuts", "cut_starts"):
+        frames = getattr(info, key)
+        assert frames is None or all(type(f) is int and f >= 0 for f in frames), key
+    fields = StoreMeta.__dataclass_fields__
+    assert info.to_dict() == {k: v for k, v in store.meta.items() if k in fields}  # the document, typed
     window = store.window(NW - 1)
-    assert window["disp"].shape == (meta["window"], *meta["grid_shape"], 2)
-    assert len(store.grid_points()) == meta["grid_shape"][0] * meta["grid_shape"][1]
+    assert window["disp"].shape == (info.window, *info.grid_shape, 2)
+    assert len(store.grid_points()) == info.grid.count == info.grid_shape[0] * info.grid_shape[1]
 
 
 def test_valid_store_meta_is_accepted(store_dir):
@@ -264,7 +267,7 @@ def test_valid_store_meta_is_accepted(store_dir):
 @given(data=st.data())
 def test_hostile_store_meta_is_refused_or_makes_sense(store_dir, data):
     path, meta = store_dir
-    doc = data.draw(_mutated(meta, ["schema_version", "num_windows", "frame_count"]))
+    doc = data.draw(_mutated(meta, ["schema_version", "num_windows", "frame_count", "skipped_starts", "cut_starts"]))
     (path / "meta.json").write_bytes(_dump(doc))
     _check_store(path)
 

@@ -159,7 +159,7 @@ def test_frame_panel_is_the_archive_frame_and_the_key_reads_frame_pixels(tmp_pat
             top = image.shape[0] - ph
             frame = archive.read(int(store.starts[k]))  # the window's first frame, full resolution
             assert np.array_equal(image[top:, :pw], fit_image(frame, (ph, pw)))
-            thumbnail = fit_image(grid_frame(store.meta, store.window(k)["frame0"]), (ph, pw))
+            thumbnail = fit_image(grid_frame(store.info.grid, store.window(k)["frame0"]), (ph, pw))
             assert np.abs(image[top:, :pw].astype(int) - thumbnail).mean() > 10  # not the blown-up grid frame
             # the key: MOTION is 5 tracking px, 10 px at frame scale (archive frames are twice the tracking size)
             key = image[top:, 3 * (pw + GAP) :]
@@ -174,7 +174,7 @@ def test_without_frames_the_frame_panel_is_the_grid_thumbnail(tmp_path):
     (image, _) = _pictures(tmp_path, "wide", WIDE, side=256, frames=False)
     ph, pw = fit_box(WIDE, (256, 256))
     store = TrajectoryStore(tmp_path / "traj" / "wide")
-    expected = fit_image(grid_frame(store.meta, store.window(0)["frame0"]), (ph, pw))
+    expected = fit_image(grid_frame(store.info.grid, store.window(0)["frame0"]), (ph, pw))
     assert np.array_equal(image[image.shape[0] - ph :, :pw], expected)
 
 

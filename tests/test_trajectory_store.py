@@ -1,14 +1,17 @@
 import json
+import re
 
 import numpy as np
 import pytest
 
 from densemotion.tracking import grid
 from densemotion.trajectories.store import (
+    OPTIONAL_META,
+    REQUIRED_META,
     ChunkedStoreWriter,
+    StoreMeta,
     TrajectoryStore,
     TrajectoryStoreError,
-    grid_points,
     write_store,
 )
 
@@ -59,9 +62,105 @@ def test_write_then_read_roundtrip(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_grid_points_from_meta():
-    pts = grid_points(_meta(hg=3, wg=4, g=2, margin=1)).reshape(3, 4, 2)
+def test_grid_points_from_meta(tmp_path):
+    write_store(tmp_path / "clip", meta=_meta(hg=3, wg=4, g=2, margin=1), **_arrays())
+    store = TrajectoryStore(tmp_path / "clip")
+    pts = store.info.grid.points().reshape(3, 4, 2)
     assert pts[0, 0].tolist() == [1.5, 1.5] and pts[2, 3].tolist() == [7.5, 5.5]
+    assert np.array_equal(store.grid_points(), pts.reshape(-1, 2))
+
+
+def _written(tmp_path, meta: dict) -> tuple[TrajectoryStore, dict]:
+    written = write_store(tmp_path / "clip", meta=meta, **_arrays())
+    return TrajectoryStore(tmp_path / "clip"), written
+
+
+def test_store_meta_round_trips_the_writers_dict(tmp_path):
+    """Parsed once on opening, and back to a dict: exactly the document written (hand-written
+    stores lack the optional keys; they stay absent)."""
+    store, written = _written(tmp_path, _meta())
+    on_disk = json.loads((tmp_path / "clip" / "meta.json").read_text())
+    assert store.info.to_dict() == written == on_disk == store.meta
+    assert StoreMeta.parse(on_disk, "x").to_dict() == on_disk
+    info = store.info
+    assert (info.window, info.grid_shape, info.tracking_size, info.frame_count, info.cuts) == (
+        4,
+        (3, 4),
+        (8, 10),
+        None,
+        None,
+    )
+    assert {f for f in StoreMeta.__dataclass_fields__} == {*REQUIRED_META, *OPTIONAL_META}
+
+
+def test_store_meta_round_trips_the_trajectories_stage_meta_in_its_order(tmp_path):
+    """Every key the stage writes (the optional ones too) is a field, in the writer's order."""
+    from densemotion.params import TrajectoriesParams
+    from densemotion.trajectories.run import track_video
+
+    from test_trajectories_run import MemoryFrames
+
+    frames = np.zeros((14, 16, 24, 3), np.uint8)
+    params = TrajectoriesParams(device="cpu", tracker="dis", window=4, window_stride=3, grid_stride=4, margin=2)
+    meta = track_video(MemoryFrames(frames, cuts=[5]), tmp_path / "clip", params, tmp_path / "work")
+    assert set(OPTIONAL_META) <= set(meta) and meta["cut_starts"] and meta["skipped_starts"]
+    info = TrajectoryStore(tmp_path / "clip").info
+    assert list(info.to_dict().items()) == list(meta.items())  # same keys, values and order
+    assert info.to_dict() == json.loads((tmp_path / "clip" / "meta.json").read_text())
+    assert info.cut_starts == tuple(meta["cut_starts"]) and info.grid.size == (16, 24)
+
+
+BAD_VALUES = {
+    "video": ["clip"],
+    "tracker": 3,
+    "tracker_params": [],
+    "window": "4",
+    "window_stride": 0,
+    "grid_stride": 2.0,
+    "margin": -1,
+    "tracking_size": [8],
+    "frame_size": "8x10",
+    "grid_shape": [3, True],
+    "frames_sha256": None,
+    "past_end": 1,
+    "num_windows": "5",
+    "frame_count": -3,
+    "skipped_starts": [-1],
+    "cuts": "3",
+    "cut_starts": [1.5],
+}
+
+
+@pytest.mark.parametrize("key", sorted(BAD_VALUES))
+def test_a_malformed_meta_is_one_line_naming_the_store_and_the_key(tmp_path, key):
+    store, written = _written(tmp_path, _meta())
+    path = tmp_path / "clip"
+    for doc in ({**written, key: BAD_VALUES[key]}, {k: v for k, v in written.items() if k != key}):
+        if key in OPTIONAL_META and key not in doc:
+            continue  # an optional key may be absent
+        (path / "meta.json").write_text(json.dumps(doc))
+        with pytest.raises(TrajectoryStoreError, match=rf"^{re.escape(str(path))}: meta .*\b{key}\b") as err:
+            TrajectoryStore(path)
+        assert "\n" not in str(err.value)
+        with pytest.raises(TrajectoryStoreError, match=rf"^where: meta .*\b{key}\b"):
+            StoreMeta.parse(doc, "where")
+
+
+def test_a_meta_without_schema_version_is_named_as_of_another_schema(tmp_path):
+    _, written = _written(tmp_path, _meta())
+    doc = {k: v for k, v in written.items() if k != "schema_version"}
+    with pytest.raises(
+        TrajectoryStoreError, match=r"^where: trajectory store schema None, this densemotion reads schema 1"
+    ):
+        StoreMeta.parse(doc, "where")
+
+
+def test_a_writer_given_a_malformed_meta_writes_nothing(tmp_path):
+    w = ChunkedStoreWriter(tmp_path / "work", "ab" * 32)
+    w.write_chunk(0, **_arrays(nw=2))
+    with pytest.raises(TrajectoryStoreError, match=rf"^{re.escape(str(tmp_path / 'out'))}: meta lacks past_end"):
+        w.assemble(tmp_path / "out", {k: v for k, v in _meta().items() if k != "past_end"}, num_chunks=1)
+    assert not (tmp_path / "out").exists()
 
 
 class _KnownTracks:

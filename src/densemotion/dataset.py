@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from densemotion.metrics import frame_scale
+from densemotion.errors import DensemotionError
 from densemotion.model import predicted_steps
 from densemotion.runtime import ALONE, Rank
 from densemotion.trajectories.store import TrajectoryStore
 
 
-class DatasetError(ValueError):
+class DatasetError(DensemotionError):
     """Stores that cannot be trained on together, or a split that leaves a part empty."""
 
 
@@ -123,9 +123,9 @@ def check_compatible(stores: dict[str, TrajectoryStore]) -> None:
     """Videos trained or evaluated together need one window length (the model's output has a step
     per frame of it); their grid shapes may differ: batches are made of one shape each
     (:class:`ShapeBatchSampler`), and each video keeps its own size and aspect."""
-    windows = {int(s.meta["window"]) for s in stores.values()}
+    windows = {s.info.window for s in stores.values()}
     if len(windows) > 1:
-        detail = ", ".join(f"{v}: {s.meta['window']}" for v, s in stores.items())
+        detail = ", ".join(f"{v}: {s.info.window}" for v, s in stores.items())
         raise DatasetError(
             f"trajectory stores differ in window length ({detail}): re-run the trajectories stage "
             "so that every video is tracked with the same trajectories.window"
@@ -163,12 +163,12 @@ class MotionDataset(Dataset):
         self.epoch = 0
         self._stores: dict[str, TrajectoryStore] | None = open_stores(self.root, self.videos)
         first = next(iter(self._stores.values()), None)
-        self.window = int(first.meta["window"]) if first else 0
+        self.window = first.info.window if first else 0
         self.steps = predicted_steps(target, self.window) if first else []
-        self.scales = [frame_scale(s.meta) for s in self._stores.values()]
+        self.scales = [s.info.frame_scale for s in self._stores.values()]
         # (video index, window index) of every item
         self.index = [(v, w) for v, s in enumerate(self._stores.values()) for w in range(len(s))]
-        grids = [tuple(s.meta["grid_shape"]) for s in self._stores.values()]
+        grids = [s.info.grid_shape for s in self._stores.values()]
         self.shapes = [grids[v] for v, _ in self.index]  # (Hg, Wg) of every item, for batching
 
     def __getstate__(self) -> dict:

@@ -52,11 +52,12 @@ import numpy as np
 import torch
 
 from densemotion.atomic import atomic_path, check_writable, finite_json, write_json
+from densemotion.errors import DensemotionError
 from densemotion.imaging import fit_box
-from densemotion.metrics import endpoint_error, error_summary, frame_scale, rescale_points, size_ratio
+from densemotion.metrics import endpoint_error, error_summary
 from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import EvaluateParams
-from densemotion.trajectories.store import TrajectoryStore, grid_points
+from densemotion.trajectories.store import TrajectoryStore
 from densemotion.viz import grid_frame, motion_picture, save_png
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ TRUTH_METHODS = ("model", "tracker", "zero", "mean")
 BEAT_MARGIN = 1e-3
 
 
-class EvaluationError(ValueError):
+class EvaluationError(DensemotionError):
     """The model and the trajectories or ground truth do not fit together."""
 
 
@@ -101,9 +102,9 @@ def batches(store: TrajectoryStore, steps: list[int], batch_size: int) -> Iterat
 
 
 def check_store(store: TrajectoryStore, window: int) -> None:
-    if int(store.meta["window"]) != window:
+    if store.info.window != window:
         raise EvaluationError(
-            f"{store.path}: trajectories of {store.meta['window']}-frame windows, but the model was "
+            f"{store.path}: trajectories of {store.info.window}-frame windows, but the model was "
             f"trained on {window}-frame windows (its target depends on the window): retrain it"
         )
 
@@ -122,9 +123,9 @@ def video_errors(
     mean_disp: (K, 2) training-set mean displacement, tracking px. ``truth_fn(w) -> (true
     displacement (N, 2) tracking px, visible (N,) bool)`` at the last frame, or None.
     """
-    window = int(store.meta["window"])
+    window = store.info.window
     steps = predicted_steps(target, window)
-    scale = np.array(frame_scale(store.meta), np.float32)
+    scale = np.array(store.info.frame_scale, np.float32)
     found: dict[str, list] = {m: [] for m in METHODS}
     step_sums = dict.fromkeys(METHODS, 0.0)
     step_count = 0
@@ -182,9 +183,10 @@ def truth_lookup(store: TrajectoryStore, truth, source_indices: list[int] | None
     indices of the archive map to the clip's through ``source_indices`` (identity when None).
     The truth comes back in tracking px, so every method is scaled to frame px the same way.
     """
-    sx, sy = size_ratio((truth.height, truth.width), store.meta["tracking_size"])
-    query = rescale_points(grid_points(store.meta), (sx, sy))  # (N, 2) clip px
-    window = int(store.meta["window"])
+    clip, grid = (truth.height, truth.width), store.info.grid
+    sx, sy = grid.scale_to(clip)
+    query = grid.points_at(clip)  # (N, 2) clip px
+    window = store.info.window
 
     def truth_fn(w: int) -> tuple[np.ndarray, np.ndarray]:
         start = int(store.starts[w])
@@ -390,21 +392,21 @@ def window_picture(
 ) -> np.ndarray:
     """The picture of window ``w``: its first frame (from ``archive``; the grid thumbnail when
     None), the tracker's and the model's motion to the last frame, the colour key."""
-    meta = store.meta
-    window = store.window(w, [int(meta["window"]) - 1])
+    info = store.info
+    grid = info.grid
+    window = store.window(w, [info.window - 1])
     pred = predict(model, window["frame0"][None], device)[0, -1]  # (Hg, Wg, 2)
     motions = [(window["disp"][0], window["visible"][0]), (pred, np.ones(pred.shape[:2], bool))]
-    frame = grid_frame(meta, window["frame0"]) if archive is None else archive.read(window["start"])
-    margin = int(meta["margin"])
+    frame = grid_frame(grid, window["frame0"]) if archive is None else archive.read(window["start"])
     return motion_picture(
         frame,
         motions,
-        titles=["frame", f"tracker ({meta['tracker']})", f"model ({model_name})"],
-        cell=int(meta["grid_stride"]),
-        origin=(margin, margin),
-        extent=meta["tracking_size"],
-        panel=fit_box(meta["frame_size"], (side, side)),
-        px_scale=float(np.mean(frame_scale(meta))),
+        titles=["frame", f"tracker ({info.tracker})", f"model ({model_name})"],
+        cell=grid.stride,
+        origin=grid.origin,
+        extent=grid.size,
+        panel=fit_box(info.frame_size, (side, side)),
+        px_scale=float(np.mean(info.frame_scale)),
     )
 
 
@@ -417,7 +419,7 @@ def _archive(
     from densemotion.frames.store import FrameArchive
 
     archive = opened.enter_context(FrameArchive(Path(frames_dir) / f"{store.video}.zip"))
-    if archive.sha256 != store.meta["frames_sha256"]:
+    if archive.sha256 != store.info.frames_sha256:
         raise EvaluationError(f"{store.path} was made from other frames than {archive.path}: re-run its trajectories")
     return archive
 

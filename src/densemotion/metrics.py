@@ -11,7 +11,8 @@ points whose predicted position is within the threshold of the truth.
 Two pixel grids meet here: the tracking resolution (where grid points and stored displacements
 live) and the frames archive's own size (where errors are reported). A position x maps between
 them by the resize rule x -> (x + 0.5) * s - 0.5, a displacement d by d * s, with s the size
-ratio of each axis (:func:`frame_scale`).
+ratio of each axis (:func:`size_ratio`; a store's frame scale is its grid's ``scale_to`` the
+frames' size, ``StoreMeta.frame_scale``).
 """
 
 from __future__ import annotations
@@ -118,11 +119,6 @@ def size_ratio(to_size: Sequence[int], from_size: Sequence[int]) -> tuple[float,
     """(sx, sy): pixels of ``to_size`` (H, W) per pixel of ``from_size`` (H, W)."""
     (th, tw), (fh, fw) = to_size, from_size
     return tw / fw, th / fh
-
-
-def frame_scale(meta: dict) -> tuple[float, float]:
-    """(sx, sy): pixels of the frames archive per pixel of the tracking resolution of a store."""
-    return size_ratio(meta["frame_size"], meta["tracking_size"])
 
 
 def rescale_points(points: np.ndarray, scale: tuple[float, float]) -> np.ndarray:

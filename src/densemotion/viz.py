@@ -14,12 +14,16 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from densemotion.atomic import atomic_path
 from densemotion.imaging import fit_image
+
+if TYPE_CHECKING:
+    from densemotion.tracking.grid import Grid
 
 
 def flow_to_color(disp: np.ndarray, max_mag: float | None = None) -> np.ndarray:
@@ -364,21 +368,19 @@ def _thin_grid(shape: tuple[int, int], max_tracks: int) -> np.ndarray:
     return (ii * wg + jj).ravel()
 
 
-def grid_frame(meta: dict, frame0: np.ndarray) -> np.ndarray:
-    """(H, W, 3) at the tracking size of a store's ``meta``: its grid-resolution frame ``frame0``
+def grid_frame(grid: Grid, frame0: np.ndarray) -> np.ndarray:
+    """(H, W, 3) at the tracking size of a store's ``grid``: its grid-resolution frame ``frame0``
     (Hg, Wg, 3) blown up over the grid, black margins; what there is to draw on without frames."""
-    th, tw = meta["tracking_size"]
-    g, margin = int(meta["grid_stride"]), int(meta["margin"])
-    hg, wg = meta["grid_shape"]
-    background = np.zeros((th, tw, 3), np.uint8)
-    background[margin : margin + hg * g, margin : margin + wg * g] = _upscale(frame0, g)
+    background = np.zeros((*grid.size, 3), np.uint8)
+    background[grid.covered] = _upscale(frame0, grid.stride)
     return background
 
 
 def _window_tracks(store, w: dict, max_tracks: int) -> tuple[np.ndarray, np.ndarray]:
     """(tracks (S, n, 2) xy tracking px, vis (S, n)) of about ``max_tracks`` grid points of window ``w``."""
-    pick = _thin_grid(tuple(store.meta["grid_shape"]), max_tracks)
-    points = store.grid_points()[pick]  # (n, 2)
+    grid = store.info.grid
+    pick = _thin_grid(grid.shape, max_tracks)
+    points = grid.points()[pick]  # (n, 2)
     tracks = w["disp"].reshape(len(w["disp"]), -1, 2)[:, pick] + points
     return tracks, w["vis"].reshape(len(w["vis"]), -1)[:, pick]
 
@@ -393,14 +395,12 @@ def window_pictures(
     animation frames carry a legend on the right (:func:`track_legend`). The flow picture is
     :func:`motion_picture` of the tracker's motion to the last frame, panels as large as the still.
     """
-    from densemotion.metrics import frame_scale
-
-    meta = store.meta
-    th, tw = meta["tracking_size"]
-    g, margin = int(meta["grid_stride"]), int(meta["margin"])
+    info = store.info
+    grid = info.grid
+    th, tw = grid.size
     w = store.window(k)
     if frames is None:
-        frames = np.broadcast_to(grid_frame(meta, w["frame0"]), (w["disp"].shape[0], th, tw, 3))
+        frames = np.broadcast_to(grid_frame(grid, w["frame0"]), (w["disp"].shape[0], th, tw, 3))
     tracks, vis = _window_tracks(store, w, max_tracks)  # (S, n, 2), (S, n)
     max_mag = track_scale(tracks)
     colors = direction_colors(tracks, max_mag)
@@ -419,12 +419,12 @@ def window_pictures(
     flow = motion_picture(
         np.asarray(frames[0]),
         [(w["disp"][-1], w["visible"][-1])],
-        titles=[f"frame {start}", f"tracker ({meta['tracker']}): motion to frame {start + last}"],
-        cell=g,
-        origin=(margin, margin),
-        extent=(th, tw),
+        titles=[f"frame {start}", f"tracker ({info.tracker}): motion to frame {start + last}"],
+        cell=grid.stride,
+        origin=grid.origin,
+        extent=grid.size,
         panel=(th * scale, tw * scale),
-        px_scale=float(np.mean(frame_scale(meta))),
+        px_scale=float(np.mean(info.frame_scale)),
     )
     return still, animation, flow
 
@@ -435,10 +435,11 @@ def tracks_thumbnail(store, k: int, frame: np.ndarray | None, size: Sequence[int
     from densemotion.metrics import rescale_points
 
     w = store.window(k)
-    th, tw = store.meta["tracking_size"]
+    grid = store.info.grid
+    th, tw = grid.size
     tracks, vis = _window_tracks(store, w, max_tracks)
     shown = rescale_points(tracks, (size[1] / tw, size[0] / th)).astype(np.float32)  # (S, n, 2) thumbnail px
-    background = fit_image(grid_frame(store.meta, w["frame0"]) if frame is None else frame, size)
+    background = fit_image(grid_frame(grid, w["frame0"]) if frame is None else frame, size)
     last = len(tracks) - 1
     return draw_trajectories(background, shown, vis, last, direction_colors(tracks), tail=max(last, 1), stroke=2)
 

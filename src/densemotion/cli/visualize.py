@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check_in_archive(archive: FrameArchive, store: TrajectoryStore, k: int) -> int:
     """Window ``k``'s start, refused (naming the store and the archive) unless its frames are all there."""
-    start, window = int(store.starts[k]), int(store.meta["window"])
+    start, window = int(store.starts[k]), store.info.window
     if start < 0 or start + window > len(archive):
         raise StageError(
             f"{store.path}: window {k} covers frames {start}..{start + window - 1}, outside {archive.path} "
@@ -81,10 +81,10 @@ def _check_in_archive(archive: FrameArchive, store: TrajectoryStore, k: int) -> 
 def _window_frames(archive: FrameArchive | None, store: TrajectoryStore, k: int) -> np.ndarray | None:
     if archive is None:
         return None
-    if archive.sha256 != store.meta["frames_sha256"]:
+    if archive.sha256 != store.info.frames_sha256:
         raise StageError(f"{store.path} was made from other frames than {archive.path}")
-    frames = archive.read_range(_check_in_archive(archive, store, k), int(store.meta["window"]))
-    return resize_frames(frames, tuple(store.meta["tracking_size"]))
+    frames = archive.read_range(_check_in_archive(archive, store, k), store.info.window)
+    return resize_frames(frames, store.info.tracking_size)
 
 
 def _archive_for(args: argparse.Namespace, store_dir: Path) -> FrameArchive | None:
@@ -120,7 +120,7 @@ def _thumbnail(args: argparse.Namespace, store_dir: Path) -> tuple[np.ndarray, l
     full: hashing every video's frames for one thumbnail each would take long).
     """
     store = TrajectoryStore(store_dir)
-    h, w = (int(n) for n in store.meta["frame_size"])
+    h, w = store.info.frame_size
     size = fit_box((h, w), SHEET_BOX)
     label = [store.video, f"{w} x {h} px, {len(store)} windows"]
     if len(store) == 0:
@@ -131,7 +131,7 @@ def _thumbnail(args: argparse.Namespace, store_dir: Path) -> tuple[np.ndarray, l
         with archive:
             if archive.size != (h, w):
                 raise StageError(f"{store_dir} was made from frames of another size than {archive.path}")
-            frame = archive.read(_check_in_archive(archive, store, 0) + int(store.meta["window"]) - 1)
+            frame = archive.read(_check_in_archive(archive, store, 0) + store.info.window - 1)
     return tracks_thumbnail(store, 0, frame, size), label
 
 

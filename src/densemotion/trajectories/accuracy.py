@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from densemotion import metrics
-from densemotion.metrics import rescale_points, size_ratio
+from densemotion.errors import DensemotionError
+from densemotion.metrics import rescale_points
 from densemotion.sample import SampleTruth
 from densemotion.trajectories.store import TrajectoryStore
 
@@ -53,16 +54,17 @@ class Errors:
 
 def score_store(store: TrajectoryStore, truth: SampleTruth, source_indices: list[int]) -> Errors:
     """Compare every window of ``store`` with ``truth``; ``source_indices`` maps archive -> clip frames."""
-    scale = size_ratio((truth.height, truth.width), store.meta["tracking_size"])
-    q = store.grid_points().astype(np.float64)  # (N, 2) tracking px
-    q_clip = rescale_points(q, scale)  # (N, 2) clip px
-    window = int(store.meta["window"])
+    clip, grid = (truth.height, truth.width), store.info.grid
+    scale = grid.scale_to(clip)
+    q = grid.points().astype(np.float64)  # (N, 2) tracking px
+    q_clip = grid.points_at(clip)  # (N, 2) clip px
+    window = store.info.window
     out = Errors()
     for k in range(len(store)):
         start = int(store.starts[k])
         frames = np.asarray(source_indices[start : start + window])  # clip frame of each window frame
         if len(frames) != window or frames.max() >= truth.num_frames:
-            raise ValueError(
+            raise DensemotionError(
                 f"{store.path}: window {start} maps to clip frames {frames.tolist()}, outside the "
                 f"truth's {truth.num_frames} frames"
             )

@@ -23,16 +23,18 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from densemotion.errors import DensemotionError
 from densemotion.params import MAX_TRACKING_PIXELS, TrajectoriesParams
 from densemotion.tracking import grid, registry
 from densemotion.tracking.base import Tracker, TrackerError
+from densemotion.tracking.grid import Grid
 from densemotion.trajectories.store import SCHEMA_VERSION, ChunkedStoreWriter
 
 # bump when the tracking code changes what it writes, so old work chunks are not reused
 ALGORITHM_VERSION = 1
 
 
-class TrajectoriesError(ValueError):
+class TrajectoriesError(DensemotionError):
     """A video that cannot be tracked with these params (the message names the video)."""
 
 
@@ -56,8 +58,7 @@ class Plan:
     video: str
     num_frames: int
     frame_size: tuple[int, int]  # (H, W) of the archive
-    tracking_size: tuple[int, int]  # (H, W) the tracker sees
-    grid_shape: tuple[int, int]  # (Hg, Wg)
+    grid: Grid  # the query grid, in the (H, W) tracking size the tracker sees
     starts: np.ndarray  # (Nw,) int64
     skipped: list[int]  # starts of windows that would run past the end
     window: int
@@ -80,7 +81,7 @@ def make_plan(source: FrameReader, params: TrajectoriesParams) -> Plan:
     cuts = [int(c) for c in meta.get("cuts") or []]  # archives from before cut detection have none
     try:
         starts, skipped = grid.window_starts(len(source), params.window, stride)
-        shape = grid.grid_shape(tracking_size, params.grid_stride, params.margin)
+        query_grid = Grid.of(tracking_size, params.grid_stride, params.margin)
     except grid.GridError as err:
         raise TrajectoriesError(f"video {video!r}: {err}") from None
     spans = spans_cut(starts, params.window, cuts)
@@ -92,9 +93,7 @@ def make_plan(source: FrameReader, params: TrajectoriesParams) -> Plan:
         )
     cut_starts = [int(s) for s in starts[spans]]
     kept = starts[~spans]
-    return Plan(
-        video, len(source), frame_size, tracking_size, shape, kept, skipped, params.window, stride, cuts, cut_starts
-    )
+    return Plan(video, len(source), frame_size, query_grid, kept, skipped, params.window, stride, cuts, cut_starts)
 
 
 def _check_tracking_size(video: str, frame_size: tuple[int, int], resolution: tuple[int, int] | None) -> None:
@@ -144,11 +143,11 @@ def store_meta(plan: Plan, params: TrajectoriesParams, frames_sha256: str) -> di
         "tracker_params": tracker_params(params),
         "window": plan.window,
         "window_stride": plan.stride,
-        "grid_stride": params.grid_stride,
-        "margin": params.margin,
-        "tracking_size": list(plan.tracking_size),
+        "grid_stride": plan.grid.stride,
+        "margin": plan.grid.margin,
+        "tracking_size": list(plan.grid.size),
         "frame_size": list(plan.frame_size),
-        "grid_shape": list(plan.grid_shape),
+        "grid_shape": list(plan.grid.shape),
         "frames_sha256": frames_sha256,
         "frame_count": plan.num_frames,
         "past_end": "skip",
@@ -203,7 +202,7 @@ def track_chunk(
     bar: tqdm | None = None,
 ) -> dict[str, np.ndarray]:
     """Track the windows starting at ``starts`` -> the store's arrays for them (schema dtypes)."""
-    hg, wg = plan.grid_shape
+    hg, wg = plan.grid.shape
     n, s_len = len(starts), plan.window
     out: dict[str, np.ndarray] = {
         "frames0": np.empty((n, hg, wg, 3), np.uint8),
@@ -211,7 +210,7 @@ def track_chunk(
         "vis": np.empty((n, s_len, hg, wg), np.uint8),
         "starts": np.asarray(starts, np.int64),
     }
-    resize = plan.tracking_size if tuple(plan.tracking_size) != tuple(plan.frame_size) else None
+    resize = plan.grid.size if plan.grid.size != tuple(plan.frame_size) else None
     for k, (start, frames) in enumerate(_read_windows(source, starts, s_len, resize)):
         tracks, vis = tracker.track(frames, queries)  # (S, N, 2), (S, N)
         if not np.isfinite(tracks).all():
@@ -222,7 +221,7 @@ def track_chunk(
         disp[0] = 0.0
         out["disp"][k] = disp.astype(np.float16)
         out["vis"][k] = np.rint(np.clip(vis, 0.0, 1.0) * 255.0).reshape(s_len, hg, wg).astype(np.uint8)
-        out["frames0"][k] = grid.downsize_to_grid(frames[0], plan.grid_shape, params.grid_stride, params.margin)
+        out["frames0"][k] = plan.grid.downsize(frames[0])
         if bar is not None:
             bar.update(1)
     return out
@@ -268,7 +267,7 @@ def track_video(
                     tracker = make_tracker(params, weights_dir)
                 except TrackerError as err:
                     raise TrackerError(f"video {plan.video!r}: {err}") from None
-            queries = grid.grid_points(plan.grid_shape, params.grid_stride, params.margin)
+            queries = plan.grid.points()
             done_windows = sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo))
             with tqdm(
                 total=len(plan.starts), initial=done_windows, desc=f"track {plan.video}", unit="win", disable=None

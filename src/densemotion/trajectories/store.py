@@ -8,8 +8,10 @@ Layout of ``<store>/`` (Nw windows, S frames per window, an Hg x Wg grid):
   spacing of 1/32 px up to 64 px, so rounding stays under 1/64 px there.
 - ``vis.npy``     (Nw, S, Hg, Wg) uint8: visibility * 255
 - ``starts.npy``  (Nw,) int64: window start frame in the frames archive
-- ``meta.json``: see ``REQUIRED_META``; grid point (i, j) sits at x = margin + (j + 0.5) * g - 0.5,
-  y = margin + (i + 0.5) * g - 0.5 (see :func:`grid_points`).
+- ``meta.json``: the keys of ``REQUIRED_META`` (and, from the trajectories stage, those of
+  ``OPTIONAL_META``), read once into a :class:`StoreMeta` when a store is opened; grid point
+  (i, j) sits at x = margin + (j + 0.5) * g - 0.5, y = margin + (i + 0.5) * g - 0.5 (its
+  :class:`~densemotion.tracking.grid.Grid`).
 
 All arrays are plain ``.npy`` (memory-mappable, no pickles). The whole folder is written under a
 temporary name and renamed when complete (:func:`write_store`, :class:`ChunkedStoreWriter`).
@@ -18,41 +20,133 @@ temporary name and renamed when complete (:func:`write_store`, :class:`ChunkedSt
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import json
 import re
 import reprlib
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from densemotion.atomic import atomic_path, listing_sha256, sha256_file
+from densemotion.errors import DensemotionError
 from densemotion.frames.store import MAX_FRAME_PIXELS
 from densemotion.metrics import VISIBLE_MIN
 from densemotion.tracking import grid
+from densemotion.tracking.grid import Grid
 
 SCHEMA_VERSION = 1
 REQUIRED_META = (
     "schema_version", "video", "tracker", "tracker_params", "window", "window_stride", "grid_stride",
     "margin", "tracking_size", "frame_size", "grid_shape", "frames_sha256", "past_end", "num_windows",
 )  # fmt: skip
+# written by the trajectories stage; absent in stores written by hand (or before the key existed)
+OPTIONAL_META = ("frame_count", "skipped_starts", "cuts", "cut_starts")
 _DTYPES = {"frames0": np.uint8, "disp": np.float16, "vis": np.uint8, "starts": np.int64}
 
 
-class TrajectoryStoreError(ValueError):
+class TrajectoryStoreError(DensemotionError):
     """A trajectory store that is missing, truncated, inconsistent or of another schema."""
 
 
-def grid_points(meta: dict) -> np.ndarray:
-    """(Hg*Wg, 2) float32 (x, y) of the store's grid points in tracking pixels, row-major."""
-    return grid.grid_points(tuple(meta["grid_shape"]), int(meta["grid_stride"]), int(meta["margin"]))
+@dataclass(frozen=True, kw_only=True)
+class StoreMeta:
+    """A store's meta.json, typed: one field per key the writer writes, in its order, checked once
+    (:meth:`parse`) when a store is written or opened; :meth:`to_dict` is the document back.
+
+    An optional key (``OPTIONAL_META``) that is absent is None; keys of no field are left out
+    (``TrajectoryStore.meta`` keeps the document as read).
+    """
+
+    video: str
+    tracker: str
+    tracker_params: dict[str, Any] = field(hash=False)  # the tracker's params section, plain JSON
+    window: int  # S, frames per window
+    window_stride: int  # frames from one window's start to the next
+    grid_stride: int  # g, px of the tracking resolution
+    margin: int  # px left out on every side
+    tracking_size: tuple[int, int]  # (H, W) the tracker saw
+    frame_size: tuple[int, int]  # (H, W) of the frames archive
+    grid_shape: tuple[int, int]  # (Hg, Wg)
+    frames_sha256: str  # the frames archive tracked
+    frame_count: int | None = None  # frames of the video
+    past_end: str  # what became of windows running past the last frame ("skip")
+    skipped_starts: tuple[int, ...] | None = None  # starts of windows past the end
+    cuts: tuple[int, ...] | None = None  # archive frames that start a new shot
+    cut_starts: tuple[int, ...] | None = None  # starts of windows spanning a cut (skipped)
+    schema_version: int = SCHEMA_VERSION
+    num_windows: int
+
+    @property
+    def grid(self) -> Grid:
+        """The store's query grid (grid_shape, grid_stride, margin, tracking_size)."""
+        return Grid(self.grid_shape, self.grid_stride, self.margin, self.tracking_size)
+
+    @property
+    def frame_scale(self) -> tuple[float, float]:
+        """(sx, sy): px of the frames archive per px of the tracking resolution."""
+        return self.grid.scale_to(self.frame_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The meta.json document: JSON values, absent optional keys left out (== what was parsed)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else copy.deepcopy(value)
+        return out
+
+    @classmethod
+    def parse(cls, meta: Mapping[str, Any], where: str) -> StoreMeta:
+        """``meta`` (meta.json as read) checked and typed; a TrajectoryStoreError naming ``where``
+        and the key otherwise: a value of the wrong type, sizes no frame has, a grid that is not
+        the one of the tracking size."""
+        version = meta.get("schema_version")
+        if type(version) is not int or version != SCHEMA_VERSION:  # JSON true == 1 in Python
+            raise TrajectoryStoreError(
+                f"{where}: trajectory store schema {_short(version)}, this densemotion reads schema "
+                f"{SCHEMA_VERSION}; re-run the trajectories stage (dvc repro) to rebuild it"
+            )
+        if type(meta.get("num_windows")) is not int:
+            raise TrajectoryStoreError(
+                f"{where}: meta num_windows must be an integer, got {_short(meta.get('num_windows'))}"
+            )
+        missing = [k for k in REQUIRED_META if k not in meta]
+        if missing:
+            raise TrajectoryStoreError(f"{where}: meta lacks {', '.join(missing)}")
+        _check_meta_types(meta, where)
+        return cls(
+            video=meta["video"],
+            tracker=meta["tracker"],
+            tracker_params=copy.deepcopy(meta["tracker_params"]),
+            window=meta["window"],
+            window_stride=meta["window_stride"],
+            grid_stride=meta["grid_stride"],
+            margin=meta["margin"],
+            tracking_size=tuple(meta["tracking_size"]),
+            frame_size=tuple(meta["frame_size"]),
+            grid_shape=tuple(meta["grid_shape"]),
+            frames_sha256=meta["frames_sha256"],
+            frame_count=meta.get("frame_count"),
+            past_end=meta["past_end"],
+            skipped_starts=_frames_or_none(meta, "skipped_starts"),
+            cuts=_frames_or_none(meta, "cuts"),
+            cut_starts=_frames_or_none(meta, "cut_starts"),
+            schema_version=version,
+            num_windows=meta["num_windows"],
+        )
 
 
-def expected_shapes(meta: dict, num_windows: int) -> dict[str, tuple[int, ...]]:
+def expected_shapes(meta: StoreMeta, num_windows: int) -> dict[str, tuple[int, ...]]:
     """Shape of each array for a store with ``meta``'s window and grid and ``num_windows``."""
-    hg, wg = meta["grid_shape"]
-    s = int(meta["window"])
+    hg, wg = meta.grid_shape
+    s = meta.window
     return {
         "frames0": (num_windows, hg, wg, 3),
         "disp": (num_windows, s, hg, wg, 2),
@@ -61,11 +155,7 @@ def expected_shapes(meta: dict, num_windows: int) -> dict[str, tuple[int, ...]]:
     }
 
 
-def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, where: str) -> None:
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise TrajectoryStoreError(f"{where}: meta lacks {', '.join(missing)}")
-    _check_meta_types(meta, where)
+def _check_arrays(arrays: dict[str, np.ndarray], meta: StoreMeta, where: str) -> None:
     shapes = expected_shapes(meta, len(arrays["starts"]))
     for name, shape in shapes.items():
         arr = arrays[name]
@@ -79,7 +169,7 @@ def _is_pair(value: object) -> bool:
     return isinstance(value, list | tuple) and len(value) == 2 and all(type(v) is int and v > 0 for v in value)
 
 
-def _check_meta_types(meta: dict, where: str) -> None:
+def _check_meta_types(meta: Mapping[str, Any], where: str) -> None:
     """meta.json is read from disk: a value of the wrong type is an error naming the key, not a crash;
     so are sizes no frame has and a grid that is not the one of the tracking size."""
     for key in ("window", "window_stride", "grid_stride"):
@@ -97,7 +187,7 @@ def _check_meta_types(meta: dict, where: str) -> None:
                 f"{where}: meta {key} {h}x{w} is more pixels than any frame has (cap {MAX_FRAME_PIXELS})"
             )
     try:
-        want = grid.grid_shape(tuple(meta["tracking_size"]), meta["grid_stride"], meta["margin"])
+        want = Grid.of(tuple(meta["tracking_size"]), meta["grid_stride"], meta["margin"]).shape
     except grid.GridError as err:
         raise TrajectoryStoreError(f"{where}: meta holds no grid: {err}") from None
     if tuple(meta["grid_shape"]) != want:
@@ -115,6 +205,16 @@ def _check_meta_types(meta: dict, where: str) -> None:
     count = meta.get("frame_count", 0)  # absent in stores written by hand
     if type(count) is not int or count < 0:
         raise TrajectoryStoreError(f"{where}: meta frame_count must be a whole number >= 0, got {_short(count)}")
+    for key in ("skipped_starts", "cuts", "cut_starts"):
+        frames = meta.get(key, [])
+        if not isinstance(frames, list) or not all(type(f) is int and f >= 0 for f in frames):
+            raise TrajectoryStoreError(
+                f"{where}: meta {key} must be a list of frames (whole numbers >= 0), got {_short(frames)}"
+            )
+
+
+def _frames_or_none(meta: Mapping[str, Any], key: str) -> tuple[int, ...] | None:
+    return tuple(meta[key]) if key in meta else None
 
 
 def _short(value: object) -> str:
@@ -144,8 +244,7 @@ def write_store(
     must be in ``meta``. Arrays must already have the schema's dtypes and shapes.
     """
     arrays = {"frames0": frames0, "disp": disp, "vis": vis, "starts": starts}
-    final = _final_meta(meta, len(starts))
-    _check_arrays(arrays, final, str(path))
+    _check_arrays(arrays, StoreMeta.parse(_final_meta(meta, len(starts)), str(path)), str(path))
     return _write(Path(path), meta, [arrays])
 
 
@@ -158,7 +257,8 @@ def _write(path: Path, meta: dict, parts: Iterable[dict[str, np.ndarray]] | Sequ
     """
     counts = [len(part["starts"]) for part in parts]
     meta = _final_meta(meta, sum(counts))
-    shapes = expected_shapes(meta, meta["num_windows"])
+    info = StoreMeta.parse(meta, str(path))  # a bad meta is refused before anything is written
+    shapes = expected_shapes(info, info.num_windows)
     with atomic_path(path, is_dir=True, same_kind=_is_store_folder, kind="a trajectory store") as tmp:
         files = {name: open(tmp / f"{name}.npy", "wb") for name in shapes}  # noqa: SIM115  # closed below
         try:
@@ -198,23 +298,25 @@ def store_sha256(path: str | Path) -> str:
 class TrajectoryStore:
     """Read-only, memory-mapped view of one store.
 
-    Attributes: ``meta`` (dict), ``frames0``, ``disp``, ``vis``, ``starts`` (np.memmap, schema
-    dtypes), ``path``. ``len(store)`` is the number of windows.
+    Attributes: ``info`` (:class:`StoreMeta`, what every reader reads), ``meta`` (the meta.json
+    document as read, a dict: the file format), ``frames0``, ``disp``, ``vis``, ``starts``
+    (np.memmap, schema dtypes), ``path``. ``len(store)`` is the number of windows.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.meta = self._read_meta()
+        self.info = StoreMeta.parse(self.meta, str(self.path))
         arrays = {name: self._load(name) for name in _DTYPES}
-        _check_arrays(arrays, self.meta, str(self.path))
-        if len(arrays["starts"]) != self.meta["num_windows"]:
+        _check_arrays(arrays, self.info, str(self.path))
+        if len(arrays["starts"]) != self.info.num_windows:
             raise TrajectoryStoreError(
-                f"{self.path}: meta says {self.meta['num_windows']} windows, arrays hold {len(arrays['starts'])}"
+                f"{self.path}: meta says {self.info.num_windows} windows, arrays hold {len(arrays['starts'])}"
             )
         self._check_starts(np.asarray(arrays["starts"]))
         self.frames0, self.disp, self.vis, self.starts = (arrays[k] for k in ("frames0", "disp", "vis", "starts"))
 
-    def _read_meta(self) -> dict:
+    def _read_meta(self) -> dict[str, Any]:
         meta_path = self.path / "meta.json"
         if not self.path.is_dir():
             raise TrajectoryStoreError(f"{self.path}: no such trajectory store (folder missing)")
@@ -229,16 +331,6 @@ class TrajectoryStore:
             raise TrajectoryStoreError(f"{self.path}: unreadable meta.json ({type(err).__name__}: {err})") from None
         if not isinstance(meta, dict):
             raise TrajectoryStoreError(f"{self.path}: meta.json is not a JSON object")
-        version = meta.get("schema_version")
-        if type(version) is not int or version != SCHEMA_VERSION:  # JSON true == 1 in Python
-            raise TrajectoryStoreError(
-                f"{self.path}: trajectory store schema {_short(version)}, this densemotion reads schema "
-                f"{SCHEMA_VERSION}; re-run the trajectories stage (dvc repro) to rebuild it"
-            )
-        if type(meta.get("num_windows")) is not int:
-            raise TrajectoryStoreError(
-                f"{self.path}: meta num_windows must be an integer, got {_short(meta.get('num_windows'))}"
-            )
         return meta
 
     def _check_starts(self, starts: np.ndarray) -> None:
@@ -248,7 +340,7 @@ class TrajectoryStore:
         first, last = int(starts.min()), int(starts.max())
         if first < 0:
             raise TrajectoryStoreError(f"{self.path}: starts.npy holds a window starting at frame {first}")
-        count, window = self.meta.get("frame_count"), self.meta["window"]
+        count, window = self.info.frame_count, self.info.window
         if count is not None and last + window > count:
             raise TrajectoryStoreError(
                 f"{self.path}: a window starts at frame {last}, so its {window} frames run past the "
@@ -269,11 +361,11 @@ class TrajectoryStore:
 
     @property
     def video(self) -> str:
-        return str(self.meta["video"])
+        return self.info.video
 
     def grid_points(self) -> np.ndarray:
         """(Hg*Wg, 2) float32 (x, y) in tracking pixels."""
-        return grid_points(self.meta)
+        return self.info.grid.points()
 
     def window(self, k: int, steps: Sequence[int] | None = None) -> dict:
         """Window ``k`` as in-memory arrays, the one way consumers read a store.
