@@ -100,6 +100,7 @@ def test_closure_follows_function_level_imports_and_skips_type_checking(tmp_path
     lone = closure(f"{PACKAGE}.tracking.base", None)
     assert {str(f.relative_to(SRC)) for f in lone} == {
         "densemotion/__init__.py",
+        "densemotion/errors.py",  # the base of TrackerError
         "densemotion/tracking/__init__.py",
         "densemotion/tracking/base.py",
     }
@@ -273,12 +274,20 @@ def test_check_reports_what_write_cannot_fix(fake_root):
         dvc_deps.write("stages:\n  s:\n    cmd: python -m densemotion.cli.one\n    deps: [a]\n", fake_root)
 
 
-def test_dvc_reads_the_model_artifact():
+def test_dvc_reads_the_model_artifact(tmp_path):
     """DVC's own parser loads dvc.yaml's artifacts: the model, of type model, at the train stage's
-    output, its meta naming the train stage's params."""
+    output, its meta naming the train stage's params. (In a git repository of its own: a fork's
+    copy of the project, tests/test_fork.py, may not be one.)"""
+    import shutil
+    import subprocess
+
     from dvc.repo import Repo
 
-    with Repo(str(REPO)) as repo:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    for name in ("dvc.yaml", "params.yaml", ".dvc/config"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, tmp_path / name)
+    with Repo(str(tmp_path)) as repo:
         artifacts = repo.artifacts.read()
         path = repo.artifacts.get_path("motion-model")
     model = artifacts["dvc.yaml"]["motion-model"]

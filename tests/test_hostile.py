@@ -201,3 +201,26 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
     assert main([]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_only_expected_failures_are_one_line_a_bug_keeps_its_traceback(capsys):
+    """An error of densemotion's own (bad input) is one line and exit 1, as is an OSError; any other
+    exception (a bug: a plain ValueError from library code) propagates with its traceback."""
+    from densemotion.cli.common import clean_errors
+    from densemotion.errors import DensemotionError
+    from densemotion.params import ParamsError
+
+    def command(error: BaseException):
+        @clean_errors
+        def main(argv=None) -> int:
+            raise error
+
+        return main
+
+    for expected in (DensemotionError("bad input"), ParamsError("params.yaml: x"), FileNotFoundError(2, "gone", "f")):
+        assert command(expected)([]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err, err
+    for bug in (ValueError("a bug"), KeyError("k"), TypeError("t")):
+        with pytest.raises(type(bug)):
+            command(bug)([])

@@ -23,6 +23,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from densemotion.errors import DensemotionError
+
 
 class DiskFullError(OSError):
     """The disk filled up (or a file size limit was hit) while writing; the partial output was removed."""
@@ -31,7 +33,7 @@ class DiskFullError(OSError):
 _FULL = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file size limit reached"}
 
 
-class DestinationError(ValueError):
+class DestinationError(DensemotionError):
     """The destination exists and is not an output of the kind being written."""
 
 
@@ -150,7 +152,7 @@ def listing_sha256(entries: Iterable[tuple[str, str]]) -> str:
     return hashlib.sha256("".join(f"{name}\0{digest}\n" for name, digest in entries).encode()).hexdigest()
 
 
-def check_writable(folder: str | Path, what: str, error: type[Exception] = ValueError) -> None:
+def check_writable(folder: str | Path, what: str, error: type[Exception] = DestinationError) -> None:
     """Create ``folder`` if needed and write a file in it now, so that an unwritable output is
     found before the long work rather than when its result is saved; ``error`` says why, naming
     ``what`` would have been written there."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from densemotion.atomic import atomic_path
+from densemotion.errors import DensemotionError
 from densemotion.model import MotionNet, build_model
 from densemotion.params import ModelParams, TrainParams
 from densemotion.statedict import load_weights
@@ -37,7 +38,7 @@ CHECKPOINT_FORMAT = "densemotion.motion-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DensemotionError):
     """A file that is not a readable densemotion motion-model checkpoint, or does not fit its model."""
 
 

@@ -30,6 +30,7 @@ from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights, ResNet101_Weights
 from torchvision.models import segmentation as seg
 
+from densemotion.errors import DensemotionError
 from densemotion.heads import MotionHead, get_head
 from densemotion.params import ModelParams
 from densemotion.statedict import load_weights, mismatch, shapes_of
@@ -42,7 +43,7 @@ _COCO_CLASSES = 21  # the COCO-with-VOC-labels checkpoints have 21 output classe
 BN_MOMENTUM = 0.1
 
 
-class ModelError(ValueError):
+class ModelError(DensemotionError):
     """Unknown model, missing or mismatched weights."""
 
 

@@ -18,13 +18,15 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from densemotion.errors import DensemotionError
+
 FRAMES_DIR = Path("data/frames")
 TRAJECTORIES_DIR = Path("data/trajectories")
 SET_ASIDE_DIR = Path("data/work/set-aside")
 PER_VIDEO_STAGES = ("frames", "trajectories")  # dvc.yaml's foreach stages over data.videos
 
 
-class LeftoverError(ValueError):
+class LeftoverError(DensemotionError):
     """A folder a stage reads holds outputs of videos that are not in data.videos."""
 
 

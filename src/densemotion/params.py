@@ -15,10 +15,11 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from densemotion.errors import DensemotionError
 from densemotion.tracker_names import tracker_names
 
 
-class ParamsError(ValueError):
+class ParamsError(DensemotionError):
     """``params.yaml`` is missing, unreadable or does not match the schema."""
 
 
@@ -391,13 +392,13 @@ def read_yaml(text: str) -> object:
 
 
 def read_text(path: str | Path) -> str:
-    """A text file's content; ValueError naming the file where it is not UTF-8 (OSError as is)."""
+    """A text file's content; ParamsError naming the file where it is not UTF-8 (OSError as is)."""
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise ValueError(
+        raise ParamsError(
             f"{path}: not UTF-8 text (byte {data[err.start]:#04x} on line {line}); save it as UTF-8"
         ) from None
 

@@ -16,6 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from densemotion.errors import DensemotionError
+
 if TYPE_CHECKING:
     import torch
 
@@ -25,7 +27,7 @@ Autocast = Literal["none", "bf16", "fp16", "auto"]
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 dot products
 
 
-class DeviceError(ValueError):
+class DeviceError(DensemotionError):
     """A device that is not available here."""
 
 
@@ -179,6 +181,7 @@ def barrier() -> None:
 
 def all_sum(values: list[float]) -> list[float]:
     """Element-wise sums over the ranks of a torchrun job (the values themselves alone)."""
+    import torch
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):

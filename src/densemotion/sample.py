@@ -51,6 +51,7 @@ from typing import TypeVar
 import numpy as np
 
 from densemotion.atomic import atomic_path
+from densemotion.errors import DensemotionError
 from densemotion.params import SampleParams
 from densemotion.video import encode_video
 
@@ -61,7 +62,7 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps keep the .npz byte-ide
 _Real = TypeVar("_Real", float, np.ndarray)
 
 
-class SampleTruthError(ValueError):
+class SampleTruthError(DensemotionError):
     """A ground-truth file that is missing keys, has an old schema or inconsistent shapes."""
 
 
@@ -323,7 +324,7 @@ def _draw_sprite(canvas: np.ndarray, owner: np.ndarray, layer: int, sprite: _Spr
 def render_clip(params: SampleParams, index: int) -> tuple[np.ndarray, SampleTruth]:
     """Render clip ``params.clips[index]`` in memory -> (frames (T, H, W, 3) uint8 RGB, truth)."""
     if not 0 <= index < len(params.clips):
-        raise ValueError(f"clip index {index} is outside sample.clips (0..{len(params.clips) - 1})")
+        raise SampleTruthError(f"clip index {index} is outside sample.clips (0..{len(params.clips) - 1})")
     # seeded by the clip's name, not its position: adding or removing clips changes no other clip
     rng = np.random.default_rng([params.seed, zlib.crc32(params.clips[index].encode())])
     h, w, n = params.height, params.width, params.num_frames
@@ -413,14 +414,16 @@ class SampleTruth:
         """
         query = np.asarray(query_xy, np.float64).reshape(-1, 2)  # (N, 2)
         if not (start >= 0 and length >= 1 and start + length <= self.num_frames):
-            raise ValueError(
+            raise SampleTruthError(
                 f"frames {start}..{start + length - 1} are outside the clip's "
                 f"{self.num_frames} frames (start >= 0, length >= 1)"
             )
         ix, iy, inside = self._pixel(query)
         if not inside.all():
             bad = query[~inside][0]
-            raise ValueError(f"query point ({bad[0]}, {bad[1]}) lies outside the {self.width}x{self.height} frame")
+            raise SampleTruthError(
+                f"query point ({bad[0]}, {bad[1]}) lies outside the {self.width}x{self.height} frame"
+            )
         layer = self.layers[start, iy, ix].astype(np.int64)  # (N,)
         a = self.tex_from_frame[start, layer]  # (N, 2, 3)
         uv = np.einsum("nij,nj->ni", a[..., :2], query) + a[..., 2]  # (N, 2)
@@ -503,7 +506,7 @@ def load_truth(path: str | Path) -> SampleTruth:
 def generate_clip(params: SampleParams, name: str, video_path: str | Path, truth_path: str | Path) -> SampleTruth:
     """Render clip ``name`` of ``params.clips``, encode it as H.264 MP4 and save its truth."""
     if name not in params.clips:
-        raise ValueError(f"clip {name!r} is not in sample.clips {params.clips}")
+        raise SampleTruthError(f"clip {name!r} is not in sample.clips {params.clips}")
     frames, truth = render_clip(params, params.clips.index(name))
     encode_video(video_path, frames, params.fps, crf=params.crf)
     save_truth(truth_path, truth)

@@ -64,6 +64,7 @@ from densemotion.dataset import (
     split_videos,
     steps_per_epoch,
 )
+from densemotion.errors import DensemotionError
 from densemotion.heads import Criterion
 from densemotion.metrics import endpoint_error
 from densemotion.model import MotionNet, build_model, set_backbone_trainable
@@ -83,7 +84,7 @@ from densemotion.trainlog import best_epoch, describe_epoch, final_report, log_e
 from densemotion.trajectories.store import store_sha256
 
 
-class TrainingError(ValueError):
+class TrainingError(DensemotionError):
     """Training cannot start or go on: bad checkpoint, mismatched params, no visible point, NaN loss."""
 
 

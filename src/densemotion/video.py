@@ -15,9 +15,10 @@ import av
 import numpy as np
 
 from densemotion.atomic import atomic_path
+from densemotion.errors import DensemotionError
 
 
-class VideoError(ValueError):
+class VideoError(DensemotionError):
     """A file that is not a decodable video (corrupt, empty, no video stream)."""
 
 
@@ -294,7 +295,7 @@ def encode_video(
         size = (0, 0)
         for rgb in frames:
             if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-                raise ValueError(f"{path}: frame {count} is {rgb.dtype} {rgb.shape}, expected (H, W, 3) uint8 RGB")
+                raise VideoError(f"{path}: frame {count} is {rgb.dtype} {rgb.shape}, expected (H, W, 3) uint8 RGB")
             if count == 0:
                 h, w = size = rgb.shape[:2]
                 if h % 2 or w % 2:

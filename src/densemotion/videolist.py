@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from ruamel.yaml import YAML
 
+from densemotion.errors import DensemotionError
 from densemotion.frames.sources import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -22,6 +23,11 @@ from densemotion.frames.sources import (
     zip_image_names,
 )
 from densemotion.params import MAX_NAME, PARTITIONS
+
+
+class VideoListError(DensemotionError):
+    """A folder of videos or a params.yaml that use-videos cannot list or rewrite."""
+
 
 SAMPLE_VIDEO_DIR = "data/sample/videos"  # where the sample stage writes its clips (dvc.yaml outs)
 
@@ -166,7 +172,7 @@ def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
                 continue
             for name in inner:
                 if name in pinned:
-                    raise ValueError(
+                    raise VideoListError(
                         f"{folder}: two zips hold a video named {name!r} ({pinned[name]} and {entry}); keep one of them"
                     )
                 pinned[name] = str(entry)
@@ -177,7 +183,7 @@ def scan_videos(folder: Path) -> tuple[dict[str, str], list[str]]:
                 printable(str(entry.relative_to(folder))) + ("/" if entry.is_dir() else "") + " (not a video)"
             )
     if not pinned and not loose:
-        raise ValueError(f"{folder}: no videos ({', '.join(VIDEO_EXTENSIONS)}), frame folders or zips found")
+        raise VideoListError(f"{folder}: no videos ({', '.join(VIDEO_EXTENSIONS)}), frame folders or zips found")
     taken = set(pinned)
     videos = dict(pinned)
     for name, spec in loose:
@@ -211,7 +217,7 @@ def _load(params_path: Path, y: YAML | None = None):  # -> the round-trip docume
     try:
         read_yaml(text)  # the loader's own checks first: one set of rules, one set of messages
     except pyyaml.YAMLError as err:
-        raise ValueError(f"{params_path} is not valid YAML: {yaml_problem(err)}") from None
+        raise VideoListError(f"{params_path} is not valid YAML: {yaml_problem(err)}") from None
     return (y or _yaml()).load(text)
 
 
@@ -223,10 +229,10 @@ def set_videos(params_path: Path, videos: dict[str, str]) -> None:
     y = _yaml()
     doc = _load(params_path, y)
     if not isinstance(doc, dict):
-        raise ValueError(f"{params_path}: expected a mapping of sections, got {type(doc).__name__}")
+        raise VideoListError(f"{params_path}: expected a mapping of sections, got {type(doc).__name__}")
     data = doc.setdefault("data", {})
     if not isinstance(data, dict):
-        raise ValueError(f"{params_path}: data must be a mapping (with videos: NAME: PATH), got {data!r}")
+        raise VideoListError(f"{params_path}: data must be a mapping (with videos: NAME: PATH), got {data!r}")
     data["videos"] = _keeping_trailer(data.get("videos"), videos)
     parse_params(_plain(doc), str(params_path))  # refuse to write a params file that would not load
     with atomic_path(params_path) as tmp, open(tmp, "w") as f:

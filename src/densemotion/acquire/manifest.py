@@ -26,7 +26,13 @@ from typing import Any
 
 from densemotion.acquire.metadata import MAX_ID, ClipRow, RowProblem, shown
 from densemotion.atomic import atomic_path, sha256_file
+from densemotion.errors import DensemotionError
 from densemotion.params import PARTITIONS
+
+
+class ManifestError(DensemotionError):
+    """A file that is not a densemotion acquire manifest (or a row of one that is broken)."""
+
 
 MANIFEST = "manifest.csv"
 RUN_INFO = "manifest.json"  # how the clips were made: options, the metadata's SHA-256, the source
@@ -115,40 +121,42 @@ def write_manifest(path: Path, entries: list[Entry]) -> bool:
 def read_manifest(path: Path) -> list[Entry]:
     """The entries of a manifest; ValueError naming the file when it is not one."""
     if path.exists() and not path.is_file():  # a folder, a FIFO, a device: never read
-        raise ValueError(f"{path}: not a file, so not a densemotion acquire manifest")
+        raise ManifestError(f"{path}: not a file, so not a densemotion acquire manifest")
     with open(path, "rb") as f:
         data = f.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
-        raise ValueError(f"{path}: larger than {MAX_BYTES >> 20} MiB: not a densemotion acquire manifest")
+        raise ManifestError(f"{path}: larger than {MAX_BYTES >> 20} MiB: not a densemotion acquire manifest")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text, so not a densemotion acquire manifest") from None
+        raise ManifestError(f"{path}: not UTF-8 text, so not a densemotion acquire manifest") from None
     reader = csv.DictReader(io.StringIO(text))
     try:
         if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(f"{path}: not a densemotion acquire manifest (expected the columns {','.join(COLUMNS)})")
+            raise ManifestError(
+                f"{path}: not a densemotion acquire manifest (expected the columns {','.join(COLUMNS)})"
+            )
         return [Entry(**{k: _value(k, v) for k, v in line.items()}) for line in reader]
     except (TypeError, ValueError, csv.Error) as err:
         if str(err).startswith(str(path)):
             raise
-        raise ValueError(f"{path}: line {reader.line_num}: {err}") from None
+        raise ManifestError(f"{path}: line {reader.line_num}: {err}") from None
 
 
 def _value(column: str | None, text: str | None) -> Any:
     if column is None:  # csv's key for values beyond the header
-        raise ValueError("more fields than the header")
+        raise ManifestError("more fields than the header")
     if text is None:
-        raise ValueError(f"missing {column}")
+        raise ManifestError(f"missing {column}")
     kind = _TYPES[column]
     if kind == "int" or (kind.startswith("int ") and text != ""):
         if not _INT.fullmatch(text):
-            raise ValueError(f"{column} {shown(text)} is not a whole number")
+            raise ManifestError(f"{column} {shown(text)} is not a whole number")
         return int(text)
     if kind.startswith("float ") and text != "":
         value = float(text)
         if not math.isfinite(value):
-            raise ValueError(f"{column} {shown(text)} is not a finite number")
+            raise ManifestError(f"{column} {shown(text)} is not a finite number")
         return value
     return None if kind.startswith(("int ", "float ")) else text
 

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from densemotion.errors import DensemotionError
 from densemotion.params import PARTITIONS  # the metadata's own split; also the output's sub-folders
+
+
+class MetadataError(DensemotionError):
+    """A clip list (or one of its rows) that cannot be read."""
+
 
 COLUMNS = ("video_id", "start", "end", "bbox", "fps", "width", "height", "partition")
 MAX_BYTES = 64 << 20  # TaiChi-HD's list is 0.2 MB: a larger file (or /dev/zero) is not a clip list
@@ -97,7 +103,7 @@ def read_bytes(source: str | Path) -> bytes:
         with open(path, "rb") as f:
             data = f.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
-        raise ValueError(f"{source}: larger than {MAX_BYTES >> 20} MiB: not a clip list")
+        raise MetadataError(f"{source}: larger than {MAX_BYTES >> 20} MiB: not a clip list")
     return data
 
 
@@ -106,7 +112,7 @@ def decode(data: bytes, where: str | Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ValueError(
+        raise MetadataError(
             f"{where}: not UTF-8 text (byte {err.start} is {data[err.start : err.start + 1]!r}): "
             "save the clip list as UTF-8"
         ) from None
@@ -128,10 +134,10 @@ def parse_metadata(text: str, where: str = "metadata") -> tuple[list[ClipRow], l
     try:
         header = reader.fieldnames or []
     except csv.Error as err:
-        raise ValueError(f"{where}: its header is not CSV ({err})") from None
+        raise MetadataError(f"{where}: its header is not CSV ({err})") from None
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"{where}: no column {', '.join(missing)} (expected the header {','.join(COLUMNS)})")
+        raise MetadataError(f"{where}: no column {', '.join(missing)} (expected the header {','.join(COLUMNS)})")
     rows: list[ClipRow] = []
     problems: list[RowProblem] = []
     seen: dict[str, int] = {}
@@ -164,39 +170,39 @@ def parse_metadata(text: str, where: str = "metadata") -> tuple[list[ClipRow], l
 
 def _parse_row(number: int, fields: dict[str, str], raw: dict) -> ClipRow:
     if None in raw:  # csv's key for values beyond the header
-        raise ValueError(f"{len(COLUMNS) + len(raw[None])} fields, the header has {len(COLUMNS)}")
+        raise MetadataError(f"{len(COLUMNS) + len(raw[None])} fields, the header has {len(COLUMNS)}")
     empty = [c for c in COLUMNS if not fields[c]]
     if empty:
-        raise ValueError(f"missing {', '.join(empty)}")
+        raise MetadataError(f"missing {', '.join(empty)}")
     video_id = fields["video_id"]
     if not _ID.fullmatch(video_id):
-        raise ValueError(
+        raise MetadataError(
             f"video_id {shown(video_id)} is not a YouTube id (letters, digits, '-', '_'; at most {MAX_ID})"
         )
     start, end, width, height = (_integer(fields, c) for c in ("start", "end", "width", "height"))
     if end <= start:
-        raise ValueError(f"frame range start {start}, end {end}: needs 0 <= start < end")
+        raise MetadataError(f"frame range start {start}, end {end}: needs 0 <= start < end")
     for column, value in (("width", width), ("height", height)):
         if value <= 0:
-            raise ValueError(f"{column} {value}: the source size must be positive")
+            raise MetadataError(f"{column} {value}: the source size must be positive")
     box = _BOX.fullmatch(fields["bbox"])
     if box is None:
-        raise ValueError(
+        raise MetadataError(
             f"bbox {shown(fields['bbox'])} is not left-top-right-bottom (whole numbers of at most 9 digits)"
         )
     left, top, right, bottom = (int(v) for v in box.groups())
     if right <= left or bottom <= top:
-        raise ValueError(f"bbox {fields['bbox']}: needs right > left and bottom > top")
+        raise MetadataError(f"bbox {fields['bbox']}: needs right > left and bottom > top")
     fps = _fps(fields["fps"])
     if fields["partition"] not in PARTITIONS:
-        raise ValueError(f"partition {shown(fields['partition'])} is neither train nor test")
+        raise MetadataError(f"partition {shown(fields['partition'])} is neither train nor test")
     return ClipRow(number, video_id, start, end, (left, top, right, bottom), fps, width, height, fields["partition"])
 
 
 def _integer(fields: dict[str, str], column: str) -> int:
     """A whole number of plain ASCII digits (no sign, no '_', at most 9 digits)."""
     if not _UINT.fullmatch(fields[column]):
-        raise ValueError(f"{column} {shown(fields[column])} is not a whole number (plain digits 0-9, at most 9)")
+        raise MetadataError(f"{column} {shown(fields[column])} is not a whole number (plain digits 0-9, at most 9)")
     return int(fields[column])
 
 
@@ -204,13 +210,15 @@ def _fps(text: str) -> Fraction:
     """A frame rate: a decimal (``29.97``) or a ratio (``30000/1001``), positive and at most MAX_FPS."""
     match = _FPS.fullmatch(text)
     if match is None:
-        raise ValueError(f"fps {shown(text)} is not a number (a decimal such as 29.97, or a ratio such as 30000/1001)")
+        raise MetadataError(
+            f"fps {shown(text)} is not a number (a decimal such as 29.97, or a ratio such as 30000/1001)"
+        )
     decimal, numerator, denominator = match.groups()
     if decimal is None and int(denominator) == 0:
-        raise ValueError(f"fps {text}: a ratio over 0")
+        raise MetadataError(f"fps {text}: a ratio over 0")
     fps = Fraction(decimal) if decimal is not None else Fraction(int(numerator), int(denominator))
     if not 0 < fps <= MAX_FPS:
-        raise ValueError(f"fps {text} is not positive" if fps <= 0 else f"fps {text} is above {MAX_FPS}")
+        raise MetadataError(f"fps {text} is not positive" if fps <= 0 else f"fps {text} is above {MAX_FPS}")
     return fps
 
 

@@ -57,6 +57,7 @@ from densemotion.acquire.manifest import (
 )
 from densemotion.acquire.metadata import ClipRow, RowProblem, by_video
 from densemotion.acquire.sources import Source, SourceUnavailable
+from densemotion.errors import DensemotionError
 
 FINAL = (OK, PAST_END, BAD_ROW)  # outcomes a rerun keeps (see :func:`finished`)
 DEFAULT_TIMEOUT = 1800.0  # seconds one id may take: its download and its clips
@@ -75,12 +76,12 @@ def timed_out(timeout: float) -> str:
 def check_options(size: int, timeout: float) -> None:
     """ValueError naming the option when ``size`` or ``timeout`` is out of bounds."""
     if not 2 <= size <= MAX_SIZE or size % 2:
-        raise ValueError(
+        raise DensemotionError(
             f"--size {size}: must be even, from 2 to {MAX_SIZE} (H.264 yuv420p; each frame of a clip is kept in "
             f"memory, {MAX_SIZE}x{MAX_SIZE} already takes 50 MB)"
         )
     if not (math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"--timeout {timeout}: must be a positive number of seconds")
+        raise DensemotionError(f"--timeout {timeout}: must be a positive number of seconds")
 
 
 def acquire_video(

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1 if problems else 0
     if not args.metadata:
-        raise ValueError("give METADATA and OUT_DIR (or --verify OUT_DIR)")
+        raise StageError("give METADATA and OUT_DIR (or --verify OUT_DIR)")
     check_options(args.size, args.timeout)
     data = read_bytes(args.metadata)
     rows, bad = parse_metadata(decode(data, args.metadata), args.metadata)

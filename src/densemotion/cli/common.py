@@ -1,6 +1,7 @@
 """What every stage CLI shares: loading params and turning known errors into clean exits.
 
-A known error prints one line naming the file or key and the cause, and exits 1. Set
+A known error (:class:`~densemotion.errors.DensemotionError`, or an OSError) prints one line naming
+the file or key and the cause, and exits 1; anything else is a bug and shows its traceback. Set
 ``DENSEMOTION_DEBUG=1`` (or pass ``--debug`` to the command) to see the traceback behind it too.
 """
 
@@ -14,10 +15,11 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from densemotion.params import Params, ParamsError, load_params
+from densemotion.errors import DensemotionError
+from densemotion.params import Params, load_params
 
 
-class StageError(Exception):
+class StageError(DensemotionError):
     """A user-facing failure: bad input or missing prerequisite; printed without a traceback."""
 
 
@@ -67,9 +69,10 @@ def debugging(argv: list[str] | None) -> bool:
 
 
 def clean_errors(func: Callable[..., int]) -> Callable[..., int]:
-    """Print StageError / ParamsError / ValueError / OSError as one clear line and exit 1, and Ctrl-C
-    as ``interrupted`` with exit 130 (with the traceback as well under ``--debug`` or
-    DENSEMOTION_DEBUG=1)."""
+    """Print an expected failure (:class:`~densemotion.errors.DensemotionError`, or an OSError: a full
+    disk, a missing file) as one clear line and exit 1, and Ctrl-C as ``interrupted`` with exit 130
+    (with the traceback as well under ``--debug`` or DENSEMOTION_DEBUG=1). Any other exception is a
+    bug in densemotion and keeps its traceback."""
 
     @functools.wraps(func)
     def wrapper(argv: list[str] | None = None) -> int:
@@ -80,7 +83,7 @@ def clean_errors(func: Callable[..., int]) -> Callable[..., int]:
             sys.argv.remove("--debug")
         try:
             return func(argv)
-        except (StageError, ParamsError, ValueError, OSError) as err:
+        except (DensemotionError, OSError) as err:
             if debug:
                 traceback.print_exc()
             print(f"densemotion {_command(func)}: error: {describe(err)}", file=sys.stderr)

@@ -27,7 +27,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from densemotion.cli.common import add_params_argument, clean_errors, params_from, stage_parser, whole_number
+from densemotion.cli.common import (
+    StageError,
+    add_params_argument,
+    clean_errors,
+    params_from,
+    stage_parser,
+    whole_number,
+)
 from densemotion.frames.extract import extract
 from densemotion.videolist import resolve_source
 
@@ -47,12 +54,12 @@ def _parser() -> argparse.ArgumentParser:
 def _listed_video(args: argparse.Namespace, videos: dict[str, str]) -> tuple[str, str, str]:
     """(source, dest, name) of ``--video NAME DEST``: the source is data.videos' entry NAME."""
     if args.dest is not None or args.source is None:
-        raise ValueError("with --video NAME give only DEST (the source is data.videos' entry NAME)")
+        raise StageError("with --video NAME give only DEST (the source is data.videos' entry NAME)")
     if args.name is not None and args.name != args.video:
-        raise ValueError("--video NAME is also the archive's video name: drop --name")
+        raise StageError("--video NAME is also the archive's video name: drop --name")
     if args.video not in videos:
         listed = ", ".join(list(videos)[:6]) + (", ..." if len(videos) > 6 else "")
-        raise ValueError(f"--video {args.video!r}: not in data.videos (its videos: {listed})")
+        raise StageError(f"--video {args.video!r}: not in data.videos (its videos: {listed})")
     return videos[args.video], args.source, args.video
 
 
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.source and args.dest:
         source, dest, name = args.source, args.dest, args.name or Path(args.dest).stem
     else:
-        raise ValueError("give --video NAME DEST, SOURCE DEST, or --all OUT_DIR")
+        raise StageError("give --video NAME DEST, SOURCE DEST, or --all OUT_DIR")
     meta = extract(resolve_source(source, name), dest, params.frames, name=name, image_fps=params.frames.image_fps)
     print(f"{dest}: {meta['frame_count']} frames {meta['width']}x{meta['height']} at {meta['fps'] or 'unknown'} fps")
     return 0

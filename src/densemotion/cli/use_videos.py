@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from densemotion.cli.common import add_params_argument, clean_errors, stage_parser
+from densemotion.cli.common import StageError, add_params_argument, clean_errors, stage_parser
 from densemotion.outputs import report_tidy, tidy
 from densemotion.videolist import sample_videos, scan_videos, set_videos
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.folder:
         videos, skipped = scan_videos(Path(args.folder))
     else:
-        raise ValueError("give a FOLDER of videos, or --sample")
+        raise StageError("give a FOLDER of videos, or --sample")
     set_videos(params_path, videos)
     report_tidy(*tidy(videos, params_path.parent))  # the repository of that params.yaml
     if skipped:

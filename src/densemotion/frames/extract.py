@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from densemotion.atomic import atomic_path
+from densemotion.errors import DensemotionError
 from densemotion.frames.cuts import CutDetector, block_means
 from densemotion.frames.sources import Payload, SourceError, VideoSource, frame_keeper, open_source
 from densemotion.frames.store import (
@@ -34,7 +35,7 @@ from densemotion.params import FramesParams
 from densemotion.video import Yuv420, bounded_size
 
 
-class TooShortError(ValueError):
+class TooShortError(DensemotionError):
     """The source has fewer frames than one tracking window."""
 
 

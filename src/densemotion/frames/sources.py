@@ -26,6 +26,7 @@ import numpy as np
 
 from densemotion import video
 from densemotion.atomic import listing_sha256, sha256_file
+from densemotion.errors import DensemotionError
 from densemotion.frames.store import (
     MAX_FRAME_PIXELS,
     MAX_IMAGE_BYTES,
@@ -55,7 +56,7 @@ VIDEO_EXTENSIONS = (
 ZIP_SEPARATOR = "::"
 
 
-class SourceError(ValueError):
+class SourceError(DensemotionError):
     """A source that cannot give frames (missing, empty, mixed sizes, unknown kind)."""
 
 

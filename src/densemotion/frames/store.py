@@ -37,6 +37,8 @@ from typing import IO, TYPE_CHECKING
 import cv2
 import numpy as np
 
+from densemotion.errors import DensemotionError
+
 if TYPE_CHECKING:
     from densemotion.video import Yuv420
 
@@ -54,7 +56,7 @@ _RATIO_FREE_BYTES = 2**20  # members this small may inflate at any ratio: they c
 ZIP_READ_ERRORS = (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error)
 
 
-class FrameArchiveError(ValueError):
+class FrameArchiveError(DensemotionError):
     """A frame archive that is missing, truncated, of another schema or inconsistent."""
 
 
@@ -321,7 +323,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     """(H, W, 3) uint8 RGB -> baseline JPEG bytes (libjpeg-turbo through OpenCV; releases the GIL)."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise ValueError("JPEG encoding failed")
+        raise FrameArchiveError("JPEG encoding failed")
     return buf.tobytes()
 
 
@@ -356,12 +358,14 @@ def image_size(data: bytes | IO[bytes]) -> tuple[int, int]:
             width, height = im.size
             exif = im.info.get("exif")  # JPEG APP1 or a PNG eXIf chunk before the pixels; never decodes
     except Image.DecompressionBombError as err:
-        raise ValueError(f"too many pixels for an image ({err})") from None
+        raise FrameArchiveError(f"too many pixels for an image ({err})") from None
     except UnidentifiedImageError:
-        raise ValueError("not a readable image (empty, of an unknown format, or with a corrupt header)") from None
+        raise FrameArchiveError(
+            "not a readable image (empty, of an unknown format, or with a corrupt header)"
+        ) from None
     except Exception as err:  # PIL raises SyntaxError, struct.error, EOFError, ... on broken headers
         kind = "zlib.error" if isinstance(err, zlib.error) else type(err).__name__  # zlib's is just "error"
-        raise ValueError(f"not a readable image ({kind}: {err})") from None
+        raise FrameArchiveError(f"not a readable image ({kind}: {err})") from None
     if isinstance(exif, bytes) and _exif_orientation(exif) in (5, 6, 7, 8):  # transposed or rotated 90
         return height, width
     return width, height

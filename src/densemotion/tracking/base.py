@@ -20,8 +20,10 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel
 
+from densemotion.errors import DensemotionError
 
-class TrackerError(ValueError):
+
+class TrackerError(DensemotionError):
     """Bad tracker name, missing weights or input the tracker cannot handle."""
 
 
@@ -62,7 +64,7 @@ def weights_file_name(name: str, tracker: str) -> str:
     a hidden file DVC ignores) could change without DVC re-running the stage.
     """
     if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
-        raise ValueError(
+        raise TrackerError(
             f"{name!r} must be the name of a file in models/{tracker}/, the folder the trajectories "
             "stage depends on (a path elsewhere would change without DVC re-running the stage): put the file there"
         )
