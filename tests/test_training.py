@@ -325,3 +325,28 @@ def test_each_epoch_line_says_its_time_and_the_eta():
     assert pace(12.0, 1, 400) == "12.0 s/epoch, ETA 1h 20m"
     assert pace(5.0, 1, 0) == "5.0 s/epoch, done"
     assert pace(0.5, 1, 10) == "0.5 s/epoch, ETA 5s"
+
+
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "fcn_resnet50"])
+def test_param_groups_decay_only_weights_and_give_the_heads_their_multiplier(name):
+    """As torchvision's references and nanoGPT: no weight decay on norm weights and biases; the
+    zero-initialised heads at lr x train.head_lr_mult; every parameter in exactly one group."""
+    from densemotion.model import build_model
+    from densemotion.training import make_optimizer, param_groups
+
+    model = build_model(ModelParams(name=name, aux_loss=name.startswith("fcn")), 8)
+    tp = TrainParams(lr=0.01, weight_decay=0.1, head_lr_mult=10.0)
+    groups = param_groups(model, tp)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())  # all, once
+    by_name = {g["name"]: g for g in groups}
+    assert set(by_name) == {"backbone", "backbone norms and biases", "heads", "heads norms and biases"}
+    for g in groups:
+        assert all(p.ndim > 1 for p in g["params"]) == ("norms" not in g["name"])
+        assert g["weight_decay"] == (0.0 if "norms" in g["name"] else 0.1)
+        assert g["lr"] == pytest.approx(0.1 if g["name"].startswith("heads") else 0.01)
+    heads = {id(p) for n, p in model.net.named_parameters() if not n.startswith("backbone.")}
+    assert heads == {id(p) for g in groups if g["name"].startswith("heads") for p in g["params"]}
+    opt, sched = make_optimizer(model, tp, total_steps=10)
+    peaks = [g["max_lr"] for g in opt.param_groups]  # OneCycle's peak per group
+    assert peaks == pytest.approx([g["lr"] for g in groups])

@@ -242,7 +242,8 @@ class TrainParams(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(5e-3, gt=0)  # AdamW peak learning rate (from scratch; ~3e-4 to fine-tune)
-    weight_decay: float = Field(1e-4, ge=0)
+    weight_decay: float = Field(1e-4, ge=0)  # AdamW's, on conv and linear weights (not norms, biases)
+    head_lr_mult: float = Field(1.0, gt=0)  # the heads' learning rate: lr times this (fine-tuning: ~10)
     scheduler: Literal["onecycle", "cosine", "constant"] = "onecycle"  # stepped every batch
     # epe: mean Euclidean error of visible points (the metric itself, robust to outliers like L1);
     # l1: mean |dx| + |dy| (per-component, gradients of constant size)

@@ -146,12 +146,27 @@ def prepare_data(
     return split, train_ds, val_ds
 
 
+def param_groups(model: MotionNet, train_params: TrainParams) -> list[dict[str, Any]]:
+    """AdamW's groups, as torchvision's references and nanoGPT make them: the backbone at ``lr`` and
+    the heads (everything after the backbone, zero-initialised) at ``lr * head_lr_mult``; weight
+    decay on the conv and linear weights only, not on norm weights and biases (1-d tensors)."""
+    groups = []
+    for part, lr in (("backbone", train_params.lr), ("heads", train_params.lr * train_params.head_lr_mult)):
+        params = [p for name, p in model.net.named_parameters() if name.startswith("backbone.") == (part == "backbone")]
+        decayed, plain = [p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]
+        groups.append({"params": decayed, "lr": lr, "weight_decay": train_params.weight_decay, "name": f"{part}"})
+        groups.append({"params": plain, "lr": lr, "weight_decay": 0.0, "name": f"{part} norms and biases"})
+    return [g for g in groups if g["params"]]
+
+
 def make_optimizer(model: MotionNet, tp: TrainParams, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW over all parameters and a scheduler stepped after every batch."""
-    opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
+    """AdamW over :func:`param_groups` and a scheduler stepped after every batch."""
+    groups = param_groups(model, tp)
+    opt = torch.optim.AdamW(groups, lr=tp.lr, weight_decay=tp.weight_decay)
     sched: torch.optim.lr_scheduler.LRScheduler
     if tp.scheduler == "onecycle":  # warm-up over the first 30%, then cosine down to lr / 1e4
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tp.lr, total_steps=total_steps)
+        peaks = [g["lr"] for g in groups]
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peaks, total_steps=total_steps)
     elif tp.scheduler == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     else:
