@@ -12,6 +12,7 @@ import densemotion.training as training
 from densemotion.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from densemotion.dataset import DatasetError
 from densemotion.heads import PointHead
+from densemotion.metrics import endpoint_epe_sum
 from densemotion.params import ModelParams, TrainParams
 from densemotion.training import TrainingError, train
 
@@ -274,7 +275,7 @@ def test_masked_losses():
     mask = torch.tensor([[[[True, False]]]])
     assert float(PointHead().loss(pred, target, mask, "epe")) == pytest.approx(5.0)
     assert float(PointHead().loss(pred, target, mask, "l1")) == pytest.approx(7.0)
-    total, count = training.endpoint_epe_sum(pred, target, mask, torch.tensor([[2.0, 2.0]]))
+    total, count = endpoint_epe_sum(pred, target, mask, torch.tensor([[2.0, 2.0]]))
     assert (total, count) == (pytest.approx(10.0), 1)  # frame scale
 
 

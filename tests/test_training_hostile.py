@@ -19,7 +19,7 @@ from test_training import _killed_in_second_epoch
 import densemotion.evaluation as evaluation
 import densemotion.training as training
 from densemotion.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from densemotion.dataset import DatasetError
+from densemotion.dataset import DatasetError, split_videos
 from densemotion.heads import PointHead
 from densemotion.params import EvaluateParams, ModelParams, TrainParams
 from densemotion.training import TrainingError, train
@@ -148,7 +148,7 @@ def test_training_videos_without_a_visible_point_are_refused(tmp_path, nan):
 
 def test_validation_videos_without_a_visible_point_are_refused(tmp_path):
     videos = _videos(tmp_path / "traj")
-    val = training.split_videos(videos, val=1, test=1, seed=TrainParams().split_seed).val
+    val = split_videos(videos, val=1, test=1, seed=TrainParams().split_seed).val
     _blind(tmp_path / "traj" / val[0])
     with pytest.raises(DatasetError, match=rf"the validation videos \['{val[0]}'\] have no visible point"):
         _run(tmp_path, videos)
@@ -156,7 +156,7 @@ def test_validation_videos_without_a_visible_point_are_refused(tmp_path):
 
 def test_a_blind_video_among_others_is_named_but_trained_on(tmp_path, capsys):
     videos = _videos(tmp_path / "traj", n=4)
-    split = training.split_videos(videos, val=1, test=1, seed=TrainParams().split_seed)
+    split = split_videos(videos, val=1, test=1, seed=TrainParams().split_seed)
     _blind(tmp_path / "traj" / split.train[0])
     state = _run(tmp_path, videos, tp=TrainParams(device="cpu", epochs=1, batch_size=2))
     assert state["epoch"] == 1
@@ -432,13 +432,13 @@ def test_file_size_limit_while_saving_is_one_line(tmp_path):
 
 def test_a_single_training_window_is_refused_before_torch_fails(tmp_path):
     from densemotion.params import ModelParams, TrainParams
-    from densemotion.training import TrainingError, train
+    from densemotion.training import train
 
     from test_dataset import write_motion_store
 
     for i in range(3):
         write_motion_store(tmp_path / "traj", f"v{i}", seed=i, nw=1)
-    with pytest.raises(TrainingError, match=r"batches of at least 2 windows .* have 1 window"):
+    with pytest.raises(DatasetError, match=r"batches of at least 2 windows .* have 1 window"):
         train(trajectories=tmp_path / "traj", videos=["v0", "v1", "v2"], model_params=ModelParams(input_scale=1),
               train_params=TrainParams(device="cpu", epochs=1, batch_size=2), out=tmp_path / "m.pt")  # fmt: skip
 

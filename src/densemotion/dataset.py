@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from densemotion.errors import DensemotionError
 from densemotion.model import predicted_steps
 from densemotion.runtime import ALONE, Rank
 from densemotion.trajectories.store import TrajectoryStore
+
+if TYPE_CHECKING:
+    from densemotion.params import ModelParams, TrainParams
 
 
 class DatasetError(DensemotionError):
@@ -376,3 +380,42 @@ def steps_per_epoch(dataset: MotionDataset, batch_size: int, at_least: int = 1, 
     """Optimiser steps per epoch (the same every epoch: it depends only on the shapes' counts)."""
     sampler = ShapeBatchSampler(dataset.shapes, batch_size, seed=0, drop_last=True)
     return max(at_least, len(RankBatches(sampler, Rank(0, world_size), within=True)))
+
+
+def prepare_datasets(
+    root: str | Path,
+    videos: list[str],
+    model_params: ModelParams,
+    train_params: TrainParams,
+    partition: Mapping[str, str] | None = None,
+) -> tuple[Split, MotionDataset, MotionDataset]:
+    """Split the videos and build the training (flipped) and validation datasets.
+
+    ``partition``: name -> ``train`` / ``test`` from the sources' folders, used when
+    ``train.split_partition`` is set.
+    """
+    open_stores(root, videos)  # every video readable, one window length and grid shape
+    split = split_videos(
+        videos,
+        val=train_params.val_videos,
+        test=train_params.test_videos,
+        seed=train_params.split_seed,
+        group=train_params.split_group,
+        partition=(partition or {}) if train_params.split_partition else None,
+    )
+    target = model_params.target
+    train_ds = MotionDataset(root, split.train, target, hflip=train_params.hflip, seed=train_params.seed)
+    val_ds = MotionDataset(root, split.val, target)
+    if len(train_ds) == 0:
+        raise DatasetError(f"the training videos {list(split.train)} have no trajectory windows")
+    if steps_per_epoch(train_ds, train_params.batch_size, at_least=0) == 0:
+        shapes = sorted({f"{h}x{w}" for h, w in train_ds.shapes})
+        raise DatasetError(
+            f"training needs batches of at least 2 windows of one grid shape (batch norm), but the training "
+            f"videos {list(split.train)} have {len(train_ds)} window(s) (grids {', '.join(shapes)}) and "
+            f"train.batch_size is {train_params.batch_size}: add videos, use shorter or overlapping "
+            "windows (trajectories.window, trajectories.window_stride), or raise train.batch_size"
+        )
+    for part, ds in (("training", train_ds), ("validation", val_ds)):
+        check_visible_points(ds, part)
+    return split, train_ds, val_ds

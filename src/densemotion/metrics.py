@@ -18,9 +18,12 @@ frames' size, ``StoreMeta.frame_scale``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 DELTA_THRESHOLDS: tuple[float, ...] = (1, 2, 4, 8, 16)
 # stored visibility (uint8, probability x 255) from which a point counts as visible (p >= ~0.5)
@@ -126,3 +129,16 @@ def rescale_points(points: np.ndarray, scale: tuple[float, float]) -> np.ndarray
     rule x -> (x + 0.5) * s - 0.5 (pixel centres at integers on both grids)."""
     s = np.asarray(scale, dtype=np.float64)
     return (np.asarray(points, dtype=np.float64) + 0.5) * s - 0.5
+
+
+def endpoint_epe_sum(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor
+) -> tuple[float, int]:
+    """Sum and count of end-point errors at the last predicted step, in frame pixels.
+
+    scale (B, 2): frame px per tracking px (x, y) of each sample's video.
+    """
+    last = pred[:, -1].float().permute(0, 2, 3, 1), target[:, -1].permute(0, 2, 3, 1)  # (B, Hg, Wg, 2) each
+    err = endpoint_error(*last, scale[:, None, None, :])  # (B, Hg, Wg)
+    m = mask[:, -1]
+    return float(err[m].sum()), int(m.sum())

@@ -16,15 +16,11 @@ tracker visibility >= 0.5, plus ``train.aux_weight`` times the auxiliary head's 
 ``model.aux_loss``), minimised in tracking pixels (what the net predicts) and logged at frame
 scale (``loss_px``) beside ``epe_px``, the end-point error at the last predicted step.
 
-Checkpoints: with ``work_dir`` (what ``dvc repro`` uses) the checkpoint of the run in progress
-lives in ``work_dir`` and ``out`` is written when training ends; without it, ``out`` is written
-every epoch and ``resume`` continues from it. Weights or metrics that are not finite after an
-epoch are never saved: the run stops and the previous checkpoint stays. Refused up front: an
-output folder that cannot be written, and a part of the split where the tracker saw no point.
-
-Determinism on CPU: weights from ``train.seed``; the batch order of epoch e from (seed, e); the
-flips from (seed, e, index); dropout from torch's global RNG, saved in every checkpoint. A
-resumed run therefore reaches the same weights as an uninterrupted one.
+Checkpoints (:mod:`densemotion.checkpoint`): with ``work_dir`` (what ``dvc repro`` uses) the run
+in progress is checkpointed there and ``out`` written at the end; without it, ``out`` every epoch.
+Weights or metrics that are not finite after an epoch are never saved. Determinism on CPU: the
+weights from ``train.seed``, epoch e's batch order from (seed, e), the flips from (seed, e, index),
+dropout from torch's RNG (saved in every checkpoint), so a resumed run reaches the same weights.
 
 Letters: B batch, K predicted steps, Hg x Wg grid.
 """
@@ -56,17 +52,15 @@ from densemotion.checkpoint import (
 from densemotion.dataset import (
     MotionDataset,
     Split,
-    check_visible_points,
     displacement_stats,
     make_loader,
-    open_stores,
+    prepare_datasets,
     report_split,
-    split_videos,
     steps_per_epoch,
 )
 from densemotion.errors import DensemotionError
 from densemotion.heads import Criterion
-from densemotion.metrics import endpoint_error
+from densemotion.metrics import endpoint_epe_sum
 from densemotion.model import MotionNet, build_model, set_backbone_trainable
 from densemotion.params import ModelParams, TrainParams
 from densemotion.runtime import (
@@ -88,62 +82,7 @@ class TrainingError(DensemotionError):
     """Training cannot start or go on: bad checkpoint, mismatched params, no visible point, NaN loss."""
 
 
-# --- loss and metric ------------------------------------------------------------------------
-
-
-def endpoint_epe_sum(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor
-) -> tuple[float, int]:
-    """Sum and count of end-point errors at the last predicted step, in frame pixels.
-
-    scale (B, 2): frame px per tracking px (x, y) of each sample's video.
-    """
-    last = pred[:, -1].float().permute(0, 2, 3, 1), target[:, -1].permute(0, 2, 3, 1)  # (B, Hg, Wg, 2) each
-    err = endpoint_error(*last, scale[:, None, None, :])  # (B, Hg, Wg)
-    m = mask[:, -1]
-    return float(err[m].sum()), int(m.sum())
-
-
 # --- data, model, optimiser -----------------------------------------------------------------
-
-
-def prepare_data(
-    root: str | Path,
-    videos: list[str],
-    model_params: ModelParams,
-    train_params: TrainParams,
-    partition: Mapping[str, str] | None = None,
-) -> tuple[Split, MotionDataset, MotionDataset]:
-    """Split the videos and build the training (flipped) and validation datasets.
-
-    ``partition``: name -> ``train`` / ``test`` from the sources' folders, used when
-    ``train.split_partition`` is set.
-    """
-    open_stores(root, videos)  # every video readable, one window length and grid shape
-    split = split_videos(
-        videos,
-        val=train_params.val_videos,
-        test=train_params.test_videos,
-        seed=train_params.split_seed,
-        group=train_params.split_group,
-        partition=(partition or {}) if train_params.split_partition else None,
-    )
-    target = model_params.target
-    train_ds = MotionDataset(root, split.train, target, hflip=train_params.hflip, seed=train_params.seed)
-    val_ds = MotionDataset(root, split.val, target)
-    if len(train_ds) == 0:
-        raise TrainingError(f"the training videos {list(split.train)} have no trajectory windows")
-    if steps_per_epoch(train_ds, train_params.batch_size, at_least=0) == 0:
-        shapes = sorted({f"{h}x{w}" for h, w in train_ds.shapes})
-        raise TrainingError(
-            f"training needs batches of at least 2 windows of one grid shape (batch norm), but the training "
-            f"videos {list(split.train)} have {len(train_ds)} window(s) (grids {', '.join(shapes)}) and "
-            f"train.batch_size is {train_params.batch_size}: add videos, use shorter or overlapping "
-            "windows (trajectories.window, trajectories.window_stride), or raise train.batch_size"
-        )
-    for part, ds in (("training", train_ds), ("validation", val_ds)):
-        check_visible_points(ds, part)
-    return split, train_ds, val_ds
 
 
 def param_groups(model: MotionNet, train_params: TrainParams) -> list[dict[str, Any]]:
@@ -300,18 +239,12 @@ def train(
 ) -> dict:
     """Train on the trajectory stores ``trajectories/<video>``; returns the final checkpoint state.
 
-    ``rank``: this process's place in a torchrun job (joined by :func:`densemotion.runtime.distributed`):
-    the model is wrapped in DistributedDataParallel (SyncBatchNorm on CUDA), each global batch of
-    one process is cut across the ranks, validation sums are reduced, and only rank 0 writes the
-    checkpoint (the unwrapped model, loadable alone), dvclive logs and messages.
-
-    ``pretrained_dir``: where the files of ``model.pretrained`` are (default ``models/pretrained/<it>``).
-    ``partition``: each video's ``train`` / ``test`` folder, the split of ``train.split_partition``.
-
-    Without ``work_dir``: a checkpoint goes to ``out`` every epoch, and ``resume`` continues from
-    an existing ``out`` (params and data must match). With ``work_dir``: every epoch's checkpoint
-    goes to ``work_dir/checkpoint.pt``, a run finding one there resumes it when it can, and
-    ``out`` is written at the end (see the module docstring).
+    ``rank``: this process's place in a torchrun job (:func:`densemotion.runtime.distributed`): the
+    model is wrapped in DistributedDataParallel (SyncBatchNorm on CUDA), each global batch is cut
+    across the ranks, sums are reduced, and only rank 0 writes checkpoints, logs and messages.
+    ``pretrained_dir``: the files of ``model.pretrained`` (default ``models/pretrained/<it>``);
+    ``partition``: each video's ``train`` / ``test`` folder, for ``train.split_partition``;
+    ``resume``: continue from an existing ``out`` (without ``work_dir``; params and data must match).
     """
     run = build(
         trajectories=trajectories, videos=videos, model_params=model_params, train_params=train_params,
@@ -342,7 +275,7 @@ def build(
     _check_outputs(out, work_dir, live_dir)
     device = resolve_device(train_params.device)
     main, world = rank.is_main, rank.world_size
-    split, train_ds, val_ds = prepare_data(trajectories, videos, model_params, train_params, partition)
+    split, train_ds, val_ds = prepare_datasets(trajectories, videos, model_params, train_params, partition)
     data = {v: store_sha256(Path(trajectories) / v) for v in (*split.train, *split.val)}
     what = (model_params.model_dump(), train_params.model_dump(), split.as_dict(), data)
     agree(repr(what), "the params, the split or the data")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -279,19 +280,7 @@ def encode_video(
     path = Path(path)
     count = 0
     with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format=muxer) as container:
-        rate = Fraction(fps).limit_denominator(1001)
-        stream = container.add_stream(codec, rate=rate)
-        stream.pix_fmt = "yuv420p"
-        # one thread: x264's frame threads would make the bitstream depend on timing
-        options = {"crf": str(crf), "threads": "1", "preset": "medium"}
-        if codec == "libx264":
-            options["x264-params"] = _X264_PARAMS
-        stream.options = options
-        stream.thread_count = 1
-        # say what the planes are (SMPTE 170M = BT.601 matrix, limited range), as untagged HD video
-        # is taken as BT.709 by many players
-        stream.codec_context.colorspace = 6  # AVCOL_SPC_SMPTE170M
-        stream.codec_context.color_range = 1  # AVCOL_RANGE_MPEG
+        stream = _yuv420p_stream(container, codec, fps, crf)
         size = (0, 0)
         for rgb in frames:
             if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -315,6 +304,23 @@ def encode_video(
         for packet in stream.encode(None):
             container.mux(packet)
     return count
+
+
+def _yuv420p_stream(container: Any, codec: str, fps: float, crf: int) -> Any:
+    """The output stream of :func:`encode_video`: yuv420p, one thread, BT.601 limited range tagged."""
+    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+    stream.pix_fmt = "yuv420p"
+    # one thread: x264's frame threads would make the bitstream depend on timing
+    options = {"crf": str(crf), "threads": "1", "preset": "medium"}
+    if codec == "libx264":
+        options["x264-params"] = _X264_PARAMS
+    stream.options = options
+    stream.thread_count = 1
+    # say what the planes are (SMPTE 170M = BT.601 matrix, limited range), as untagged HD video
+    # is taken as BT.709 by many players
+    stream.codec_context.colorspace = 6  # AVCOL_SPC_SMPTE170M
+    stream.codec_context.color_range = 1  # AVCOL_RANGE_MPEG
+    return stream
 
 
 def bounded_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:

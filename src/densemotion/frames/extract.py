@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import sys
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +22,15 @@ from tqdm import tqdm
 from densemotion.atomic import atomic_path
 from densemotion.errors import DensemotionError
 from densemotion.frames.cuts import CutDetector, block_means
-from densemotion.frames.sources import Payload, SourceError, VideoSource, frame_keeper, open_source
+from densemotion.frames.sources import (
+    FrameSource,
+    Payload,
+    SourceError,
+    SourceInfo,
+    VideoSource,
+    frame_keeper,
+    open_source,
+)
 from densemotion.frames.store import (
     FrameArchive,
     FrameArchiveWriter,
@@ -103,11 +112,8 @@ def extract(
     name = name or dest.stem
     source = open_source(source_spec, image_fps)
     info = source.info()  # image sources: every header read, mixed sizes refused, before writing
-    out_w, out_h = bounded_size(info.width, info.height, params.max_size)
-    keep = frame_keeper(info.fps, params.fps, str(source_spec))
-    out_fps = info.fps if params.fps is None or not info.fps else min(params.fps, info.fps)
-    src_size = (info.width, info.height)
-    kept: list[int] = []
+    (out_w, out_h), out_fps, keep = _output_plan(info, params, str(source_spec))
+    src_size, kept = (info.width, info.height), list[int]()
     detector = CutDetector(params.cut_threshold) if params.cut_threshold is not None else None
 
     with (
@@ -147,33 +153,65 @@ def extract(
             raise
         finally:
             bar.close()
-        for warning in source.warnings if isinstance(source, VideoSource) else []:
-            print(f"WARNING: {warning}", file=sys.stderr)  # a short decode is kept, never silently
-        if len(kept) < params.min_frames:
-            writer.abort()
-            raise TooShortError(
-                f"{source_spec}: {len(kept)} frames after decoding, fewer than frames.min_frames="
-                f"{params.min_frames} (one tracking window); nothing was written"
-            )
-        meta = {
-            "video": name,
-            "source": str(source_spec),
-            "source_kind": info.kind,
-            "source_sha256": source.checksum(),
-            "fps": out_fps,
-            "source_fps": info.fps,
-            "width": out_w,
-            "height": out_h,
-            "source_width": info.width,
-            "source_height": info.height,
-            "source_indices": kept,
-            "jpeg_quality": params.jpeg_quality,
-            # image sources needing no resize keep their JPEG bytes (no second lossy encode)
-            "passthrough": info.kind != "video" and (out_w, out_h) == (info.width, info.height),
-            # archive frames that start a new shot (frames.cut_threshold; null: detection was off)
-            "cuts": detector.cuts if detector is not None else [],
-            "cut_threshold": params.cut_threshold,
-        }
+        _refuse_too_short(source, str(source_spec), kept, params.min_frames, writer)
+        meta = _archive_meta(name, str(source_spec), source, info, (out_w, out_h), out_fps, kept, params, detector)
         writer.close(meta)
     with FrameArchive(dest) as archive:  # read back what was written: count and meta must agree
         return archive.meta
+
+
+def _output_plan(
+    info: SourceInfo, params: FramesParams, where: str
+) -> tuple[tuple[int, int], float | None, Callable[[int], bool]]:
+    """The archive's (W, H) (``frames.max_size``), frame rate and which source frames it keeps (``frames.fps``)."""
+    size = bounded_size(info.width, info.height, params.max_size)
+    out_fps = info.fps if params.fps is None or not info.fps else min(params.fps, info.fps)
+    return size, out_fps, frame_keeper(info.fps, params.fps, where)
+
+
+def _refuse_too_short(
+    source: FrameSource, source_spec: str, kept: list[int], min_frames: int, writer: FrameArchiveWriter
+) -> None:
+    """Say a video's short decode (kept, never silently), and refuse fewer than ``min_frames``."""
+    for warning in source.warnings if isinstance(source, VideoSource) else []:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    if len(kept) < min_frames:
+        writer.abort()
+        raise TooShortError(
+            f"{source_spec}: {len(kept)} frames after decoding, fewer than frames.min_frames="
+            f"{min_frames} (one tracking window); nothing was written"
+        )
+
+
+def _archive_meta(
+    name: str,
+    source_spec: str,
+    source: FrameSource,
+    info: SourceInfo,
+    out_size: tuple[int, int],
+    out_fps: float | None,
+    kept: list[int],
+    params: FramesParams,
+    detector: CutDetector | None,
+) -> dict:
+    """The archive's meta.json, in its key order (the frame archive's schema: docs/data.md)."""
+    out_w, out_h = out_size
+    return {
+        "video": name,
+        "source": source_spec,
+        "source_kind": info.kind,
+        "source_sha256": source.checksum(),
+        "fps": out_fps,
+        "source_fps": info.fps,
+        "width": out_w,
+        "height": out_h,
+        "source_width": info.width,
+        "source_height": info.height,
+        "source_indices": kept,
+        "jpeg_quality": params.jpeg_quality,
+        # image sources needing no resize keep their JPEG bytes (no second lossy encode)
+        "passthrough": info.kind != "video" and (out_w, out_h) == (info.width, info.height),
+        # archive frames that start a new shot (frames.cut_threshold; null: detection was off)
+        "cuts": detector.cuts if detector is not None else [],
+        "cut_threshold": params.cut_threshold,
+    }

@@ -167,6 +167,20 @@ class AllTrackerNet(nn.Module):
             visconfs_up.append(upsample_convex(visconfs8[i : i + step], mask))
         return torch.cat(flows_up), torch.cat(visconfs_up), flows8, visconfs8
 
+    def _encode_frames(self, images: Tensor, first: int, last: int, padder: Padder, batch: int) -> Tensor:
+        """Features (B, last - first, C, H8, W8) of frames first..last - 1 of images (B, T, 3, H, W),
+        those past the clip's end being its last frame; each frame encoded once, ``batch`` at a time."""
+        b, t, _, h, w = images.shape
+        mean = torch.tensor(MEAN, device=images.device, dtype=images.dtype).reshape(1, 3, 1, 1)
+        std = torch.tensor(STD, device=images.device, dtype=images.dtype).reshape(1, 3, 1, 1)
+        index = torch.arange(first, last).clamp(max=t - 1)  # (n,)
+        unique, inverse = torch.unique(index, return_inverse=True)
+        feats = []
+        for part in unique.split(batch):
+            normed = (images[:, part].reshape(-1, 3, h, w) / 255.0 - mean) / std  # (B * n, 3, H, W)
+            feats.append(self.encode(padder.pad(normed)).reshape(b, len(part), -1, *padder.shape8))
+        return torch.cat(feats, dim=1)[:, inverse.to(images.device)]
+
     def forward_sliding(
         self,
         images: Tensor,
@@ -187,22 +201,12 @@ class AllTrackerNet(nn.Module):
         if t < 2:
             raise ValueError(f"AllTracker needs at least 2 frames, got {t}")
         out_device = images.device if out_device is None else out_device
-        mean = torch.tensor(MEAN, device=images.device, dtype=images.dtype).reshape(1, 3, 1, 1)
-        std = torch.tensor(STD, device=images.device, dtype=images.dtype).reshape(1, 3, 1, 1)
         padder = Padder(h, w)
         s, stride = self.seqlen, self.seqlen // 2
         batch = batch or s
 
         def encode(first: int, last: int) -> Tensor:
-            """Features (B, last - first, C, H8, W8) of frames first..last - 1, those past the clip's
-            end being its last frame."""
-            index = torch.arange(first, last).clamp(max=t - 1)  # (n,)
-            unique, inverse = torch.unique(index, return_inverse=True)
-            feats = []
-            for part in unique.split(batch):
-                normed = (images[:, part].reshape(-1, 3, h, w) / 255.0 - mean) / std  # (B * n, 3, H, W)
-                feats.append(self.encode(padder.pad(normed)).reshape(b, len(part), -1, *padder.shape8))
-            return torch.cat(feats, dim=1)[:, inverse.to(images.device)]
+            return self._encode_frames(images, first, last, padder, batch)
 
         starts = window_starts(t, s, stride)
         total = starts[-1] + s
