@@ -17,7 +17,7 @@ import torch
 
 from densemotion.tracking.alltracker import CHECKPOINT
 from densemotion.tracking.alltracker.corr import CorrPyramid
-from densemotion.tracking.alltracker.model import AllTrackerNet, Padder, sincos_table, window_starts
+from densemotion.tracking.alltracker.model import AllTrackerNet, Padder, sincos_table, sliding_window_starts
 from densemotion.tracking.base import TrackerError
 from densemotion.tracking.weights import CheckpointError
 
@@ -64,10 +64,10 @@ def test_padding_and_windows():
     x = torch.arange(128 * 224.0).reshape(1, 1, 128, 224)
     assert padder.pad(x).shape == (1, 1, 128, 256) and torch.equal(padder.unpad(padder.pad(x)), x)
     assert Padder(40, 130).pads == (31, 31, 44, 44)  # small frames: at least 128 (5 pyramid levels)
-    assert window_starts(8, 16, 8) == [0]
-    assert window_starts(16, 16, 8) == [0]
-    assert window_starts(17, 16, 8) == [0, 8]
-    assert window_starts(30, 16, 8) == [0, 8, 16]
+    assert sliding_window_starts(8, 16, 8) == [0]
+    assert sliding_window_starts(16, 16, 8) == [0]
+    assert sliding_window_starts(17, 16, 8) == [0, 8]
+    assert sliding_window_starts(30, 16, 8) == [0, 8, 16]
 
 
 def test_bounded_correlation_samples_the_same_values_within_its_bound():

@@ -27,7 +27,7 @@ Outputs (``out_dir``), every error in px at frame scale and every key saying so 
   titled, at the video's aspect (the frame from the frames archive when ``frames_dir`` is given);
   full colour is the 95th percentile of the tracker's visible motion (:func:`densemotion.viz.motion_scale`).
 
-The model beats zero motion when its EPE is lower by more than :data:`BEAT_MARGIN` (a tie, such as
+The model beats zero motion when its EPE is lower by more than :data:`~densemotion.metrics.BEAT_MARGIN` (a tie, such as
 an untrained net's zero-initialised head, is no win); when it does not, ``beats_zero_motion`` is
 false and a ``WARNING`` line goes to stderr. An undefined score (a test video where the tracker
 saw no point) is null in the JSON (strict: no NaN token) and an empty cell in the CSV; when no
@@ -54,7 +54,7 @@ import torch
 from densemotion.atomic import atomic_path, check_writable, finite_json, write_json
 from densemotion.errors import DensemotionError
 from densemotion.imaging import fit_box
-from densemotion.metrics import endpoint_error, error_summary
+from densemotion.metrics import beats_zero, endpoint_error, error_summary
 from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import EvaluateParams
 from densemotion.trajectories.store import TrajectoryStore
@@ -65,9 +65,6 @@ if TYPE_CHECKING:
 
 METHODS = ("model", "zero", "mean")
 TRUTH_METHODS = ("model", "tracker", "zero", "mean")
-
-# the model beats zero motion when its EPE is lower by more than this fraction of zero motion's
-BEAT_MARGIN = 1e-3
 
 
 class EvaluationError(DensemotionError):
@@ -221,9 +218,9 @@ def _stats(errors: dict[str, np.ndarray], prefix: str = "") -> dict[str, float]:
 
 def headline(vs_tracker: dict) -> dict:
     """The model against both baselines, pooled over the test videos (px at frame scale), and
-    whether it beats zero motion (by more than :data:`BEAT_MARGIN`; undefined scores do not)."""
+    whether it beats zero motion (:func:`~densemotion.metrics.beats_zero`)."""
     model, zero = vs_tracker["model_epe_px"], vs_tracker["zero_epe_px"]
-    beats = math.isfinite(model) and math.isfinite(zero) and model < (1 - BEAT_MARGIN) * zero
+    beats = beats_zero(model, zero)
     keys = ("model_epe_px", "zero_epe_px", "mean_epe_px", "model_to_zero", "model_to_mean")
     return {**{k: vs_tracker[k] for k in keys}, "beats_zero_motion": bool(beats)}
 
@@ -419,8 +416,7 @@ def _archive(
     from densemotion.frames.store import FrameArchive
 
     archive = opened.enter_context(FrameArchive(Path(frames_dir) / f"{store.video}.zip"))
-    if archive.sha256 != store.info.frames_sha256:
-        raise EvaluationError(f"{store.path} was made from other frames than {archive.path}: re-run its trajectories")
+    store.check_frames(archive)
     return archive
 
 

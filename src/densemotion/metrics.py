@@ -17,6 +17,7 @@ frames' size, ``StoreMeta.frame_scale``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
     import torch
 
 DELTA_THRESHOLDS: tuple[float, ...] = (1, 2, 4, 8, 16)
-# stored visibility (uint8, probability x 255) from which a point counts as visible (p >= ~0.5)
+# a point counts as visible from this probability (the one visibility threshold; trackers map their
+# own published thresholds onto it) and, stored as uint8 (probability x 255), from VISIBLE_MIN
+VISIBLE_PROB = 0.5
 VISIBLE_MIN = 128
 
 
@@ -85,13 +88,13 @@ def delta_avg(
 
 
 def as_visible(vis: np.ndarray) -> np.ndarray:
-    """Boolean visibility from bool, a probability in [0, 1] (>= 0.5) or uint8 * 255 (>= VISIBLE_MIN)."""
+    """Boolean visibility from bool, a probability in [0, 1] (>= VISIBLE_PROB) or uint8 * 255 (>= VISIBLE_MIN)."""
     vis = np.asarray(vis)
     if vis.dtype == bool:
         return vis
     if vis.dtype == np.uint8:
         return vis >= VISIBLE_MIN
-    return vis >= 0.5
+    return vis >= VISIBLE_PROB
 
 
 def visibility_accuracy(pred_vis: np.ndarray, true_vis: np.ndarray) -> float:
@@ -142,3 +145,13 @@ def endpoint_epe_sum(
     err = endpoint_error(*last, scale[:, None, None, :])  # (B, Hg, Wg)
     m = mask[:, -1]
     return float(err[m].sum()), int(m.sum())
+
+
+# a model beats zero motion when its EPE is lower by more than this fraction: a tie within rounding
+# (an untrained net's zero-initialised head predicts no motion) is no win
+BEAT_MARGIN = 1e-3
+
+
+def beats_zero(model_epe: float, zero_epe: float) -> bool:
+    """Whether a model's EPE beats zero motion's by more than :data:`BEAT_MARGIN` (NaN never does)."""
+    return math.isfinite(model_epe) and math.isfinite(zero_epe) and model_epe < (1 - BEAT_MARGIN) * zero_epe

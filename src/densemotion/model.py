@@ -211,7 +211,7 @@ def build_model(
         _load_coco(net, spec, params, folder)
     elif load_pretrained and params.pretrained == "imagenet":
         _load_imagenet(net, spec, params, folder)
-    head = get_head()
+    head = get_head(params.head)
     _replace_heads(net, head.channels(steps))
     for module in net.modules():  # MobileNetV3's 0.01 needs ~1000s of steps before eval mode works
         if isinstance(module, nn.BatchNorm2d):

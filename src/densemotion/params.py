@@ -214,6 +214,9 @@ class ModelParams(Section):
     ] = "lraspp_mobilenet_v3_large"
     # endpoint: 2 channels, displacement to the window's last frame; trajectory: 2 x (S - 1)
     target: Literal["endpoint", "trajectory"] = "endpoint"
+    # what the last layer predicts and how it is trained (densemotion.heads.HEADS): point, one
+    # displacement per pixel and step
+    head: Literal["point"] = "point"
     # none: random init; imagenet: the backbone's torchvision ImageNet weights; coco: the whole
     # torchvision segmentation model but its replaced last layers (read from models/pretrained/<it>/,
     # never downloaded)

@@ -13,13 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from densemotion.atomic import write_json
+from densemotion.metrics import beats_zero
 
 if TYPE_CHECKING:
     from densemotion.dataset import Split
-
-# the model beats zero motion when its EPE is lower by more than this fraction: a tie within
-# rounding (an untrained net's zero-initialised head predicts no motion) is no win
-BEAT_MARGIN = 1e-3
 
 
 def best_epoch(history: list[dict]) -> int:
@@ -113,7 +110,7 @@ def final_report(state: dict) -> list[str]:
         return [f"kept the last epoch ({best}): no validation video to choose the best by"]
     epe, zero = record["val/epe_px"], record["val/zero_epe_px"]
     lines = [f"kept epoch {best} of {state['epoch']}: the lowest validation EPE, {epe:.4g} px at frame scale"]
-    if not epe < (1 - BEAT_MARGIN) * zero:
+    if not beats_zero(epe, zero):
         lines.append(
             f"WARNING: the model does not beat zero motion on the validation videos: EPE {epe:.4g} px, "
             f"zero motion {zero:.4g} px (at its best epoch, {best})"

@@ -21,6 +21,7 @@ import numpy as np
 
 from densemotion.atomic import atomic_path
 from densemotion.imaging import fit_image
+from densemotion.metrics import VISIBLE_PROB
 
 if TYPE_CHECKING:
     from densemotion.tracking.grid import Grid
@@ -343,7 +344,7 @@ def draw_trajectories(
     """
     canvas = _upscale(frame, scale).astype(np.float32)
     fixed = np.rint(((tracks + 0.5) * scale - 0.5) * 16).astype(np.int64)  # cv2 shift=4: 1/16 px
-    seen = np.asarray(vis) >= 0.5
+    seen = np.asarray(vis) >= VISIBLE_PROB
     thickness = max(1, scale // 2) if stroke is None else stroke
     radius = max(1, scale) if stroke is None else stroke
     for u in range(max(1, t - tail + 1), t + 1):  # oldest segment first

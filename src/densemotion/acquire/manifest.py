@@ -103,11 +103,6 @@ def render(entries: list[Entry]) -> str:
     return out.getvalue()
 
 
-def _text(value: object) -> object:
-    """A cell: empty for None, floats exactly (repr round-trips)."""
-    return "" if value is None else repr(value) if isinstance(value, float) else value
-
-
 def write_manifest(path: Path, entries: list[Entry]) -> bool:
     """Write the manifest atomically unless it already holds exactly this; True when written."""
     text = render(entries)

@@ -52,8 +52,7 @@ def score_video(store_dir: Path, frames_dir: Path, truth_file: Path) -> Errors:
     store = TrajectoryStore(store_dir)
     archive_path = frames_dir / f"{store_dir.name}.zip"
     with FrameArchive(archive_path) as archive:
-        if archive.sha256 != store.info.frames_sha256:
-            raise StageError(f"{store_dir}: made from other frames than {archive_path}; re-run trajectories")
+        store.check_frames(archive)
         source_indices = archive.meta["source_indices"]
     return score_store(store, load_truth(truth_file), source_indices)
 

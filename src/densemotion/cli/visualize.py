@@ -81,8 +81,7 @@ def _check_in_archive(archive: FrameArchive, store: TrajectoryStore, k: int) -> 
 def _window_frames(archive: FrameArchive | None, store: TrajectoryStore, k: int) -> np.ndarray | None:
     if archive is None:
         return None
-    if archive.sha256 != store.info.frames_sha256:
-        raise StageError(f"{store.path} was made from other frames than {archive.path}")
+    store.check_frames(archive)
     frames = archive.read_range(_check_in_archive(archive, store, k), store.info.window)
     return resize_frames(frames, store.info.tracking_size)
 

@@ -363,6 +363,14 @@ class TrajectoryStore:
     def video(self) -> str:
         return self.info.video
 
+    def check_frames(self, archive: Any) -> None:
+        """Refuse a frames archive (a :class:`~densemotion.frames.store.FrameArchive`) other than the
+        one this store was tracked on: its checksum is the store's ``frames_sha256``."""
+        if archive.sha256 != self.info.frames_sha256:
+            raise TrajectoryStoreError(
+                f"{self.path} was made from other frames than {archive.path}: re-run its trajectories"
+            )
+
     def grid_points(self) -> np.ndarray:
         """(Hg*Wg, 2) float32 (x, y) in tracking pixels."""
         return self.info.grid.points()

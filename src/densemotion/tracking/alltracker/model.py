@@ -64,7 +64,7 @@ class Padder:
         return x[..., top : top + self.h, left : left + self.w]
 
 
-def window_starts(frames: int, window: int, stride: int) -> list[int]:
+def sliding_window_starts(frames: int, window: int, stride: int) -> list[int]:
     """First frame of each window: 0, stride, ... until a window reaches the clip's end."""
     starts = [0]
     while starts[-1] + window < frames:
@@ -208,7 +208,7 @@ class AllTrackerNet(nn.Module):
         def encode(first: int, last: int) -> Tensor:
             return self._encode_frames(images, first, last, padder, batch)
 
-        starts = window_starts(t, s, stride)
+        starts = sliding_window_starts(t, s, stride)
         total = starts[-1] + s
         flows = torch.zeros((b, total, 2, h, w), device=out_device, dtype=images.dtype)
         visconfs = torch.zeros_like(flows)
