@@ -1,0 +1,158 @@
+"""``densemotion predict``: the motion a trained model sees in still images.
+
+    densemotion predict models/motion.pt photo.jpg stills/ clip.mp4 --frame 30 --out predictions/ [--grid-stride 4]
+
+Each INPUT is an image file (JPEG, PNG, BMP), a folder of them (its images, sorted; not
+recursive) or a video, whose frame ``--frame N`` (default 0, the first) is taken. Every image is
+seen at its own size with a grid of ``--grid-stride`` px (default 4, the params.yaml default
+``trajectories.grid_stride``; the checkpoint does not record the one it was trained with): see
+:mod:`densemotion.predictor`. For each, in ``--out``, named after its file (a video's
+``NAME_frameN``):
+
+- ``NAME.npz``: ``motion`` (K, 2, H, W) float32, the x, y displacement of every pixel in the
+  image's own px at each predicted step; ``steps`` (K,) int64, the frame offsets from the still
+  those K steps stand for (an endpoint model: one, the window's last); ``grid_motion``
+  (K, 2, Hg, Wg) float32, the net's own output at the grid cell centres; ``image_size`` (2,)
+  int64 (H, W); ``grid_stride`` () int64.
+- ``NAME.png``: the image | its motion at the last step in the standard flow colours (hue the
+  direction, saturation the magnitude; white none) | the colour key (:func:`densemotion.viz.motion_picture`).
+- ``NAME.gif``: an illustration, not a prediction of pixels: the still moved along its motion
+  (:func:`densemotion.predictor.warp_frames`: a backward warp by ``cv2.remap``, a few frames from 0
+  to the endpoint, or a trajectory model's own steps), at most 640 px on its longest side.
+
+An input that fails (not an image, truncated, too many pixels, a video shorter than ``--frame``)
+prints one line naming it, and the others go on; the exit status is then 1. A MODEL that is no
+densemotion checkpoint is one line and exit 1 before anything is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from densemotion.atomic import atomic_path
+from densemotion.cli.common import clean_errors, describe, stage_parser, whole_number
+from densemotion.errors import DensemotionError
+from densemotion.frames.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from densemotion.imaging import fit_box, fit_image
+from densemotion.predictor import DEFAULT_GRID_STRIDE, MotionPredictor, PredictError, Prediction, as_image, warp_frames
+from densemotion.viz import motion_picture, save_gif, save_png
+
+PANEL_SIDE = 480  # px: the longest side of each panel of NAME.png
+GIF_SIDE = 640  # px: the longest side of NAME.gif
+GIF_FRAMES = 8  # an endpoint model's frames, still to endpoint
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = stage_parser("predict", __doc__)
+    p.add_argument("model", metavar="MODEL", help="checkpoint written by `densemotion train` (models/motion.pt)")
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image file, folder of images, or video")
+    p.add_argument("--out", required=True, help="folder for NAME.npz, NAME.png and NAME.gif")
+    p.add_argument(
+        "--grid-stride",
+        type=whole_number,
+        default=DEFAULT_GRID_STRIDE,
+        help="grid spacing g in px of the image (default: %(default)s, trajectories.grid_stride)",
+    )
+    p.add_argument("--frame", type=whole_number, default=0, help="a video's frame to predict from (default: 0)")
+    p.add_argument("--device", default="auto", help="auto (a GPU where there is one), cpu or cuda (default: auto)")
+    return p
+
+
+def expand(inputs: list[str], frame: int) -> list[tuple[str, Path, int | None]]:
+    """(output name, file, video frame or None) per image to predict: folders expanded to their
+    images, names made unique. An input that does not exist is kept, to fail with its line."""
+    found: list[tuple[Path, int | None]] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            found.extend((p, None) for p in images or [path])
+        else:
+            found.append((path, frame if path.suffix.lower() in VIDEO_EXTENSIONS else None))
+    named, taken = [], set()
+    for path, index in found:
+        base = path.stem if index is None else f"{path.stem}_frame{index}"
+        name, k = base, 1
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        taken.add(name)
+        named.append((name, path, index))
+    return named
+
+
+def read_input(path: Path, frame: int | None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file, or of frame ``frame`` of a video."""
+    if path.is_dir():
+        raise PredictError(f"{path}: a folder without images ({', '.join(IMAGE_EXTENSIONS)})")
+    if not path.exists():
+        raise PredictError(f"{path}: no such file or folder")
+    if frame is None:
+        return as_image(path)
+    from densemotion.video import iter_frames
+
+    count = 0
+    for index, rgb in iter_frames(path):
+        if index == frame:
+            return as_image(np.asarray(rgb), f"{path} frame {frame}")
+        count = index + 1
+    raise PredictError(f"{path}: no frame {frame} (the video has {count} frames)")
+
+
+def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, model_name: str) -> None:
+    """NAME.npz, NAME.png and NAME.gif of one prediction (see the module docstring)."""
+    with atomic_path(out / f"{name}.npz") as tmp:
+        np.savez_compressed(
+            tmp,
+            motion=pred.motion,
+            steps=np.asarray(pred.steps, np.int64),
+            grid_motion=pred.grid_motion,
+            image_size=np.asarray(pred.size, np.int64),
+            grid_stride=np.int64(pred.grid.stride),
+        )
+    h, w = pred.size
+    last = pred.grid_motion[-1].transpose(1, 2, 0)  # (Hg, Wg, 2) image px
+    picture = motion_picture(
+        image,
+        [(last, np.ones(last.shape[:2], bool))],
+        titles=[name, f"predicted motion to frame +{pred.steps[-1]} ({model_name})"],
+        cell=pred.grid.stride,
+        extent=(h, w),
+        panel=fit_box((h, w), (PANEL_SIDE, PANEL_SIDE)),
+        scale_name="prediction",
+    )
+    save_png(out / f"{name}.png", picture)
+    size = fit_box((h, w), (min(GIF_SIDE, h), min(GIF_SIDE, w))) if max(h, w) > GIF_SIDE else (h, w)
+    save_gif(out / f"{name}.gif", [fit_image(f, size) for f in warp_frames(image, pred, GIF_FRAMES)], fps=8.0)
+
+
+@clean_errors
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    predictor = MotionPredictor.from_checkpoint(args.model, args.device, args.grid_stride)
+    if args.frame < 0:
+        raise PredictError(f"--frame must be 0 or more, got {args.frame}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = expand(args.inputs, args.frame)
+    failed = 0
+    for name, path, frame in tqdm(todo, desc="predict", unit="image", disable=None):
+        try:
+            image = read_input(path, frame)
+            pred = predictor.predict_one(image, str(path))
+            write_outputs(out, name, image, pred, predictor.name)
+        except (DensemotionError, OSError) as err:
+            failed += 1
+            message = describe(err)
+            tqdm.write(f"densemotion predict: {message if str(path) in message else f'{path}: {message}'}", sys.stderr)
+    done = len(todo) - failed
+    print(f"predicted {done} of {len(todo)} images into {out}" + (f" ({failed} failed)" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

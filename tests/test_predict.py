@@ -1,0 +1,147 @@
+"""Predicting from stills: the pixel mapping to evaluate's predictions, sizes, bounds, the CLI."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from densemotion import predictor as predictor_module
+from densemotion.checkpoint import CheckpointError, new_state, save_checkpoint
+from densemotion.dataset import Split
+from densemotion.evaluation import predict
+from densemotion.model import build_model
+from densemotion.params import ModelParams, TrainParams
+from densemotion.predictor import MotionPredictor, PredictError, upsample_grid
+from densemotion.tracking.grid import Grid
+
+WINDOW = 4
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A checkpoint of the repo's own kind whose zero-initialised motion convs are made random, so
+    that it predicts motion that varies over the image."""
+    torch.manual_seed(0)
+    mp = ModelParams(input_scale=1)
+    model = build_model(mp, WINDOW, load_pretrained=False)
+    for name, p in model.net.classifier.named_parameters():
+        if "classifier" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    state = new_state(mp, TrainParams(device="cpu"), Split(("a",), (), ()), WINDOW, {}, {"mean": [[0.0, 0.0]]})
+    state["model"] = model.state_dict()
+    path = tmp_path_factory.mktemp("ckpt") / "motion.pt"
+    save_checkpoint(path, state)
+    return path
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8: smooth blobs, so that motion differs over the image."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(h // 32, 2), max(w // 32, 2), 3), dtype=np.uint8)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize("stride", [1, 3, 5])
+def test_motion_at_the_grid_points_is_evaluates_prediction(checkpoint, stride):
+    """With g odd the grid points are pixel centres, x = (j + 0.5) g - 0.5: the full-resolution
+    field there is evaluate's prediction on the grid image (the stores' frames0 kind)."""
+    p = MotionPredictor.from_checkpoint(checkpoint, device="cpu", grid_stride=stride)
+    image = _image(90, 128)
+    pred = p(image)
+    grid = Grid.of((90, 128), stride, 0)
+    want = predict(p.model, grid.downsize(image)[None], "cpu")[0].transpose(0, 3, 1, 2)  # (K, 2, Hg, Wg)
+    assert np.abs(want).max() > 0.1  # a field that varies, not zero motion
+    c = stride // 2  # pixel (i g + c, j g + c) is grid point (i, j)
+    at_points = pred.motion[:, :, c : grid.shape[0] * stride : stride, c : grid.shape[1] * stride : stride]
+    np.testing.assert_allclose(at_points, want, atol=1e-4)
+    np.testing.assert_allclose(pred.grid_motion, want, atol=1e-4)
+    assert pred.steps == (WINDOW - 1,)
+
+
+def test_even_stride_grid_field_and_upsampling(checkpoint):
+    """g = 4 (the default): the grid field is evaluate's; a linear field upsamples exactly (the
+    grid points, half-way between pixels, are the mean of their four neighbours)."""
+    p = MotionPredictor.from_checkpoint(checkpoint, device="cpu")
+    image = _image(64, 96)
+    grid = Grid.of((64, 96), 4, 0)
+    want = predict(p.model, grid.downsize(image)[None], "cpu")[0].transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(p(image).grid_motion, want, atol=1e-4)
+    i, j = np.mgrid[0:16, 0:24].astype(np.float32)
+    linear = np.stack([0.5 * j - 3, 2 - 0.25 * i])[None]  # (1, 2, Hg, Wg)
+    full = upsample_grid(linear, grid)  # (1, 2, 64, 96)
+    assert full.shape == (1, 2, 64, 96)
+    rows, cols = 4 * np.arange(1, 15) + 1, 4 * np.arange(1, 23) + 1  # the pixels up-left of grid points 1..
+    four = sum(full[:, :, rows + di][:, :, :, cols + dj] for di in (0, 1) for dj in (0, 1)) / 4
+    np.testing.assert_allclose(four, linear[:, :, 1:15, 1:23], atol=1e-5)  # not (0, 0): the border is clamped
+
+
+@pytest.mark.parametrize(("h", "w"), [(720, 1280), (640, 480), (67, 101)])
+def test_the_motion_has_the_images_size(checkpoint, h, w):
+    """1280x720, a portrait 480x640 and a size no multiple of g: (K, 2, H, W), finite."""
+    pred = MotionPredictor.from_checkpoint(checkpoint, device="cpu")(_image(h, w))
+    assert pred.motion.shape == (1, 2, h, w) and pred.motion.dtype == np.float32
+    assert pred.size == (h, w) and pred.grid_motion.shape == (1, 2, h // 4, w // 4)
+    assert np.isfinite(pred.motion).all()
+
+
+def test_lists_paths_and_bounds(checkpoint, tmp_path, monkeypatch):
+    p = MotionPredictor.from_checkpoint(checkpoint, device="cpu")
+    image = _image(40, 60)
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    from_path, from_array = p([tmp_path / "a.png", image])
+    np.testing.assert_array_equal(from_path.motion, from_array.motion)
+    with pytest.raises(PredictError, match="uint8"):
+        p(image.astype(np.float32))
+    monkeypatch.setattr(predictor_module, "MAX_PIXELS", 1000)
+    with pytest.raises(PredictError, match=r"a\.png: 60x40 is 2400 pixels, more than the 1000"):
+        p(tmp_path / "a.png")
+    with pytest.raises(PredictError, match="more than the 1000"):
+        p(image)
+
+
+def test_a_foreign_checkpoint_is_refused(tmp_path):
+    torch.save({"model": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a densemotion motion-model checkpoint"):
+        MotionPredictor.from_checkpoint(tmp_path / "foreign.pt", device="cpu")
+
+
+def test_cli_writes_each_good_input_and_one_line_per_bad_one(checkpoint, tmp_path, capsys):
+    from densemotion.__main__ import main
+
+    stills = tmp_path / "stills"
+    stills.mkdir()
+    cv2.imwrite(str(stills / "wide.png"), _image(48, 80))
+    cv2.imwrite(str(tmp_path / "tall.jpg"), _image(80, 48, seed=1))
+    (stills / "text.jpg").write_text("not an image\n")
+    ok, png = cv2.imencode(".png", np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    (stills / "cut.png").write_bytes(png.tobytes()[: len(png) // 2])
+    out = tmp_path / "out"
+    rc = main(["predict", str(checkpoint), str(stills), str(tmp_path / "tall.jpg"), "--out", str(out)])
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2, err
+    assert any("text.jpg" in line for line in err) and any("cut.png" in line and "truncated" in line for line in err)
+    for name, (h, w) in (("wide", (48, 80)), ("tall", (80, 48))):
+        with np.load(out / f"{name}.npz") as saved:
+            assert saved["motion"].shape == (1, 2, h, w) and saved["steps"].tolist() == [WINDOW - 1]
+            assert saved["image_size"].tolist() == [h, w] and int(saved["grid_stride"]) == 4
+        assert (out / f"{name}.png").stat().st_size > 0
+        from PIL import Image
+
+        with Image.open(out / f"{name}.gif") as gif:
+            assert gif.n_frames > 1
+    want = sorted(f"{n}.{e}" for n in ("wide", "tall") for e in ("npz", "png", "gif"))
+    assert sorted(p.name for p in out.iterdir()) == want
+    assert main(["predict", str(checkpoint), str(tmp_path / "tall.jpg"), "--out", str(out)]) == 0
+
+
+def test_cli_refuses_a_foreign_checkpoint_in_one_line(tmp_path, capsys):
+    from densemotion.__main__ import main
+
+    torch.save({"model": {}}, tmp_path / "foreign.pt")
+    cv2.imwrite(str(tmp_path / "a.png"), _image(32, 32))
+    assert main(["predict", str(tmp_path / "foreign.pt"), str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("densemotion predict: error:") and "foreign.pt" in err[0]
