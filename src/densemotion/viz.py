@@ -98,6 +98,7 @@ def motion_picture(
     panel: Sequence[int] | None = None,
     px_scale: float = 1.0,
     scale_name: str = "tracker",
+    unit: str = "px at frame scale",
 ) -> np.ndarray:
     """The one flow picture: frame | a colour image per motion | colour-wheel legend, each under a title.
 
@@ -116,7 +117,7 @@ def motion_picture(
     panels = [fit_image(frame, size)]
     for disp, visible in motions:
         panels.append(_motion_panel(motion_image(disp, visible, max_mag), size, grid_extent, cell, origin))
-    panels.append(flow_legend(size[0], size[1], max_mag * px_scale, scale_name))
+    panels.append(flow_legend(size[0], size[1], max_mag * px_scale, scale_name, unit))
     return side_by_side(with_titles(panels, panel_titles(titles, motions, max_mag, px_scale)))
 
 
@@ -160,17 +161,22 @@ def _motion_panel(
 MAX_WHEEL = 200  # px: a larger colour wheel reads no better
 
 
-def key_lines(max_mag: float, scale_name: str = "tracker") -> list[str]:
-    """The colour key's text: the magnitude in full colour, in frame px, and what it is."""
-    return ["full colour =", f"{_px(max_mag)} px at frame", f"scale ({SCALE_PERCENTILE}th pct", f"of {scale_name})"]
+def key_lines(max_mag: float, scale_name: str = "tracker", unit: str = "px at frame scale") -> list[str]:
+    """The colour key's text: the magnitude in full colour, its ``unit`` (its last word wraps to the
+    next line), and what the scale is of."""
+    first, _, rest = unit.rpartition(" ") if unit.count(" ") >= 2 else (unit, "", "")
+    pct = f"{rest} ({SCALE_PERCENTILE}th pct".lstrip()
+    return ["full colour =", f"{_px(max_mag)} {first}", pct, f"of {scale_name})"]
 
 
-def flow_legend(height: int, max_side: int, max_mag: float, scale_name: str = "tracker") -> np.ndarray:
+def flow_legend(
+    height: int, max_side: int, max_mag: float, scale_name: str = "tracker", unit: str = "px at frame scale"
+) -> np.ndarray:
     """(height, W, 3) key to the motion panels: the colour wheel, as large as the height leaves
     beside the text and at most ``max_side`` (and :data:`MAX_WHEEL`), over the magnitude drawn in
     full colour (:func:`key_lines`: "full colour = N px at frame scale (95th pct of tracker)"). W is
     the wheel's or the text's width, whichever is wider."""
-    lines = key_lines(max_mag, scale_name)
+    lines = key_lines(max_mag, scale_name, unit)
     text_h = len(lines) * LINE_HEIGHT + 4
     if height - text_h < 32:  # too low for the text under a readable wheel: the wheel alone
         lines, text_h = [], 0

@@ -124,6 +124,7 @@ def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, mod
         extent=(h, w),
         panel=fit_box((h, w), (PANEL_SIDE, PANEL_SIDE)),
         scale_name="prediction",
+        unit="px of the image",
     )
     save_png(out / f"{name}.png", picture)
     size = fit_box((h, w), (min(GIF_SIDE, h), min(GIF_SIDE, w))) if max(h, w) > GIF_SIDE else (h, w)
