@@ -145,3 +145,24 @@ def test_cli_refuses_a_foreign_checkpoint_in_one_line(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "foreign.pt"), str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("densemotion predict: error:") and "foreign.pt" in err[0]
+
+
+def test_the_checkpoint_records_the_training_grid_and_the_predictor_uses_it(tmp_path):
+    """densemotion train writes the training stores' grid stride and margin; predict takes that
+    stride unless told otherwise (an older checkpoint without it: 4)."""
+    from densemotion.training import train
+    from densemotion.trajectories.store import TrajectoryStore
+
+    from test_dataset import write_motion_store
+
+    root = tmp_path / "traj"
+    videos = [write_motion_store(root, f"v{i}", seed=i).name for i in range(3)]
+    info = TrajectoryStore(root / "v0").info
+    out = tmp_path / "m.pt"
+    state = train(
+        trajectories=root, videos=videos, model_params=ModelParams(input_scale=1),
+        train_params=TrainParams(device="cpu", epochs=1, batch_size=2, val_videos=1, test_videos=1), out=out,
+    )  # fmt: skip
+    assert state["grid"] == {"stride": info.grid_stride, "margin": info.margin}
+    assert MotionPredictor.from_checkpoint(out, device="cpu").grid_stride == info.grid_stride
+    assert MotionPredictor.from_checkpoint(out, device="cpu", grid_stride=3).grid_stride == 3

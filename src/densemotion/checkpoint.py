@@ -259,7 +259,17 @@ def released(state: dict) -> dict:
     return {k: v for k, v in state.items() if k not in RESUME_KEYS}
 
 
-def new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, data: dict[str, str], stats: dict) -> dict:
+def new_state(
+    mp: ModelParams,
+    tp: TrainParams,
+    split: Split,
+    window: int,
+    data: dict[str, str],
+    stats: dict,
+    grid: dict[str, int] | None = None,
+) -> dict:
+    """A fresh run's checkpoint. ``grid``: the training stores' grid, ``{"stride": g, "margin": m}``
+    (px of the tracking resolution): how a still must be seen to get the motion the model learnt."""
     return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -269,6 +279,7 @@ def new_state(mp: ModelParams, tp: TrainParams, split: Split, window: int, data:
         "window": window,
         "data": data,  # video -> sha256 of its trajectory store (train and val videos)
         "stats": stats,  # training-set displacement mean (K, 2) and RMS, tracking px
+        "grid": grid or {},  # the training stores' grid stride and margin (predict's default)
         "epoch": 0,  # finished epochs
         "best_epoch": 0,  # the epoch of the weights in "model" (see best_epoch)
         "history": [],  # per-epoch metrics

@@ -6,8 +6,8 @@
     pred.steps                       # (K,) the frame offsets from the still that K stands for
 
 How an image is seen (the way the trajectories stage saw the training videos): the image is
-taken at its own size as the *tracking* size, with a grid of stride ``g`` (``grid_stride``; the
-checkpoint does not record the training stores' one, so it is an argument, default 4 as
+taken at its own size as the *tracking* size, with a grid of stride ``g`` (``grid_stride``; by
+default the training stores' own, which the checkpoint records, else 4 as
 ``trajectories.grid_stride`` in params.yaml) and no margin. The net sees the (H // g, W // g) grid
 image, each cell the mean colour of its g x g block (:meth:`~densemotion.tracking.grid.Grid.downsize`,
 as a store's ``frames0``), and predicts the displacement of each cell's centre, x = (j + 0.5) g - 0.5,
@@ -155,12 +155,16 @@ class MotionPredictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, device: str = "auto", grid_stride: int = DEFAULT_GRID_STRIDE
+        cls, path: str | os.PathLike, device: str = "auto", grid_stride: int | None = None
     ) -> MotionPredictor:
         """The model of a checkpoint written by ``densemotion train`` (a
         :class:`~densemotion.checkpoint.CheckpointError` for any other file) on ``device``
-        ("auto": a GPU where there is one). ``grid_stride``: see the module docstring."""
+        ("auto": a GPU where there is one). ``grid_stride``: see the module docstring (None: the
+        training stores' own, recorded in the checkpoint; :data:`DEFAULT_GRID_STRIDE` for one
+        written before it was recorded)."""
         ckpt = load_checkpoint(Path(path))
+        if grid_stride is None:
+            grid_stride = int(ckpt.get("grid", {}).get("stride", DEFAULT_GRID_STRIDE))
         model = model_from_checkpoint(ckpt, Path(path))
         steps = predicted_steps(ckpt["model_params"]["target"], int(ckpt["window"]))
         predictor = cls(model, steps, resolve_device(device), grid_stride)

@@ -4,8 +4,8 @@
 
 Each INPUT is an image file (JPEG, PNG, BMP), a folder of them (its images, sorted; not
 recursive) or a video, whose frame ``--frame N`` (default 0, the first) is taken. Every image is
-seen at its own size with a grid of ``--grid-stride`` px (default 4, the params.yaml default
-``trajectories.grid_stride``; the checkpoint does not record the one it was trained with): see
+seen at its own size with a grid of ``--grid-stride`` px (default: the training stores' own, from
+the checkpoint; 4, the params.yaml default, for a checkpoint that does not record it): see
 :mod:`densemotion.predictor`. For each, in ``--out``, named after its file (a video's
 ``NAME_frameN``):
 
@@ -55,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--grid-stride",
         type=whole_number,
-        default=DEFAULT_GRID_STRIDE,
-        help="grid spacing g in px of the image (default: %(default)s, trajectories.grid_stride)",
+        default=None,
+        help=f"grid spacing g in px of the image (default: the training's, from the model; else {DEFAULT_GRID_STRIDE})",
     )
     p.add_argument("--frame", type=whole_number, default=0, help="a video's frame to predict from (default: 0)")
     p.add_argument("--device", default="auto", help="auto (a GPU where there is one), cpu or cuda (default: auto)")
