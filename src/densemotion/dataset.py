@@ -168,6 +168,8 @@ class MotionDataset(Dataset):
         self._stores: dict[str, TrajectoryStore] | None = open_stores(self.root, self.videos)
         first = next(iter(self._stores.values()), None)
         self.window = first.info.window if first else 0
+        # the stores' grid stride and margin (one run tracks every video with the same ones)
+        self.grid = {"stride": first.info.grid_stride, "margin": first.info.margin} if first else {}
         self.steps = predicted_steps(target, self.window) if first else []
         self.scales = [s.info.frame_scale for s in self._stores.values()]
         # (video index, window index) of every item

@@ -75,7 +75,7 @@ from densemotion.runtime import (
     resolve_device,
 )
 from densemotion.trainlog import best_epoch, describe_epoch, final_report, log_epoch, open_live, pace, write_split
-from densemotion.trajectories.store import TrajectoryStore, store_sha256
+from densemotion.trajectories.store import store_sha256
 
 
 class TrainingError(DensemotionError):
@@ -302,9 +302,8 @@ def build(
         if main:
             print(f"resuming from {ckpt_path} after epoch {state['epoch']}", file=sys.stderr)
     else:
-        info = TrajectoryStore(Path(trajectories) / split.train[0]).info  # one run: one grid stride
-        grid = {"stride": info.grid_stride, "margin": info.margin}
-        state = new_state(model_params, train_params, split, train_ds.window, data, displacement_stats(train_ds), grid)
+        stats = displacement_stats(train_ds)
+        state = new_state(model_params, train_params, split, train_ds.window, data, stats, train_ds.grid)
         model.disp_scale.fill_(max(float(state["stats"]["rms"]), 1e-3))
     ddp_model = _distributed_model(model, device, rank, find_unused=train_params.freeze_backbone_epochs > 0)
     criterion = Criterion(model.head, train_params.loss, train_params.aux_weight)
