@@ -551,3 +551,38 @@ def test_real_videos_of_mixed_sizes_and_a_cut_go_through_unchanged_params(repo):
     assert "contact_sheet.png" in visuals  # every video at a glance
     assert len([v for v in visuals if v.endswith("_w000_tracks.png")]) == 2  # visualize.max_videos
     assert "headline" in summary
+
+
+def test_the_predictor_on_the_held_out_frames_scores_what_evaluate_scored(repo):
+    """The trained model through predict (the CLI on a frames archive, and MotionPredictor on every
+    window's first frame at frame resolution): at the grid points it is the motion evaluate
+    scored, so its EPE against the tracker is per_video.json's model_epe_px (within 1e-4 px)."""
+    import numpy as np
+
+    from densemotion.frames.store import FrameArchive
+    from densemotion.metrics import endpoint_error
+    from densemotion.predictor import MotionPredictor
+    from densemotion.trajectories.store import TrajectoryStore
+
+    scored = json.loads((repo / "metrics" / "evaluate" / "per_video.json").read_text())
+    (video,) = scored
+    store = TrajectoryStore(repo / "data" / "trajectories" / video)
+    predictor = MotionPredictor.from_checkpoint(repo / "models" / "motion.pt", device="cpu")
+    assert predictor.side == max(store.info.tracking_size)  # trained on stores of that size
+    errors = []
+    with FrameArchive(repo / "data" / "frames" / f"{video}.zip") as frames:
+        for k in range(len(store)):
+            window = store.window(k, predictor.steps)
+            pred = predictor(frames.read(window["start"]))  # the frame as the user has it
+            guess = pred.grid_motion[-1].transpose(1, 2, 0)  # (Hg, Wg, 2) frame px
+            tracked = window["disp"][-1] * np.array(store.info.frame_scale, np.float32)  # tracking -> frame px
+            err = endpoint_error(guess, tracked)
+            errors.append(err[window["visible"][-1]])
+    epe = float(np.concatenate(errors).mean())
+    assert abs(epe - scored[video]["model_epe_px"]) < 1e-4, (epe, scored[video]["model_epe_px"])
+    start = int(store.starts[-1])
+    archive = f"data/frames/{video}.zip"
+    run(repo, str(BIN / "densemotion"), "predict", "models/motion.pt", archive, "--frame", str(start), "--out", "pred")
+    with np.load(repo / "pred" / f"{video}_frame{start}.npz") as saved:
+        np.testing.assert_allclose(saved["grid_motion"], pred.grid_motion, atol=1e-5)
+    assert {p.suffix for p in (repo / "pred").iterdir()} == {".npz", ".png", ".gif"}

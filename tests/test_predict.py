@@ -13,27 +13,40 @@ from densemotion.dataset import Split
 from densemotion.evaluation import predict
 from densemotion.model import build_model
 from densemotion.params import ModelParams, TrainParams
-from densemotion.predictor import MotionPredictor, PredictError, upsample_grid
+from densemotion.predictor import MotionPredictor, PredictError
+from densemotion.stillmodel import StillMotionModel
 from densemotion.tracking.grid import Grid
 
 WINDOW = 4
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def make_checkpoint(path, grid: dict | None = None, input_scale: int = 1):
     """A checkpoint of the repo's own kind whose zero-initialised motion convs are made random, so
-    that it predicts motion that varies over the image."""
+    that it predicts motion that varies over the image. ``grid``: what training records."""
     torch.manual_seed(0)
-    mp = ModelParams(input_scale=1)
+    mp = ModelParams(input_scale=input_scale)
     model = build_model(mp, WINDOW, load_pretrained=False)
     for name, p in model.net.classifier.named_parameters():
         if "classifier" in name:
             torch.nn.init.normal_(p, std=0.5)
-    state = new_state(mp, TrainParams(device="cpu"), Split(("a",), (), ()), WINDOW, {}, {"mean": [[0.0, 0.0]]})
+    stats = {"mean": [[0.0, 0.0]]}
+    state = new_state(mp, TrainParams(device="cpu"), Split(("a",), (), ()), WINDOW, {}, stats, grid)
     state["model"] = model.state_dict()
-    path = tmp_path_factory.mktemp("ckpt") / "motion.pt"
     save_checkpoint(path, state)
     return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A checkpoint that records no grid (as those from before it did): every image at its own size."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "motion.pt")
+
+
+@pytest.fixture(scope="module")
+def scaled_checkpoint(tmp_path_factory):
+    """A checkpoint trained (so it says) on 128 x 224 stores with a grid of 4: the training side is 224."""
+    grid = {"stride": 4, "margin": 0, "tracking_sizes": [[128, 224], [128, 224], [96, 160]]}
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "scaled.pt", grid, input_scale=2)
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -60,7 +73,7 @@ def test_motion_at_the_grid_points_is_evaluates_prediction(checkpoint, stride):
     assert pred.steps == (WINDOW - 1,)
 
 
-def test_even_stride_grid_field_and_upsampling(checkpoint):
+def test_even_stride_grid_field_and_upsampling(checkpoint, monkeypatch):
     """g = 4 (the default): the grid field is evaluate's; a linear field upsamples exactly (the
     grid points, half-way between pixels, are the mean of their four neighbours)."""
     p = MotionPredictor.from_checkpoint(checkpoint, device="cpu")
@@ -70,11 +83,55 @@ def test_even_stride_grid_field_and_upsampling(checkpoint):
     np.testing.assert_allclose(p(image).grid_motion, want, atol=1e-4)
     i, j = np.mgrid[0:16, 0:24].astype(np.float32)
     linear = np.stack([0.5 * j - 3, 2 - 0.25 * i])[None]  # (1, 2, Hg, Wg)
-    full = upsample_grid(linear, grid)  # (1, 2, 64, 96)
+    monkeypatch.setattr(StillMotionModel, "net_motion", lambda self, cells: torch.from_numpy(linear)[None])
+    full = p(image).motion  # (1, 2, 64, 96)
     assert full.shape == (1, 2, 64, 96)
     rows, cols = 4 * np.arange(1, 15) + 1, 4 * np.arange(1, 23) + 1  # the pixels up-left of grid points 1..
     four = sum(full[:, :, rows + di][:, :, :, cols + dj] for di in (0, 1) for dj in (0, 1)) / 4
     np.testing.assert_allclose(four, linear[:, :, 1:15, 1:23], atol=1e-5)  # not (0, 0): the border is clamped
+
+
+@pytest.mark.parametrize("stride", range(1, 11))
+def test_the_grid_image_is_the_stores_frames0_to_the_level(stride):
+    """The module's block means, rounded as OpenCV's area resize rounds them, are Grid.downsize's
+    uint8 frames0 exactly (g = 2 rounds halves up, the others to even: both are tested here)."""
+    rng = np.random.default_rng(stride)
+    image = rng.integers(0, 256, (120, 240, 3), dtype=np.uint8)
+    model = build_model(ModelParams(input_scale=1), WINDOW, load_pretrained=False)
+    still = StillMotionModel(model, stride)
+    cells = torch.nn.functional.avg_pool2d(torch.from_numpy(image).permute(2, 0, 1)[None].float(), stride)
+    got = still.round_levels(cells)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got, Grid.of((120, 240), stride, 0).downsize(image))
+
+
+def test_images_are_seen_at_the_training_scale_and_motion_comes_back_in_their_px(scaled_checkpoint):
+    """Training side 224 (the median longest side recorded): a 128 x 224 frame is seen as it is
+    (evaluate's numbers), a 2x enlargement of it is seen at 128 x 224 again and gets about twice
+    the motion, in its own px; ``native`` sees the enlargement at its own size."""
+    p = MotionPredictor.from_checkpoint(scaled_checkpoint, device="cpu")
+    assert p.side == 224 and p.seen_size((256, 448)) == (128, 224) and p.seen_size((640, 360)) == (224, 126)
+    frame = _image(128, 224, seed=3)
+    grid = Grid.of((128, 224), 4, 0)
+    want = predict(p.model, grid.downsize(frame)[None], "cpu")[0].transpose(0, 3, 1, 2)  # (K, 2, Hg, Wg)
+    at_frame = p(frame)
+    np.testing.assert_allclose(at_frame.grid_motion, want, atol=1e-4)
+    big = cv2.resize(frame, (448, 256), interpolation=cv2.INTER_CUBIC)
+    at_big = p(big)
+    assert at_big.motion.shape == (1, 2, 256, 448) and at_big.grid.size == (128, 224)
+    err = np.abs(at_big.grid_motion - 2 * want).mean() / np.abs(2 * want).mean()
+    assert err < 0.1, err  # the same motion, twice as many px (not the same px: err would be 0.5)
+    native = MotionPredictor.from_checkpoint(scaled_checkpoint, device="cpu", scale="native")(big)
+    assert native.grid.size == (256, 448) and native.grid_motion.shape == (1, 2, 64, 112)
+
+
+def test_a_batch_is_the_images_one_by_one(scaled_checkpoint):
+    p = MotionPredictor.from_checkpoint(scaled_checkpoint, device="cpu")
+    images = [_image(128, 224, seed=1), _image(300, 200, seed=2), _image(128, 224, seed=4)]
+    together = p(images, batch_size=2)
+    for image, pred in zip(images, together, strict=True):
+        alone = p(image)
+        np.testing.assert_allclose(pred.motion, alone.motion, atol=1e-5)
+        assert pred.grid == alone.grid
 
 
 @pytest.mark.parametrize(("h", "w"), [(720, 1280), (640, 480), (67, 101)])
@@ -107,6 +164,21 @@ def test_a_foreign_checkpoint_is_refused(tmp_path):
         MotionPredictor.from_checkpoint(tmp_path / "foreign.pt", device="cpu")
 
 
+def huge_png(path, width: int, height: int) -> None:
+    """A valid grey PNG of width x height black pixels, written row by row (never held whole)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pack = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then the row
+    body = b"".join(pack.compress(row) for _ in range(height)) + pack.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
 def test_cli_writes_each_good_input_and_one_line_per_bad_one(checkpoint, tmp_path, capsys):
     from densemotion.__main__ import main
 
@@ -117,12 +189,14 @@ def test_cli_writes_each_good_input_and_one_line_per_bad_one(checkpoint, tmp_pat
     (stills / "text.jpg").write_text("not an image\n")
     ok, png = cv2.imencode(".png", np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     (stills / "cut.png").write_bytes(png.tobytes()[: len(png) // 2])
+    huge_png(stills / "huge.png", 10_000, 10_000)  # 100 megapixels, a few hundred kB
     out = tmp_path / "out"
     rc = main(["predict", str(checkpoint), str(stills), str(tmp_path / "tall.jpg"), "--out", str(out)])
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2, err
+    assert len(err) == 3, err
     assert any("text.jpg" in line for line in err) and any("cut.png" in line and "truncated" in line for line in err)
+    assert any("huge.png: 10000x10000 is 100000000 pixels, more than the" in line for line in err), err
     for name, (h, w) in (("wide", (48, 80)), ("tall", (80, 48))):
         with np.load(out / f"{name}.npz") as saved:
             assert saved["motion"].shape == (1, 2, h, w) and saved["steps"].tolist() == [WINDOW - 1]
@@ -148,8 +222,8 @@ def test_cli_refuses_a_foreign_checkpoint_in_one_line(tmp_path, capsys):
 
 
 def test_the_checkpoint_records_the_training_grid_and_the_predictor_uses_it(tmp_path):
-    """densemotion train writes the training stores' grid stride and margin; predict takes that
-    stride unless told otherwise (an older checkpoint without it: 4)."""
+    """densemotion train writes the training stores' grid stride, margin and tracking sizes; predict
+    takes that stride and scale unless told otherwise (an older checkpoint without them: 4, native)."""
     from densemotion.training import train
     from densemotion.trajectories.store import TrajectoryStore
 
@@ -163,6 +237,8 @@ def test_the_checkpoint_records_the_training_grid_and_the_predictor_uses_it(tmp_
         trajectories=root, videos=videos, model_params=ModelParams(input_scale=1),
         train_params=TrainParams(device="cpu", epochs=1, batch_size=2, val_videos=1, test_videos=1), out=out,
     )  # fmt: skip
-    assert state["grid"] == {"stride": info.grid_stride, "margin": info.margin}
+    sizes = [list(TrajectoryStore(root / v).info.tracking_size) for v in state["split"]["train"]]
+    assert state["grid"] == {"stride": info.grid_stride, "margin": info.margin, "tracking_sizes": sizes}
+    assert MotionPredictor.from_checkpoint(out, device="cpu").side == max(sizes[0])
     assert MotionPredictor.from_checkpoint(out, device="cpu").grid_stride == info.grid_stride
     assert MotionPredictor.from_checkpoint(out, device="cpu", grid_stride=3).grid_stride == 3

@@ -266,10 +266,11 @@ def new_state(
     window: int,
     data: dict[str, str],
     stats: dict,
-    grid: dict[str, int] | None = None,
+    grid: dict | None = None,
 ) -> dict:
-    """A fresh run's checkpoint. ``grid``: the training stores' grid, ``{"stride": g, "margin": m}``
-    (px of the tracking resolution): how a still must be seen to get the motion the model learnt."""
+    """A fresh run's checkpoint. ``grid``: the training stores' grid, ``{"stride": g, "margin": m,
+    "tracking_sizes": [[H, W], ...]}`` (px of the tracking resolution; a size per training store):
+    how a still must be seen to get the motion the model learnt."""
     return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -279,7 +280,7 @@ def new_state(
         "window": window,
         "data": data,  # video -> sha256 of its trajectory store (train and val videos)
         "stats": stats,  # training-set displacement mean (K, 2) and RMS, tracking px
-        "grid": grid or {},  # the training stores' grid stride and margin (predict's default)
+        "grid": grid or {},  # the training stores' grid and tracking sizes (predict's defaults)
         "epoch": 0,  # finished epochs
         "best_epoch": 0,  # the epoch of the weights in "model" (see best_epoch)
         "history": [],  # per-epoch metrics

@@ -168,8 +168,17 @@ class MotionDataset(Dataset):
         self._stores: dict[str, TrajectoryStore] | None = open_stores(self.root, self.videos)
         first = next(iter(self._stores.values()), None)
         self.window = first.info.window if first else 0
-        # the stores' grid stride and margin (one run tracks every video with the same ones)
-        self.grid = {"stride": first.info.grid_stride, "margin": first.info.margin} if first else {}
+        # the stores' grid stride and margin (one run tracks every video with the same ones) and
+        # each store's tracking size (H, W): the scale a predictor sees a still at
+        self.grid = (
+            {
+                "stride": first.info.grid_stride,
+                "margin": first.info.margin,
+                "tracking_sizes": [list(s.info.tracking_size) for s in self._stores.values()],
+            }
+            if first
+            else {}
+        )
         self.steps = predicted_steps(target, self.window) if first else []
         self.scales = [s.info.frame_scale for s in self._stores.values()]
         # (video index, window index) of every item

@@ -9,6 +9,8 @@ A head owns the contract between the segmentation net and everything after it:
   training data so the net works at unit scale);
 - ``point(prediction)``: the one motion field ``(B, K, 2, Hg, Wg)`` px that scores, pictures and
   baselines compare (a point head's prediction itself; a distribution's mean or mode);
+- ``point_decoder(steps)``: ``point(decode(raw, ...))`` as an ``nn.Module`` ``(raw, disp_scale)``
+  that TorchScript and the ONNX exporter take (what a still's predictor runs and exports);
 - ``loss(prediction, target, mask, kind, scale)``: the training loss over the visible points.
 
 Training, evaluation and pictures read the prediction only through these, so a head that
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 LOSSES = ("epe", "l1")
 
@@ -38,6 +41,7 @@ class MotionHead(Protocol):
     def decode(self, raw: torch.Tensor, steps: int, disp_scale: torch.Tensor) -> Any: ...
 
     def point(self, prediction: Any) -> torch.Tensor: ...
+    def point_decoder(self, steps: int) -> nn.Module: ...
 
     def loss(
         self, prediction: Any, target: torch.Tensor, mask: torch.Tensor, kind: str, scale: torch.Tensor | None = None
@@ -62,11 +66,13 @@ class PointHead:
 
     def decode(self, raw: torch.Tensor, steps: int, disp_scale: torch.Tensor) -> torch.Tensor:
         """raw (B, 2K, Hg, Wg) -> (B, K, 2, Hg, Wg) px."""
-        b, _, h, w = raw.shape
-        return (raw * disp_scale).view(b, steps, 2, h, w)
+        return decode_point(raw, steps, disp_scale)
 
     def point(self, prediction: torch.Tensor) -> torch.Tensor:
         return prediction
+
+    def point_decoder(self, steps: int) -> nn.Module:
+        return PointDecoder(steps)
 
     def loss(
         self,
@@ -82,6 +88,24 @@ class PointHead:
         if scale is not None:
             diff = diff * scale[:, None, :, None, None]
         return masked_mean(diff, mask, kind)
+
+
+def decode_point(raw: torch.Tensor, steps: int, disp_scale: torch.Tensor) -> torch.Tensor:
+    """The point head's decoding: raw (B, 2K, Hg, Wg) -> (B, K, 2, Hg, Wg) px."""
+    b, h, w = raw.shape[0], raw.shape[2], raw.shape[3]
+    return (raw * disp_scale).view(b, steps, 2, h, w)
+
+
+class PointDecoder(nn.Module):
+    """``point(decode(raw))`` of the point head as a module TorchScript and ONNX can export."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def forward(self, raw: torch.Tensor, disp_scale: torch.Tensor) -> torch.Tensor:
+        """raw (B, 2K, Hg, Wg) -> (B, K, 2, Hg, Wg) px."""
+        return decode_point(raw, self.steps, disp_scale)
 
 
 def masked_mean(diff: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:

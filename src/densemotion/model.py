@@ -108,6 +108,15 @@ def predicted_steps(target: str, window: int) -> list[int]:
     raise ModelError(f"model.target: unknown target {target!r} (endpoint or trajectory)")
 
 
+def upsampling_factor(h: int, w: int, input_scale: int, max_input_side: int) -> int:
+    """How much an (h, w) grid image is upsampled before the net: ``input_scale``, lowered (to 1 at
+    least) so that the net's input is at most ``max_input_side`` (0: no bound) on its longest
+    side. Plain ints, so that TorchScript compiles it into an exported model too."""
+    if max_input_side <= 0:
+        return input_scale
+    return max(1, min(input_scale, max_input_side // max(h, w)))
+
+
 class MotionNet(nn.Module):
     """Segmentation net -> per-pixel displacement, with input normalisation and rescaling."""
 
@@ -143,11 +152,8 @@ class MotionNet(nn.Module):
         return self.net.backbone
 
     def scale_for(self, h: int, w: int) -> int:
-        """The upsampling factor of an (h, w) grid: ``input_scale``, lowered (to 1 at least) so that
-        the net's input is at most ``max_input_side`` on its longest side."""
-        if self.max_input_side is None:
-            return self.input_scale
-        return max(1, min(self.input_scale, self.max_input_side // max(h, w)))
+        """The upsampling factor of an (h, w) grid (:func:`upsampling_factor`)."""
+        return upsampling_factor(h, w, self.input_scale, self.max_input_side or 0)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """image (B, 3, H, W) in [0, 1] -> {"out": prediction[, "aux": prediction]}, each decoded by

@@ -5,17 +5,20 @@
     pred.motion                      # (K, 2, H, W) float32: x, y displacement in the image's px
     pred.steps                       # (K,) the frame offsets from the still that K stands for
 
-How an image is seen (the way the trajectories stage saw the training videos): the image is
-taken at its own size as the *tracking* size, with a grid of stride ``g`` (``grid_stride``; by
-default the training stores' own, which the checkpoint records, else 4 as
-``trajectories.grid_stride`` in params.yaml) and no margin. The net sees the (H // g, W // g) grid
-image, each cell the mean colour of its g x g block (:meth:`~densemotion.tracking.grid.Grid.downsize`,
-as a store's ``frames0``), and predicts the displacement of each cell's centre, x = (j + 0.5) g - 0.5,
-y = (i + 0.5) g - 0.5, in tracking px = the image's own px (:func:`densemotion.evaluation.predict`).
-That grid field is upsampled to (H, W) bilinearly (pixel centres: exact at the grid points when
-they fall on pixel centres, i.e. g odd), beyond the last cell (H or W not a multiple of g) the
-border cells' values are repeated. The net learnt motion at the training videos' tracking
-resolution: an image of about that size (and the training's ``g``) gives the motion it learnt.
+How an image is seen (the way the trajectories stage saw the training videos; the computation is
+:class:`~densemotion.stillmodel.StillMotionModel`, which ``densemotion export`` writes too):
+
+- **scale** ``"training"`` (the default): resized so that its longest side is the training
+  videos' tracking size (the median longest side of the training stores, which the checkpoint
+  records), so that a 4K photo and a 256 x 256 frame both get the motion the net learnt, in their
+  own px. ``"native"``: at its own size (a checkpoint that records no size is always seen so).
+- **grid**: stride ``g`` (``grid_stride``; by default the training stores' own, which the
+  checkpoint records, else 4 as ``trajectories.grid_stride`` in params.yaml) and no margin. The
+  net sees the (h' // g, w' // g) grid image, each cell the mean colour of its g x g block, as a
+  store's ``frames0``, and predicts the displacement of each cell's centre
+  (:func:`densemotion.evaluation.predict`); that field is upsampled to the image's pixels
+  bilinearly (pixel centres: exact at the grid points when they fall on pixel centres, i.e. g odd
+  and no resizing), the border cells repeated past the last whole block.
 
 Bounds: an image has at most :data:`MAX_PIXELS` pixels (the trajectories stage's bound on a
 tracking size, :data:`~densemotion.params.MAX_TRACKING_PIXELS`, 4096 x 4096) and, as a file, at
@@ -23,7 +26,7 @@ most :data:`~densemotion.frames.store.MAX_IMAGE_BYTES`; more is a :class:`Predic
 on the header, before decoding). The full-resolution field is K * 2 * H * W float32 (128 MiB per
 step at the bound).
 
-Letters: K predicted steps, H x W image, Hg x Wg grid (H // g, W // g).
+Letters: K predicted steps, H x W image, h' x w' the size it is seen at, Hg x Wg grid (h' // g, w' // g).
 """
 
 from __future__ import annotations
@@ -37,15 +40,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from densemotion.checkpoint import load_checkpoint, model_from_checkpoint
 from densemotion.errors import DensemotionError
-from densemotion.evaluation import predict
 from densemotion.frames.store import MAX_IMAGE_BYTES, decode_jpeg, image_size
 from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import MAX_TRACKING_PIXELS
-from densemotion.runtime import resolve_device
+from densemotion.runtime import Autocast, autocast_dtype, autocast_to, resolve_device
+from densemotion.stillmodel import StillMotionModel
 from densemotion.tracking.grid import Grid
 
 MAX_PIXELS = MAX_TRACKING_PIXELS  # per image: the largest tracking size the trajectories stage takes
@@ -65,7 +67,7 @@ class Prediction:
     motion: np.ndarray  # (K, 2, H, W) float32: x, y displacement of each pixel, the image's px
     steps: tuple[int, ...]  # (K,) frame offsets from the still (endpoint target: one, window - 1)
     grid_motion: np.ndarray  # (K, 2, Hg, Wg) float32: the net's own output at the grid points, image px
-    grid: Grid  # the grid the net saw: stride g, margin 0, size (H, W)
+    grid: Grid  # the grid the net saw: stride g, margin 0, size (h', w') the image was seen at
 
     @property
     def size(self) -> tuple[int, int]:
@@ -127,23 +129,27 @@ def as_image(image: ImageLike, where: str = "image") -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def upsample_grid(field: np.ndarray, grid: Grid) -> np.ndarray:
-    """(K, 2, Hg, Wg) grid field -> (K, 2, H, W) at the grid's size: bilinear over pixel centres
-    (cell (i, j) lands on x = (j + 0.5) g - 0.5, y = (i + 0.5) g - 0.5), the border repeated."""
-    k, c, hg, wg = field.shape
-    g, (h, w) = grid.stride, grid.size
-    x = torch.from_numpy(np.ascontiguousarray(field, np.float32)).reshape(1, k * c, hg, wg)
-    x = F.interpolate(x, size=(hg * g, wg * g), mode="bilinear", align_corners=False)  # (1, 2K, Hg g, Wg g)
-    if (hg * g, wg * g) != (h, w):  # the rows and columns past the last whole block
-        x = F.pad(x, (0, w - wg * g, 0, h - hg * g), mode="replicate")
-    return x.reshape(k, c, h, w).numpy()
+def training_side(ckpt: dict) -> int:
+    """The median longest side of the training stores' tracking sizes, which the checkpoint
+    records (``grid.tracking_sizes``); 0 for a checkpoint from before it did."""
+    sizes = ckpt.get("grid", {}).get("tracking_sizes") or []
+    return int(np.median([max(int(h), int(w)) for h, w in sizes])) if sizes else 0
+
+
+SCALES = ("training", "native")
 
 
 class MotionPredictor:
     """A trained motion model ready to predict from stills: ``predictor(image)`` -> :class:`Prediction`."""
 
     def __init__(
-        self, model: MotionNet, steps: Sequence[int], device: str = "cpu", grid_stride: int = DEFAULT_GRID_STRIDE
+        self,
+        model: MotionNet,
+        steps: Sequence[int],
+        device: str = "cpu",
+        grid_stride: int = DEFAULT_GRID_STRIDE,
+        side: int = 0,
+        autocast: Autocast = "none",
     ) -> None:
         if int(grid_stride) < 1:
             raise PredictError(f"grid_stride must be at least 1, got {grid_stride}")
@@ -151,43 +157,77 @@ class MotionPredictor:
         self.model = model.to(device).eval()
         self.steps = tuple(int(s) for s in steps)
         self.grid_stride = int(grid_stride)
+        self.side = max(int(side), self.grid_stride) if side else 0  # 0: every image at its own size
+        self.still = StillMotionModel(self.model, self.grid_stride, self.side).to(device)
+        self.autocast_dtype = autocast_dtype(autocast, device, "autocast")
         self.name = "model"
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, device: str = "auto", grid_stride: int | None = None
+        cls,
+        path: str | os.PathLike,
+        device: str = "auto",
+        grid_stride: int | None = None,
+        scale: str = "training",
+        autocast: Autocast = "none",
     ) -> MotionPredictor:
         """The model of a checkpoint written by ``densemotion train`` (a
         :class:`~densemotion.checkpoint.CheckpointError` for any other file) on ``device``
-        ("auto": a GPU where there is one). ``grid_stride``: see the module docstring (None: the
-        training stores' own, recorded in the checkpoint; :data:`DEFAULT_GRID_STRIDE` for one
-        written before it was recorded)."""
+        ("auto": a GPU where there is one). ``grid_stride`` and ``scale``: see the module
+        docstring (None: the training stores' stride, recorded in the checkpoint;
+        :data:`DEFAULT_GRID_STRIDE` for one written before it was recorded). ``autocast``: none,
+        bf16, fp16 (GPU) or auto, as ``train.autocast``."""
+        if scale not in SCALES:
+            raise PredictError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
         ckpt = load_checkpoint(Path(path))
         if grid_stride is None:
             grid_stride = int(ckpt.get("grid", {}).get("stride", DEFAULT_GRID_STRIDE))
         model = model_from_checkpoint(ckpt, Path(path))
         steps = predicted_steps(ckpt["model_params"]["target"], int(ckpt["window"]))
-        predictor = cls(model, steps, resolve_device(device), grid_stride)
+        side = training_side(ckpt) if scale == "training" else 0
+        predictor = cls(model, steps, resolve_device(device), grid_stride, side, autocast)
         predictor.name = str(ckpt["model_params"].get("name", "model"))
         return predictor
 
-    def grid_for(self, size_hw: tuple[int, int]) -> Grid:
-        """The grid an (H, W) image is seen through (GridError: smaller than one block)."""
-        return Grid.of(size_hw, self.grid_stride, 0)
+    def seen_size(self, size_hw: tuple[int, int]) -> tuple[int, int]:
+        """(h', w'): the size an (H, W) image is seen at (its own at the native scale)."""
+        return self.still.resized_size(int(size_hw[0]), int(size_hw[1]))
 
-    def __call__(self, image: ImageLike | list[ImageLike]) -> Prediction | list[Prediction]:
-        """The prediction of one image (array or path), or a list of them for a list."""
+    def grid_for(self, size_hw: tuple[int, int]) -> Grid:
+        """The grid an (H, W) image is seen through, at its seen size (GridError: smaller than one block)."""
+        return Grid.of(self.seen_size(size_hw), self.grid_stride, 0)
+
+    def __call__(self, image: ImageLike | list[ImageLike], batch_size: int = 8) -> Prediction | list[Prediction]:
+        """The prediction of one image (array or path), or a list of them for a list (images of
+        one size go through the net ``batch_size`` at a time)."""
         if isinstance(image, list):
-            return [self.predict_one(im, f"image {i}") for i, im in enumerate(image)]
+            return self.predict_batch([as_image(im, f"image {i}") for i, im in enumerate(image)], batch_size)
         return self.predict_one(image)
 
     def predict_one(self, image: ImageLike, where: str = "image") -> Prediction:
-        rgb = as_image(image, where)  # (H, W, 3) uint8
-        grid = self.grid_for(rgb.shape[:2])
-        frame0 = grid.downsize(rgb)  # (Hg, Wg, 3) uint8: each block's mean colour
-        field = predict(self.model, frame0[None], self.device)[0]  # (K, Hg, Wg, 2) tracking = image px
-        grid_motion = np.ascontiguousarray(field.transpose(0, 3, 1, 2), np.float32)  # (K, 2, Hg, Wg)
-        return Prediction(upsample_grid(grid_motion, grid), self.steps, grid_motion, grid)
+        return self.predict_batch([as_image(image, where)])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[Prediction]:
+        """Predictions of (H, W, 3) uint8 images, in order; those of one size share net calls."""
+        found: dict[int, Prediction] = {}
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, rgb in enumerate(images):
+            by_size.setdefault((int(rgb.shape[0]), int(rgb.shape[1])), []).append(i)
+        for size, indices in by_size.items():
+            grid = self.grid_for(size)
+            for start in range(0, len(indices), max(1, batch_size)):
+                chunk = indices[start : start + max(1, batch_size)]
+                motion, grid_motion = self._run(np.stack([images[i] for i in chunk]))
+                for n, i in enumerate(chunk):
+                    found[i] = Prediction(motion[n], self.steps, grid_motion[n], grid)
+        return [found[i] for i in range(len(images))]
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, H, W, 3) uint8 -> motion (B, K, 2, H, W), grid_motion (B, K, 2, Hg, Wg) float32, image px."""
+        image = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)  # (B, 3, H, W) uint8
+        with torch.inference_mode(), autocast_to(self.device, self.autocast_dtype):
+            motion, grid_motion = self.still(image)
+        return motion.float().cpu().numpy(), grid_motion.float().cpu().numpy()
 
 
 def warp_frames(image: np.ndarray, pred: Prediction, frames: int = 8) -> list[np.ndarray]:

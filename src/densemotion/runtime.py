@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from densemotion.errors import DensemotionError
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # mixed precision, one vocabulary for every stage (trajectories.pips.autocast, train.autocast):
 # none = float32; bf16 / fp16 = autocast to that dtype; auto = bf16 where the hardware has it
 Autocast = Literal["none", "bf16", "fp16", "auto"]
+AUTOCASTS: tuple[str, ...] = get_args(Autocast)  # for a CLI's choices
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 dot products
 
 

@@ -1,19 +1,24 @@
 """``densemotion predict``: the motion a trained model sees in still images.
 
-    densemotion predict models/motion.pt photo.jpg stills/ clip.mp4 --frame 30 --out predictions/ [--grid-stride 4]
+    densemotion predict models/motion.pt photo.jpg stills/ clip.mp4 --frame 30 --out predictions/
 
 Each INPUT is an image file (JPEG, PNG, BMP), a folder of them (its images, sorted; not
-recursive) or a video, whose frame ``--frame N`` (default 0, the first) is taken. Every image is
-seen at its own size with a grid of ``--grid-stride`` px (default: the training stores' own, from
-the checkpoint; 4, the params.yaml default, for a checkpoint that does not record it): see
-:mod:`densemotion.predictor`. For each, in ``--out``, named after its file (a video's
+recursive), a video or a frames archive of the frames stage (``data/frames/<video>.zip``), whose
+frame ``--frame N`` (default 0, the first) is taken. Every image is
+seen at the training videos' scale (``--scale training``, the default: resized so that its
+longest side is their tracking size, which the checkpoint records; ``native``: its own size) with
+a grid of ``--grid-stride`` px (default: the training stores' own, from the checkpoint; 4, the
+params.yaml default, for a checkpoint that does not record it), and the motion comes back in its
+own px: see :mod:`densemotion.predictor`. Images of one size go through the net
+``--batch-size`` at a time. For each, in ``--out``, named after its file (a video's
 ``NAME_frameN``):
 
 - ``NAME.npz``: ``motion`` (K, 2, H, W) float32, the x, y displacement of every pixel in the
   image's own px at each predicted step; ``steps`` (K,) int64, the frame offsets from the still
   those K steps stand for (an endpoint model: one, the window's last); ``grid_motion``
-  (K, 2, Hg, Wg) float32, the net's own output at the grid cell centres; ``image_size`` (2,)
-  int64 (H, W); ``grid_stride`` () int64.
+  (K, 2, Hg, Wg) float32, the net's own output at the grid cell centres (in the image's px);
+  ``image_size`` (2,) int64 (H, W); ``seen_size`` (2,) int64 (h', w'), the size the net saw it
+  at; ``grid_stride`` () int64, g in px of that size.
 - ``NAME.png``: the image | its motion at the last step in the standard flow colours (hue the
   direction, saturation the magnitude; white none) | the colour key (:func:`densemotion.viz.motion_picture`).
 - ``NAME.gif``: an illustration, not a prediction of pixels: the still moved along its motion
@@ -39,7 +44,16 @@ from densemotion.cli.common import clean_errors, describe, stage_parser, whole_n
 from densemotion.errors import DensemotionError
 from densemotion.frames.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from densemotion.imaging import fit_box, fit_image
-from densemotion.predictor import DEFAULT_GRID_STRIDE, MotionPredictor, PredictError, Prediction, as_image, warp_frames
+from densemotion.predictor import (
+    DEFAULT_GRID_STRIDE,
+    SCALES,
+    MotionPredictor,
+    PredictError,
+    Prediction,
+    as_image,
+    warp_frames,
+)
+from densemotion.runtime import AUTOCASTS
 from densemotion.viz import motion_picture, save_gif, save_png
 
 PANEL_SIDE = 480  # px: the longest side of each panel of NAME.png
@@ -50,7 +64,7 @@ GIF_FRAMES = 8  # an endpoint model's frames, still to endpoint
 def _parser() -> argparse.ArgumentParser:
     p = stage_parser("predict", __doc__)
     p.add_argument("model", metavar="MODEL", help="checkpoint written by `densemotion train` (models/motion.pt)")
-    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image file, folder of images, or video")
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image file, folder of images, video or frames archive")
     p.add_argument("--out", required=True, help="folder for NAME.npz, NAME.png and NAME.gif")
     p.add_argument(
         "--grid-stride",
@@ -58,8 +72,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help=f"grid spacing g in px of the image (default: the training's, from the model; else {DEFAULT_GRID_STRIDE})",
     )
-    p.add_argument("--frame", type=whole_number, default=0, help="a video's frame to predict from (default: 0)")
+    p.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="training",
+        help="training: resize each image to the training videos' tracking size (default); native: its own size",
+    )
+    p.add_argument(
+        "--frame", type=whole_number, default=0, help="a video's or archive's frame (default: 0)"
+    )
     p.add_argument("--device", default="auto", help="auto (a GPU where there is one), cpu or cuda (default: auto)")
+    p.add_argument("--batch-size", type=whole_number, default=8, help="images of one size per net call (default: 8)")
+    p.add_argument("--autocast", choices=AUTOCASTS, default="none", help="none (fp32, default), bf16, fp16 or auto")
     return p
 
 
@@ -73,7 +97,7 @@ def expand(inputs: list[str], frame: int) -> list[tuple[str, Path, int | None]]:
             images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             found.extend((p, None) for p in images or [path])
         else:
-            found.append((path, frame if path.suffix.lower() in VIDEO_EXTENSIONS else None))
+            found.append((path, frame if path.suffix.lower() in (*VIDEO_EXTENSIONS, ".zip") else None))
     named, taken = [], set()
     for path, index in found:
         base = path.stem if index is None else f"{path.stem}_frame{index}"
@@ -93,6 +117,8 @@ def read_input(path: Path, frame: int | None) -> np.ndarray:
         raise PredictError(f"{path}: no such file or folder")
     if frame is None:
         return as_image(path)
+    if path.suffix.lower() == ".zip":
+        return archive_frame(path, frame)
     from densemotion.video import iter_frames
 
     count = 0
@@ -101,6 +127,16 @@ def read_input(path: Path, frame: int | None) -> np.ndarray:
             return as_image(np.asarray(rgb), f"{path} frame {frame}")
         count = index + 1
     raise PredictError(f"{path}: no frame {frame} (the video has {count} frames)")
+
+
+def archive_frame(path: Path, frame: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of frame ``frame`` of a frames archive (``data/frames/<video>.zip``)."""
+    from densemotion.frames.store import FrameArchive
+
+    with FrameArchive(path) as archive:
+        if frame >= len(archive):
+            raise PredictError(f"{path}: no frame {frame} (the archive has {len(archive)} frames)")
+        return as_image(archive.read(frame), f"{path} frame {frame}")
 
 
 def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, model_name: str) -> None:
@@ -112,6 +148,7 @@ def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, mod
             steps=np.asarray(pred.steps, np.int64),
             grid_motion=pred.grid_motion,
             image_size=np.asarray(pred.size, np.int64),
+            seen_size=np.asarray(pred.grid.size, np.int64),
             grid_stride=np.int64(pred.grid.stride),
         )
     h, w = pred.size
@@ -134,25 +171,57 @@ def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, mod
 @clean_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    predictor = MotionPredictor.from_checkpoint(args.model, args.device, args.grid_stride)
     if args.frame < 0:
         raise PredictError(f"--frame must be 0 or more, got {args.frame}")
+    if args.batch_size < 1:
+        raise PredictError(f"--batch-size must be 1 or more, got {args.batch_size}")
+    predictor = MotionPredictor.from_checkpoint(args.model, args.device, args.grid_stride, args.scale, args.autocast)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     todo = expand(args.inputs, args.frame)
     failed = 0
-    for name, path, frame in tqdm(todo, desc="predict", unit="image", disable=None):
-        try:
-            image = read_input(path, frame)
-            pred = predictor.predict_one(image, str(path))
-            write_outputs(out, name, image, pred, predictor.name)
-        except (DensemotionError, OSError) as err:
-            failed += 1
-            message = describe(err)
-            tqdm.write(f"densemotion predict: {message if str(path) in message else f'{path}: {message}'}", sys.stderr)
+    with tqdm(total=len(todo), desc="predict", unit="image", disable=None) as bar:
+        for start in range(0, len(todo), args.batch_size):
+            failed += predict_chunk(predictor, todo[start : start + args.batch_size], out, args.batch_size)
+            bar.update(min(args.batch_size, len(todo) - start))
     done = len(todo) - failed
     print(f"predicted {done} of {len(todo)} images into {out}" + (f" ({failed} failed)" if failed else ""))
     return 1 if failed else 0
+
+
+def predict_chunk(predictor: MotionPredictor, chunk: list[tuple[str, Path, int | None]], out: Path, batch: int) -> int:
+    """Read, predict and write one chunk of inputs; one line per input that fails. -> how many failed."""
+    read: list[tuple[str, Path, np.ndarray]] = []
+    failed = 0
+    for name, path, frame in chunk:
+        try:
+            read.append((name, path, read_input(path, frame)))
+        except (DensemotionError, OSError) as err:
+            failed += _report(path, err)
+    preds: list[Prediction | None] = [None] * len(read)
+    try:
+        preds = list(predictor.predict_batch([image for _, _, image in read], batch))
+    except (DensemotionError, OSError):  # one input's trouble (e.g. smaller than a block): each alone
+        for i, (_, path, image) in enumerate(read):
+            try:
+                preds[i] = predictor.predict_one(image, str(path))
+            except (DensemotionError, OSError) as err:
+                failed += _report(path, err)
+    for (name, path, image), pred in zip(read, preds, strict=True):
+        if pred is None:
+            continue
+        try:
+            write_outputs(out, name, image, pred, predictor.name)
+        except (DensemotionError, OSError) as err:
+            failed += _report(path, err)
+    return failed
+
+
+def _report(path: Path, err: Exception) -> int:
+    """One line naming ``path`` on stderr (above the progress bar). -> 1, one more failure."""
+    message = describe(err)
+    tqdm.write(f"densemotion predict: {message if str(path) in message else f'{path}: {message}'}", sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import io
 import json
 import math
 import reprlib
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -354,7 +355,10 @@ def image_size(data: bytes | IO[bytes]) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+        with warnings.catch_warnings():  # PIL's bomb warning (between its limit and twice it): callers bound pixels
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+        with im:
             width, height = im.size
             exif = im.info.get("exif")  # JPEG APP1 or a PNG eXIf chunk before the pixels; never decodes
     except Image.DecompressionBombError as err:
