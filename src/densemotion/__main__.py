@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train the motion network"),
     "evaluate": ("evaluate", "evaluate the motion network against tracker and baselines"),
     "predict": ("predict", "predict the motion of still images (or a video frame) with a trained model"),
+    "export": ("export", "write a trained model as one TorchScript or ONNX file that runs without densemotion"),
     "fetch-pips": ("fetch_pips", "unpack the published PIPs checkpoint into models/pips/"),
     "trajectories-all": ("trajectories_all", "track every video of data.videos (alone or under torchrun)"),
     "tidy": ("tidy", "set aside the outputs of videos no longer in data.videos"),
