@@ -586,3 +586,30 @@ def test_the_predictor_on_the_held_out_frames_scores_what_evaluate_scored(repo):
     with np.load(repo / "pred" / f"{video}_frame{start}.npz") as saved:
         np.testing.assert_allclose(saved["grid_motion"], pred.grid_motion, atol=1e-5)
     assert {p.suffix for p in (repo / "pred").iterdir()} == {".npz", ".png", ".gif"}
+
+
+def test_a_teammate_gets_the_model_with_dvc_artifacts_get_and_predicts_with_it(repo, tmp_path):
+    """The README's way to share the model: the repository's committed default remote holds
+    it after ``dvc push``, a git tag ``motion-model@v1.0.0`` registers the version (GTO's form,
+    what DVC's model registry reads), and ``dvc artifacts get REPO motion-model --rev v1.0.0``
+    from anywhere else downloads models/motion.pt by name; ``densemotion predict`` runs on it."""
+    import numpy as np
+
+    remote = tmp_path / "team-remote"
+    run(repo, "dvc", "remote", "add", "-d", "team", str(remote))  # committed, as a team's .dvc/config
+    run(repo, "git", "commit", "-qam", "the team's remote")
+    run(repo, "dvc", "push", "-r", "team")
+    # a version in DVC's model registry is a GTO git tag NAME@vX.Y.Z; without one there is nothing to get
+    elsewhere = tmp_path / "teammate"
+    elsewhere.mkdir()
+    untagged = run(elsewhere, "dvc", "artifacts", "get", str(repo), "motion-model", check=False)
+    assert untagged.returncode != 0 and "Unable to find artifact 'motion-model'" in untagged.stderr, untagged.stderr
+    run(repo, "git", "tag", "-a", "motion-model@v1.0.0", "-m", "the sample model")
+    run(elsewhere, "dvc", "artifacts", "get", str(repo), "motion-model", "--rev", "v1.0.0", "-o", "motion.pt")
+    run(elsewhere, "dvc", "artifacts", "get", str(repo), "motion-model", "-o", "latest.pt")  # the highest version
+    for got in (elsewhere / "motion.pt", elsewhere / "latest.pt"):
+        assert got.read_bytes() == (repo / "models" / "motion.pt").read_bytes()
+    still = repo / "data" / "sample" / "videos" / "sample00.mp4"
+    run(elsewhere, str(BIN / "densemotion"), "predict", "motion.pt", str(still), "--out", "pred")
+    with np.load(elsewhere / "pred" / "sample00_frame0.npz") as saved:
+        assert saved["motion"].shape[1:] == (2, 64, 96)
