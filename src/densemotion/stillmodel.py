@@ -28,9 +28,7 @@ exporter (``torch.export`` with dynamic H and W) keep it dynamic. Tested against
 Letters: B batch, K predicted steps, H x W image, h' x w' resized, Hg x Wg grid.
 """
 
-from __future__ import annotations
-
-import torch
+import torch  # no `from __future__ import annotations`: TorchScript reads the annotations as types
 import torch.nn.functional as F
 from torch import nn
 
