@@ -238,3 +238,24 @@ def test_a_faint_motion_panel_says_so_in_its_title():
     assert names[:2] == ["frame", "tracker"] and names[3] == "other" and names[4] == "colour key"
     own = motion_scale(still, visible) * 2.0
     assert names[2] == f"model: nearly no motion (95th pct {own:.2g} px)", names
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(5.0, 0.0), (0.0, -5.0), (-3.0, 3.0)])
+def test_arrows_point_along_the_motion_and_are_scaled_up_to_read(dx, dy):
+    """One grid point moves: the ink its arrow adds (against a still field) lies from that point
+    along (dx, dy), lengthened by the gain, which makes the largest motion span most of the spacing."""
+    from densemotion.viz import ARROW_SPACING, arrows_panel
+
+    frame = np.full((112, 112, 3), 255, np.uint8)
+    still = np.zeros((28, 28, 2), np.float32)  # a grid of 4 px cells; arrows every 7 cells from cell 3
+    moving = still.copy()
+    moving[10, 10] = (dx, dy)
+    base, _ = arrows_panel(frame, still, (112, 112), 4, (0, 0), max_mag=5.0)
+    panel, gain = arrows_panel(frame, moving, (112, 112), 4, (0, 0), max_mag=5.0)
+    assert gain == pytest.approx(0.8 * ARROW_SPACING / 5.0)
+    ink = np.argwhere(np.abs(panel.astype(int) - base).max(axis=2) > 40)  # (N, 2) y, x the arrow changed
+    start = np.array([(10 + 0.5) * 4] * 2)  # the grid point's (y, x)
+    direction = (ink - start).mean(axis=0)  # (y, x) of the ink's centre from the start
+    want = np.array([dy, dx])
+    assert np.dot(direction, want) > 0.9 * np.linalg.norm(want) * np.linalg.norm(direction)  # within ~25 deg
+    assert np.linalg.norm(direction) > 0.3 * gain * np.linalg.norm(want)  # drawn at about the gained length

@@ -99,8 +99,11 @@ def motion_picture(
     px_scale: float = 1.0,
     scale_name: str = "tracker",
     unit: str = "px at frame scale",
+    arrows: bool = False,
 ) -> np.ndarray:
-    """The one flow picture: frame | a colour image per motion | colour-wheel legend, each under a title.
+    """The one flow picture: frame | a colour image per motion | colour-wheel legend, each under a
+    title (``arrows``: and, before the legend, the first motion as arrows over the frame,
+    :func:`arrows_panel`).
 
     frame (H, W, 3) uint8 at any resolution; motions: (disp (Hg, Wg, 2) px, visible (Hg, Wg) bool)
     of a grid whose cells are ``cell`` px wide from ``origin`` (y, x) in a frame of ``extent``
@@ -117,8 +120,50 @@ def motion_picture(
     panels = [fit_image(frame, size)]
     for disp, visible in motions:
         panels.append(_motion_panel(motion_image(disp, visible, max_mag), size, grid_extent, cell, origin))
+    names = panel_titles(titles, motions, max_mag, px_scale)
+    if arrows:
+        drawn, gain = arrows_panel(panels[0], motions[0][0], grid_extent, cell, origin, max_mag)
+        panels.append(drawn)
+        names.insert(len(names) - 1, f"arrows (lengths x{gain:.2g})" if abs(gain - 1) > 0.05 else "arrows (to scale)")
     panels.append(flow_legend(size[0], size[1], max_mag * px_scale, scale_name, unit))
-    return side_by_side(with_titles(panels, panel_titles(titles, motions, max_mag, px_scale)))
+    return side_by_side(with_titles(panels, names))
+
+
+ARROW_SPACING = 28  # px of a panel between arrows
+
+
+def arrows_panel(
+    frame: np.ndarray,
+    disp: np.ndarray,
+    extent: tuple[int, int],
+    cell: int,
+    origin: tuple[int, int],
+    max_mag: float,
+) -> tuple[np.ndarray, float]:
+    """(panel, gain): ``frame`` (a panel, (H, W, 3)) with an arrow every :data:`ARROW_SPACING` px
+    from the grid point there along its displacement (disp (Hg, Wg, 2) px of a frame of ``extent``
+    (H, W), cells ``cell`` px from ``origin`` (y, x)), in its flow colour with a dark edge. Lengths
+    are multiplied by ``gain`` so that ``max_mag`` spans most of the spacing (never shortened)."""
+    ph, pw = frame.shape[:2]
+    sy, sx = ph / extent[0], pw / extent[1]  # panel px per frame px
+    gain = max(1.0, 0.8 * ARROW_SPACING / max(max_mag * max(sx, sy), 1e-6))
+    colors = flow_to_color(disp, max_mag)
+    canvas = (0.6 * frame.astype(np.float32) + 0.4 * 255).astype(np.uint8)  # paler, so that arrows show
+    hg, wg = disp.shape[:2]
+    step_i = max(1, round(ARROW_SPACING / (cell * sy)))
+    step_j = max(1, round(ARROW_SPACING / (cell * sx)))
+    for i in range(step_i // 2, hg, step_i):
+        for j in range(step_j // 2, wg, step_j):
+            dx, dy = disp[i, j]
+            if not (np.isfinite(dx) and np.isfinite(dy)):
+                continue
+            x0, y0 = (origin[1] + (j + 0.5) * cell) * sx, (origin[0] + (i + 0.5) * cell) * sy
+            start = (round(x0 * 16), round(y0 * 16))  # cv2 shift=4: 1/16 px
+            end = (round((x0 + gain * dx * sx) * 16), round((y0 + gain * dy * sy) * 16))
+            color = tuple(int(c * 0.8) for c in colors[i, j])
+            cv2.arrowedLine(canvas, start, end, (40, 40, 40), 3, cv2.LINE_AA, shift=4, tipLength=0.3)
+            cv2.arrowedLine(canvas, start, end, color, 1, cv2.LINE_AA, shift=4, tipLength=0.3)
+    return canvas, gain
 
 
 FAINT = 0.1  # a motion whose own percentile is under this share of the scale is drawn nearly white

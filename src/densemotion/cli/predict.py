@@ -20,7 +20,8 @@ own px: see :mod:`densemotion.predictor`. Images of one size go through the net
   ``image_size`` (2,) int64 (H, W); ``seen_size`` (2,) int64 (h', w'), the size the net saw it
   at; ``grid_stride`` () int64, g in px of that size.
 - ``NAME.png``: the image | its motion at the last step in the standard flow colours (hue the
-  direction, saturation the magnitude; white none) | the colour key (:func:`densemotion.viz.motion_picture`).
+  direction, saturation the magnitude; white none) | arrows over the image (lengths scaled up, the
+  factor in the title) | the colour key in px (:func:`densemotion.viz.motion_picture`).
 - ``NAME.gif``: an illustration, not a prediction of pixels: the still moved along its motion
   (:func:`densemotion.predictor.warp_frames`: a backward warp by ``cv2.remap``, a few frames from 0
   to the endpoint, or a trajectory model's own steps), at most 640 px on its longest side.
@@ -78,9 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         default="training",
         help="training: resize each image to the training videos' tracking size (default); native: its own size",
     )
-    p.add_argument(
-        "--frame", type=whole_number, default=0, help="a video's or archive's frame (default: 0)"
-    )
+    p.add_argument("--frame", type=whole_number, default=0, help="a video's or archive's frame (default: 0)")
     p.add_argument("--device", default="auto", help="auto (a GPU where there is one), cpu or cuda (default: auto)")
     p.add_argument("--batch-size", type=whole_number, default=8, help="images of one size per net call (default: 8)")
     p.add_argument("--autocast", choices=AUTOCASTS, default="none", help="none (fp32, default), bf16, fp16 or auto")
@@ -152,16 +151,20 @@ def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, mod
             grid_stride=np.int64(pred.grid.stride),
         )
     h, w = pred.size
-    last = pred.grid_motion[-1].transpose(1, 2, 0)  # (Hg, Wg, 2) image px
+    seen_h, seen_w = pred.grid.size  # the grid's own px, as evaluate draws tracking px
+    to_image = np.array([w / seen_w, h / seen_h], np.float32)
+    last = pred.grid_motion[-1].transpose(1, 2, 0) / to_image  # (Hg, Wg, 2) px of the seen size
     picture = motion_picture(
         image,
         [(last, np.ones(last.shape[:2], bool))],
         titles=[name, f"predicted motion to frame +{pred.steps[-1]} ({model_name})"],
         cell=pred.grid.stride,
-        extent=(h, w),
+        extent=(seen_h, seen_w),
+        px_scale=float(to_image[0]),
         panel=fit_box((h, w), (PANEL_SIDE, PANEL_SIDE)),
         scale_name="prediction",
         unit="px of the image",
+        arrows=True,
     )
     save_png(out / f"{name}.png", picture)
     size = fit_box((h, w), (min(GIF_SIDE, h), min(GIF_SIDE, w))) if max(h, w) > GIF_SIDE else (h, w)
