@@ -1,4 +1,5 @@
-"""The built-in synthetic sample: determinism, exact ground truth, occlusion, appearance -> motion."""
+"""The built-in synthetic sample: determinism, exact ground truth, occlusion, appearance -> motion
+(or, with sample.ambiguous, appearance -> only the set of motions)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import numpy as np
 import pytest
 import yaml
 
+from densemotion import sample as sample_module
 from densemotion.cli.sample import main as sample_main
 from densemotion.params import ParamsError, SampleParams, parse_params
 from densemotion.sample import (
+    AMBIGUOUS_FAMILY,
+    AMBIGUOUS_SPEED,
     FAMILIES,
     SampleTruth,
     SampleTruthError,
@@ -267,6 +271,90 @@ def test_families_look_different():
     means = [np.mean(c, axis=0) for c in colours.values()]
     assert len(means) >= 3
     assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1 :]) > 40
+
+
+# ---------------------------------------------------------------- sample.ambiguous: the look tells no direction
+
+
+def _steps(truth: SampleTruth) -> list[tuple[float, float]]:
+    """Each sprite's per-frame translation, asserting it is the same step every frame, exactly."""
+    steps = []
+    for k in range(1, truth.num_layers):
+        step = np.diff(truth.frame_from_tex[:, k, :, 2], axis=0)  # (T-1, 2)
+        assert (step == step[0]).all(), step
+        steps.append((float(step[0, 0]), float(step[0, 1])))
+    return steps
+
+
+@pytest.mark.parametrize("ambiguous", [2, 4])
+def test_ambiguous_sprites_share_one_look_and_translate_at_one_speed(tmp_path, ambiguous):
+    s = AMBIGUOUS_SPEED
+    want = {(s, 0.0), (-s, 0.0)} | ({(0.0, s), (0.0, -s)} if ambiguous == 4 else set())
+    params = small(ambiguous=ambiguous, sprites=6, num_frames=5)
+    q = grid(params.height, params.width, 3)
+    seen: set[tuple[float, float]] = set()
+    tracked = 0
+    for index in range(len(params.clips)):
+        _, truth = render_clip(params, index)
+        save_truth(tmp_path / "t.npz", truth)  # the same schema, read back unchanged
+        truth = load_truth(tmp_path / "t.npz")
+        assert truth.layer_family.tolist() == [-1] + [AMBIGUOUS_FAMILY] * 6  # one look for all
+        assert truth.family_names == tuple(f.name for f in FAMILIES)
+        upright = np.broadcast_to(np.eye(2), (5, truth.num_layers, 2, 2))
+        assert np.array_equal(truth.frame_from_tex[..., :2], upright)  # no rotation, no scale change
+        assert np.array_equal(truth.frame_from_tex[:, 0, :, 2], np.zeros((5, 2)))  # a static background
+        steps = _steps(truth)
+        assert set(steps) <= want
+        seen |= set(steps)
+        # the tracks of a sprite's points move by exactly that step a frame, while visible or not
+        tracks, _ = truth.tracks(0, 5, q)
+        layer = truth.layers[0][q[:, 1].astype(int), q[:, 0].astype(int)]
+        for k, step in enumerate(steps, start=1):
+            on = layer == k  # none if the sprite starts wholly hidden
+            expected = q[on] + np.arange(5)[:, None, None] * np.array(step)
+            assert np.array_equal(tracks[:, on], expected)
+            tracked += bool(on.any())
+    assert seen == want  # every direction occurs
+    assert tracked >= 12
+
+
+def test_a_still_does_not_tell_the_direction(monkeypatch):
+    """Frame t of an ambiguous clip is, to the bit, frame T-1-t of the equally likely clip in which
+    every sprite moves the other way: no still, however studied, tells a sprite's direction."""
+    params = small(ambiguous=4, sprites=6, num_frames=6)
+    frames, truth = render_clip(params, 1)
+    steps = _steps(truth)
+    # the look (family, shape, size) is the same for sprites moving either way along an axis
+    for axis in (0, 1):
+        fwd = [k for k, st in enumerate(steps, start=1) if st[axis] > 0]
+        back = [k for k, st in enumerate(steps, start=1) if st[axis] < 0]
+        assert {int(truth.layer_family[k]) for k in fwd + back} <= {AMBIGUOUS_FAMILY}
+    assert {np.sign(sum(st)) for st in steps} == {-1.0, 1.0}  # both ways occur in this clip
+    assert FAMILIES[AMBIGUOUS_FAMILY].shape == "disc"  # an outline with no orientation to read
+    # reverse every direction, every other draw alike
+    monkeypatch.setattr(sample_module, "_DIRECTIONS", tuple((-x, -y) for x, y in sample_module._DIRECTIONS))
+    reversed_frames, reversed_truth = render_clip(params, 1)
+    assert _steps(reversed_truth) == [(-x, -y) for x, y in steps]
+    assert np.array_equal(reversed_frames[::-1], frames)
+    assert np.array_equal(reversed_truth.layers[::-1], truth.layers)
+    assert np.array_equal(reversed_truth.tex_from_frame[::-1], truth.tex_from_frame)
+
+
+def test_ambiguous_off_is_the_default_and_todays_sample():
+    assert SampleParams().ambiguous == 0
+    base = {"data": {"videos": {"x": "y"}}, "sample": dict(SMALL)}
+    without = parse_params(base).sample
+    with_zero = parse_params({**base, "sample": {**SMALL, "ambiguous": 0}}).sample
+    assert without == with_zero
+    (f0, t0), (f1, t1) = render_clip(without, 2), render_clip(with_zero, 2)
+    assert np.array_equal(f0, f1) and np.array_equal(t0.tex_from_frame, t1.tex_from_frame)
+    assert len(set(t0.layer_family[1:].tolist())) > 1  # families, each with its own motion, as before
+
+
+@pytest.mark.parametrize("value", [1, 3, -1, 8])
+def test_bad_ambiguous_is_rejected(value):
+    with pytest.raises(ParamsError, match=rf"sample\.ambiguous: .*must be 0 \(off\), 2 .* or 4 .*\(got {value}\)"):
+        parse_params({"data": {"videos": {"x": "y"}}, "sample": {"ambiguous": value}})
 
 
 # ---------------------------------------------------------------- params and CLI

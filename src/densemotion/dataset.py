@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from densemotion.errors import DensemotionError
+from densemotion.metrics import kmeans, laplace_fit
 from densemotion.model import predicted_steps
 from densemotion.runtime import ALONE, Rank
 from densemotion.trajectories.store import TrajectoryStore
@@ -264,11 +265,17 @@ class ShapeBatchSampler(Sampler[list[int]]):
         return len(self.batches())
 
 
-def displacement_stats(dataset: MotionDataset, max_windows: int = 512) -> dict[str, object]:
-    """Mean displacement per step (K, 2) and RMS magnitude of visible points, tracking px.
+def displacement_stats(
+    dataset: MotionDataset, max_windows: int = 512, codebook_size: int | None = None, max_points: int = 20_000
+) -> dict[str, object]:
+    """Mean displacement per step (K, 2) and RMS magnitude of visible points, tracking px; the
+    image-independent Laplace of the last step's displacements (``laplace``,
+    :func:`~densemotion.metrics.laplace_fit`) and, given ``codebook_size``, their k-means
+    ``codebook`` (:func:`~densemotion.metrics.kmeans`): the baselines of the distribution scores.
 
-    Uses up to ``max_windows`` windows spread evenly over the dataset (no flips): the mean is
-    the training-set baseline of the evaluate stage, the RMS the network's output unit.
+    Uses up to ``max_windows`` windows spread evenly over the dataset (no flips), and up to
+    ``max_points`` of their last-step points for the fits: the mean is the training-set baseline
+    of the evaluate stage, the RMS the network's output unit.
     """
     if len(dataset) == 0:
         raise DatasetError("no training windows: the training videos' trajectory stores are empty")
@@ -276,10 +283,12 @@ def displacement_stats(dataset: MotionDataset, max_windows: int = 512) -> dict[s
     total = np.zeros((len(dataset.steps), 2))
     count = np.zeros((len(dataset.steps), 1))
     square = 0.0
+    last: list[np.ndarray] = []
     for i in picks:
         v, w = dataset.index[int(i)]
         window = dataset._store(v).window(w, dataset.steps)
         disp, mask = window["disp"].astype(np.float64), window["visible"]  # (K, Hg, Wg, 2), (K, Hg, Wg)
+        last.append(disp[-1][mask[-1]])  # (n, 2)
         disp = np.where(mask[..., None], disp, 0.0)
         total += disp.sum(axis=(1, 2))
         count += mask.sum(axis=(1, 2))[:, None]
@@ -287,7 +296,13 @@ def displacement_stats(dataset: MotionDataset, max_windows: int = 512) -> dict[s
     n = float(count.sum())
     mean = total / np.maximum(count, 1)
     rms = (square / n) ** 0.5 if n else 0.0
-    return {"mean": mean.tolist(), "rms": rms, "visible_points": int(n)}
+    ends = np.concatenate(last) if last else np.zeros((0, 2))
+    ends = ends[:: max(1, len(ends) // max_points)]  # an even subsample: the fits' cost stays bounded
+    stats: dict[str, object] = {"mean": mean.tolist(), "rms": rms, "visible_points": int(n)}
+    stats["laplace"] = laplace_fit(ends)
+    if codebook_size:
+        stats["codebook"] = kmeans(ends, codebook_size).tolist()
+    return stats
 
 
 # --- the split as a person reads it, and batches of it ---------------------------------------

@@ -46,7 +46,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -54,9 +54,11 @@ import torch
 from densemotion.atomic import atomic_path, check_writable, finite_json, write_json
 from densemotion.errors import DensemotionError
 from densemotion.imaging import fit_box
-from densemotion.metrics import beats_zero, endpoint_error, error_summary
+from densemotion.metrics import SPREAD_HEADLINE, beats_zero, endpoint_error, error_summary
 from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import EvaluateParams
+from densemotion.scores import point_scores
+from densemotion.scores import summary as spread_summary
 from densemotion.trajectories.store import TrajectoryStore
 from densemotion.viz import grid_frame, motion_picture, save_png
 
@@ -80,15 +82,24 @@ class VideoErrors:
     tracker: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (n,) vs tracker, last step
     steps: dict[str, float] = field(default_factory=dict)  # method -> mean over all predicted steps
     truth: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (m,) vs ground truth
+    spread: dict[str, np.ndarray] = field(default_factory=dict)  # scores.point_scores, vs tracker
+
+
+def predict(model: MotionNet, frames0: np.ndarray, device: str) -> np.ndarray:
+    """frames0 (B, Hg, Wg, 3) uint8 -> predictions (B, K, Hg, Wg, 2), tracking px."""
+    return predict_all(model, frames0, device)[0]
 
 
 @torch.no_grad()
-def predict(model: MotionNet, frames0: np.ndarray, device: str) -> np.ndarray:
-    """frames0 (B, Hg, Wg, 3) uint8 -> predictions (B, K, Hg, Wg, 2), tracking px."""
+def predict_all(model: MotionNet, frames0: np.ndarray, device: str) -> tuple[np.ndarray, Any]:
+    """frames0 (B, Hg, Wg, 3) uint8 -> (the head's point estimate (B, K, Hg, Wg, 2) tracking px,
+    the head's whole prediction on the CPU)."""
     model.eval()
     image = torch.from_numpy(frames0).permute(0, 3, 1, 2).float().div_(255.0).to(device)
-    pred = model.head.point(model(image)["out"])  # (B, K, 2, Hg, Wg): the head's point estimate
-    return pred.permute(0, 1, 3, 4, 2).float().cpu().numpy()
+    out = model(image)["out"]
+    pred = model.head.point(out)  # (B, K, 2, Hg, Wg): the head's point estimate
+    full = {k: v.float().cpu() for k, v in out.items()} if isinstance(out, dict) else out.float().cpu()
+    return pred.permute(0, 1, 3, 4, 2).float().cpu().numpy(), full
 
 
 def batches(store: TrajectoryStore, steps: list[int], batch_size: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -114,11 +125,13 @@ def video_errors(
     device: str,
     batch_size: int,
     truth_fn=None,
+    stats: dict | None = None,
 ) -> VideoErrors:
     """Errors of the model and the baselines on one video (see the module docstring).
 
     mean_disp: (K, 2) training-set mean displacement, tracking px. ``truth_fn(w) -> (true
-    displacement (N, 2) tracking px, visible (N,) bool)`` at the last frame, or None.
+    displacement (N, 2) tracking px, visible (N,) bool)`` at the last frame, or None. ``stats``:
+    the checkpoint's training statistics (the distribution scores' baselines, :mod:`densemotion.scores`).
     """
     window = store.info.window
     steps = predicted_steps(target, window)
@@ -127,9 +140,12 @@ def video_errors(
     step_sums = dict.fromkeys(METHODS, 0.0)
     step_count = 0
     truth_found: dict[str, list] = {m: [] for m in TRUTH_METHODS}
+    spread: dict[str, list] = {}
     for w0, batch in batches(store, steps, batch_size):
-        pred = predict(model, batch["frame0"], device)  # (B, K, Hg, Wg, 2)
+        pred, full = predict_all(model, batch["frame0"], device)  # (B, K, Hg, Wg, 2), the head's
         true, vis = batch["disp"], batch["visible"]  # (B, K, Hg, Wg, 2), (B, K, Hg, Wg)
+        for key, values in point_scores(model.head, full, true, vis, scale, stats or {}).items():
+            spread.setdefault(key, []).append(values)
         guesses = {
             "model": pred,
             "zero": np.zeros_like(pred),
@@ -148,6 +164,7 @@ def video_errors(
     result = VideoErrors(video=store.video, windows=len(store))
     result.tracker = {m: np.concatenate(v) if v else np.zeros(0) for m, v in found.items()}
     result.steps = {m: s / max(step_count, 1) for m, s in step_sums.items()}
+    result.spread = {key: np.concatenate(v) for key, v in spread.items()}
     if truth_fn is not None:
         result.truth = {m: np.concatenate(v) if v else np.zeros(0) for m, v in truth_found.items()}
     return result
@@ -222,7 +239,8 @@ def headline(vs_tracker: dict) -> dict:
     model, zero = vs_tracker["model_epe_px"], vs_tracker["zero_epe_px"]
     beats = beats_zero(model, zero)
     keys = ("model_epe_px", "zero_epe_px", "mean_epe_px", "model_to_zero", "model_to_mean")
-    return {**{k: vs_tracker[k] for k in keys}, "beats_zero_motion": bool(beats)}
+    spread = {k: vs_tracker[k] for k in SPREAD_HEADLINE if k in vs_tracker}  # a head with more than a point
+    return {**{k: vs_tracker[k] for k in keys}, "beats_zero_motion": bool(beats), **spread}
 
 
 def not_beating_warning(head: dict) -> str:
@@ -234,8 +252,8 @@ def not_beating_warning(head: dict) -> str:
     )
 
 
-def video_row(v: VideoErrors, target: str) -> dict:
-    row: dict = {"video": v.video, "windows": v.windows, **_stats(v.tracker)}
+def video_row(v: VideoErrors, target: str, hypotheses: int = 1) -> dict:
+    row: dict = {"video": v.video, "windows": v.windows, **_stats(v.tracker), **spread_summary(v.spread, hypotheses)}
     if target == "trajectory":
         row.update({f"{m}_epe_px_all_steps": s for m, s in v.steps.items()})
     if v.truth:
@@ -243,10 +261,12 @@ def video_row(v: VideoErrors, target: str) -> dict:
     return row
 
 
-def summarize(videos: list[VideoErrors], target: str, extra: dict) -> dict:
+def summarize(videos: list[VideoErrors], target: str, extra: dict, hypotheses: int = 1) -> dict:
     """Pooled over all visible points of all test videos (videos with more points weigh more)."""
     pooled = {m: np.concatenate([v.tracker[m] for v in videos]) for m in METHODS}
-    summary: dict = {"vs_tracker": _stats(pooled), "videos": len(videos), "windows": sum(v.windows for v in videos)}
+    spread = {k: np.concatenate([v.spread[k] for v in videos]) for k in videos[0].spread} if videos else {}
+    vs_tracker = {**_stats(pooled), **spread_summary(spread, hypotheses)}
+    summary: dict = {"vs_tracker": vs_tracker, "videos": len(videos), "windows": sum(v.windows for v in videos)}
     if target == "trajectory":
         total = sum(v.tracker["model"].size for v in videos) or 1
         summary["vs_tracker"].update(
@@ -448,12 +468,18 @@ def evaluate(
     _check_visible(stores, window)
     check_writable(out_dir, "the scores", EvaluationError)
     results = []
+    stats = checkpoint.get("stats", {})
     for video, store in stores.items():
         truth_fn = _truth_for(store, video, truth_dir, frames_dir)
-        results.append(video_errors(model, store, mean_disp, target, device, params.batch_size, truth_fn))
-    rows = [video_row(r, target) for r in results]
+        results.append(video_errors(model, store, mean_disp, target, device, params.batch_size, truth_fn, stats))
+    m = (
+        int(checkpoint["model_params"].get("hypotheses", 1))
+        if checkpoint["model_params"].get("head") == "hypotheses"
+        else 1
+    )
+    rows = [video_row(r, target, m) for r in results]
     centres, fractions = histogram(results, params.hist_bins, params.hist_max_px)
-    details = summarize(results, target, {"test_videos": videos})
+    details = summarize(results, target, {"test_videos": videos}, m)
     summary, run = brief(details), scored(details, checkpoint)
     details = {**details, **{k: run[k] for k in ("model", "target", "epochs", "weights_epoch")}}
     out_dir.mkdir(parents=True, exist_ok=True)

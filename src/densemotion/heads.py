@@ -13,15 +13,23 @@ A head owns the contract between the segmentation net and everything after it:
   that TorchScript and the ONNX exporter take (what a still's predictor runs and exports);
 - ``loss(prediction, target, mask, kind, scale)``: the training loss over the visible points.
 
-Training, evaluation and pictures read the prediction only through these, so a head that
-predicts more (a scale per pixel, K hypotheses) is one class here plus its params. Today there is
-one: :class:`PointHead`, one displacement per pixel and step.
+- ``initialise(conv, steps)``: anything beyond the zero init of the last conv (a spread that
+  breaks the hypotheses' symmetry);
+- ``hypotheses(prediction)``: (B, M, K, 2, Hg, Wg) px and their probabilities (B, M, Hg, Wg), for
+  best-of-M scores (M = 1 for a single estimate); ``nll`` and ``inside``: the likelihood of a
+  displacement and whether it lies in the region of a probability level, or None for a head
+  without a density.
 
-Letters: B batch, K predicted steps, C raw channels, Hg x Wg grid.
+Training, evaluation and pictures read the prediction only through these. Heads:
+:class:`PointHead` (one displacement), :class:`LaplaceHead` (a location and a scale),
+:class:`HypothesesHead` (M fields and their probabilities).
+
+Letters: B batch, K predicted steps, M hypotheses, C raw channels, Hg x Wg grid.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,6 +50,10 @@ class MotionHead(Protocol):
 
     def point(self, prediction: Any) -> torch.Tensor: ...
     def point_decoder(self, steps: int) -> nn.Module: ...
+    def initialise(self, conv: nn.Conv2d, steps: int) -> None: ...
+    def hypotheses(self, prediction: Any) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def nll(self, prediction: Any, target: torch.Tensor) -> torch.Tensor | None: ...
+    def inside(self, prediction: Any, target: torch.Tensor, level: float) -> torch.Tensor | None: ...
 
     def loss(
         self, prediction: Any, target: torch.Tensor, mask: torch.Tensor, kind: str, scale: torch.Tensor | None = None
@@ -74,6 +86,19 @@ class PointHead:
     def point_decoder(self, steps: int) -> nn.Module:
         return PointDecoder(steps)
 
+    def initialise(self, conv: nn.Conv2d, steps: int) -> None:
+        """Nothing beyond the model's zero init: the untrained net predicts zero motion."""
+
+    def hypotheses(self, prediction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One hypothesis, certain: (B, 1, K, 2, Hg, Wg), probabilities (B, 1, Hg, Wg)."""
+        return prediction[:, None], prediction.new_ones((prediction.shape[0], 1, *prediction.shape[3:]))
+
+    def nll(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        return None  # a point has no likelihood
+
+    def inside(self, prediction: torch.Tensor, target: torch.Tensor, level: float) -> torch.Tensor | None:
+        return None
+
     def loss(
         self,
         prediction: torch.Tensor,
@@ -104,8 +129,8 @@ class PointDecoder(nn.Module):
         self.steps = steps
 
     def forward(self, raw: torch.Tensor, disp_scale: torch.Tensor) -> torch.Tensor:
-        """raw (B, 2K, Hg, Wg) -> (B, K, 2, Hg, Wg) px."""
-        return decode_point(raw, self.steps, disp_scale)
+        """raw (B, 2K[ + more], Hg, Wg) -> (B, K, 2, Hg, Wg) px: the first 2K channels (a Laplace head's locations)."""
+        return decode_point(raw[:, : 2 * self.steps], self.steps, disp_scale)
 
 
 def masked_mean(diff: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
@@ -119,14 +144,202 @@ def masked_mean(diff: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tens
     return (per_point * mask).sum() / mask.sum().clamp(min=1)
 
 
-HEADS: dict[str, MotionHead] = {"point": PointHead()}
+# --- laplace: a location and a scale per pixel and step ------------------------------------
+
+LOG_SCALE_BOUND = 7.0  # the scale is disp_scale * exp(7 tanh(raw / 7)): bounded, and disp_scale at init
 
 
-def get_head(name: str = "point") -> MotionHead:
-    """The head called ``name``."""
-    if name not in HEADS:
-        raise ValueError(f"unknown motion head {name!r}; available: {', '.join(HEADS)}")
-    return HEADS[name]
+def laplace_radius(level: float) -> float:
+    """s with P((|dx| + |dy|) / b <= s) = ``level`` for independent Laplace(0, b) axes: the sum of
+    two unit exponentials is Gamma(2, 1), whose CDF 1 - exp(-s) (1 + s) is solved by bisection."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"a coverage level is in (0, 1), got {level}")
+    lo, hi = 0.0, 64.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if 1.0 - math.exp(-mid) * (1.0 + mid) < level else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+class LaplaceHead:
+    """Per pixel and step a location (x, y) and one scale b, independent Laplace axes: the model says
+    where it does not know. Trained by the negative log-likelihood of the tracker's displacement,
+    2 log(2b) + (|dx - x| + |dy - y|) / b nats per point (``train.loss`` does not apply). The
+    location is the point estimate; the region of level p is the L1 ball of radius
+    :func:`laplace_radius` (p) b around it (calibration). Raw channels: 2K locations, then K
+    log-scales; zero init gives zero motion and b = disp_scale (the training RMS)."""
+
+    name = "laplace"
+
+    def channels(self, steps: int) -> int:
+        return 3 * steps
+
+    def decode(self, raw: torch.Tensor, steps: int, disp_scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        """raw (B, 3K, Hg, Wg) -> {"loc": (B, K, 2, Hg, Wg) px, "scale": (B, K, Hg, Wg) px}."""
+        loc = decode_point(raw[:, : 2 * steps], steps, disp_scale)
+        log_scale = LOG_SCALE_BOUND * torch.tanh(raw[:, 2 * steps :].float() / LOG_SCALE_BOUND)
+        return {"loc": loc, "scale": disp_scale * torch.exp(log_scale)}
+
+    def point(self, prediction: dict[str, torch.Tensor]) -> torch.Tensor:
+        return prediction["loc"]
+
+    def point_decoder(self, steps: int) -> nn.Module:
+        return PointDecoder(steps)  # the locations are the first 2K channels, decoded as the point head's
+
+    def initialise(self, conv: nn.Conv2d, steps: int) -> None:
+        """Nothing beyond zero: zero motion, unit log-scale offset."""
+
+    def hypotheses(self, prediction: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return PointHead().hypotheses(prediction["loc"])
+
+    def nll(self, prediction: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """(B, K, Hg, Wg) nats per point of ``target`` (B, K, 2, Hg, Wg) px."""
+        b = prediction["scale"].float()
+        l1 = (target - prediction["loc"].float()).abs().sum(dim=2)
+        return 2.0 * torch.log(2.0 * b) + l1 / b
+
+    def inside(self, prediction: dict[str, torch.Tensor], target: torch.Tensor, level: float) -> torch.Tensor:
+        """(B, K, Hg, Wg) bool: ``target`` inside the region of probability ``level``."""
+        l1 = (target - prediction["loc"].float()).abs().sum(dim=2)
+        return l1 <= laplace_radius(level) * prediction["scale"].float()
+
+    def loss(
+        self,
+        prediction: dict[str, torch.Tensor],
+        target: torch.Tensor,
+        mask: torch.Tensor,
+        kind: str,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean NLL over the visible points (mask (B, K, Hg, Wg)); ``kind`` and ``scale`` do not apply."""
+        nll = self.nll(prediction, target)
+        return (nll * mask).sum() / mask.sum().clamp(min=1)
+
+
+# --- hypotheses: M motion fields and their probabilities ------------------------------------
+
+HYPOTHESIS_SPREAD = 0.05  # raw units (x disp_scale px): the initial hypotheses' offsets, around a circle
+WTA_EPSILON = 0.05  # relaxed winner-takes-all: the losers share this weight
+CE_WEIGHT = 0.5  # weight of the cross-entropy that teaches the probabilities which hypothesis wins
+
+
+class HypothesesHead:
+    """M motion fields per pixel (each K steps) and their probabilities: several futures where a
+    still does not say which. Trained by relaxed winner-takes-all on ``train.loss`` (each point's
+    best hypothesis gets weight 1 - eps, the others eps / (M - 1); Rupprecht et al. 2017) plus a
+    cross-entropy teaching the probabilities which one wins. Raw channels: M x 2K motions, then M
+    logits. The point estimate is the probability-weighted mean; zero init with the hypotheses'
+    biases set around a circle (:data:`HYPOTHESIS_SPREAD`) breaks their symmetry and keeps that
+    mean zero: the untrained net is still the zero-motion baseline."""
+
+    name = "hypotheses"
+
+    def __init__(self, count: int = 4) -> None:
+        if count < 2:
+            raise ValueError(f"model.hypotheses: at least 2, got {count}")
+        self.count = count
+
+    def channels(self, steps: int) -> int:
+        return self.count * 2 * steps + self.count
+
+    def decode(self, raw: torch.Tensor, steps: int, disp_scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        """raw (B, M 2K + M, Hg, Wg) -> {"hyps": (B, M, K, 2, Hg, Wg) px, "logits": (B, M, Hg, Wg)}."""
+        b, h, w = raw.shape[0], raw.shape[2], raw.shape[3]
+        m = self.count
+        hyps = (raw[:, : m * 2 * steps] * disp_scale).view(b, m, steps, 2, h, w)
+        return {"hyps": hyps, "logits": raw[:, m * 2 * steps :]}
+
+    def point(self, prediction: dict[str, torch.Tensor]) -> torch.Tensor:
+        return weighted_mean(prediction["hyps"], prediction["logits"])
+
+    def point_decoder(self, steps: int) -> nn.Module:
+        return HypothesesPointDecoder(steps, self.count)
+
+    def initialise(self, conv: nn.Conv2d, steps: int) -> None:
+        """Hypothesis m's bias: HYPOTHESIS_SPREAD (cos, sin) of 2 pi m / M at every step."""
+        assert conv.bias is not None
+        with torch.no_grad():
+            for m in range(self.count):
+                angle = 2 * math.pi * m / self.count
+                for k in range(steps):
+                    conv.bias[(m * steps + k) * 2] = HYPOTHESIS_SPREAD * math.cos(angle)
+                    conv.bias[(m * steps + k) * 2 + 1] = HYPOTHESIS_SPREAD * math.sin(angle)
+
+    def hypotheses(self, prediction: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return prediction["hyps"], torch.softmax(prediction["logits"].float(), dim=1)
+
+    def nll(self, prediction: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor | None:
+        return None  # hypotheses without scales have no density
+
+    def inside(self, prediction: dict[str, torch.Tensor], target: torch.Tensor, level: float) -> torch.Tensor | None:
+        return None
+
+    def loss(
+        self,
+        prediction: dict[str, torch.Tensor],
+        target: torch.Tensor,
+        mask: torch.Tensor,
+        kind: str,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Relaxed WTA over the points with a visible step, plus CE_WEIGHT x the winner's cross-entropy."""
+        hyps, logits = prediction["hyps"].float(), prediction["logits"].float()  # (B, M, K, 2, H, W), (B, M, H, W)
+        diff = hyps - target[:, None]
+        if scale is not None:
+            diff = diff * scale[:, None, None, :, None, None]
+        if kind == "epe":
+            per_step = torch.sqrt((diff * diff).sum(dim=3) + 1e-8)  # (B, M, K, H, W)
+        elif kind == "l1":
+            per_step = diff.abs().sum(dim=3)
+        else:
+            raise ValueError(f"train.loss: unknown loss {kind!r} ({' or '.join(LOSSES)})")
+        weight = mask[:, None].float()  # (B, 1, K, H, W)
+        seen = mask.sum(dim=1)  # (B, H, W) visible steps per point
+        per_point = (per_step * weight).sum(dim=2) / seen[:, None].clamp(min=1)  # (B, M, H, W)
+        winner = per_point.detach().argmin(dim=1)  # (B, H, W)
+        m = self.count
+        share = torch.full_like(per_point, WTA_EPSILON / (m - 1))
+        share.scatter_(1, winner[:, None], 1.0 - WTA_EPSILON)
+        points = (seen > 0).float()
+        wta = ((share * per_point).sum(dim=1) * points).sum() / points.sum().clamp(min=1)
+        ce = torch.nn.functional.cross_entropy(logits, winner, reduction="none")  # (B, H, W)
+        return wta + CE_WEIGHT * (ce * points).sum() / points.sum().clamp(min=1)
+
+
+def weighted_mean(hyps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """sum_m softmax(logits)_m hyps_m: (B, M, K, 2, H, W), (B, M, H, W) -> (B, K, 2, H, W)."""
+    probs = torch.softmax(logits.float(), dim=1).to(hyps.dtype)
+    return (hyps * probs[:, :, None, None]).sum(dim=1)
+
+
+class HypothesesPointDecoder(nn.Module):
+    """The hypotheses head's point estimate from raw output, for TorchScript and ONNX."""
+
+    def __init__(self, steps: int, count: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.count = count
+
+    def forward(self, raw: torch.Tensor, disp_scale: torch.Tensor) -> torch.Tensor:
+        """raw (B, M 2K + M, Hg, Wg) -> (B, K, 2, Hg, Wg) px."""
+        b, h, w = raw.shape[0], raw.shape[2], raw.shape[3]
+        n = self.count * 2 * self.steps
+        hyps = (raw[:, :n] * disp_scale).view(b, self.count, self.steps, 2, h, w)
+        return weighted_mean(hyps, raw[:, n:])
+
+
+HEAD_NAMES = ("point", "laplace", "hypotheses")
+
+
+def get_head(name: str = "point", hypotheses: int = 4) -> MotionHead:
+    """The head called ``name`` (``hypotheses``: M, for the hypotheses head)."""
+    if name == "point":
+        return PointHead()
+    if name == "laplace":
+        return LaplaceHead()
+    if name == "hypotheses":
+        return HypothesesHead(hypotheses)
+    raise ValueError(f"unknown motion head {name!r}; available: {', '.join(HEAD_NAMES)}")
 
 
 @dataclass(frozen=True)

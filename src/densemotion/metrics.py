@@ -155,3 +155,48 @@ BEAT_MARGIN = 1e-3
 def beats_zero(model_epe: float, zero_epe: float) -> bool:
     """Whether a model's EPE beats zero motion's by more than :data:`BEAT_MARGIN` (NaN never does)."""
     return math.isfinite(model_epe) and math.isfinite(zero_epe) and model_epe < (1 - BEAT_MARGIN) * zero_epe
+
+
+def kmeans(points: np.ndarray, k: int, seed: int = 0, iterations: int = 50) -> np.ndarray:
+    """(k, 2) centres of (N, 2) ``points`` by Lloyd's k-means from a k-means++ start (seeded): the
+    "codebook" of k fixed displacements that the hypotheses head must beat at best-of-k. Fewer
+    distinct points than k: the centres repeat."""
+    points = np.asarray(points, np.float64)
+    if points.shape[0] == 0:
+        return np.zeros((k, 2))
+    rng = np.random.default_rng(seed)
+    centres = [points[rng.integers(len(points))]]
+    for _ in range(1, k):
+        d2 = np.min([((points - c) ** 2).sum(axis=1) for c in centres], axis=0)
+        total = d2.sum()
+        centres.append(points[rng.choice(len(points), p=d2 / total)] if total > 0 else centres[-1])
+    c = np.array(centres)
+    for _ in range(iterations):
+        nearest = ((points[:, None] - c[None]) ** 2).sum(axis=2).argmin(axis=1)
+        moved = np.array([points[nearest == j].mean(axis=0) if (nearest == j).any() else c[j] for j in range(k)])
+        if np.allclose(moved, c):
+            break
+        c = moved
+    return c
+
+
+def laplace_fit(points: np.ndarray) -> dict[str, object]:
+    """The image-independent Laplace of (N, 2) displacements (maximum likelihood, one scale for
+    both axes): loc the per-axis median, scale the mean absolute deviation over both axes. The
+    likelihood baseline of a head with a density."""
+    points = np.asarray(points, np.float64)
+    if points.shape[0] == 0:
+        return {"loc": [0.0, 0.0], "scale": 1.0}
+    loc = np.median(points, axis=0)
+    return {"loc": loc.tolist(), "scale": max(float(np.abs(points - loc).sum(axis=1).mean() / 2), 1e-3)}
+
+
+# summary.json's headline keys beyond a point head's (densemotion.scores), with the report's labels
+SPREAD_HEADLINE = ("best_of_m_epe_px", "codebook_best_of_m_epe_px", "nll_nats", "fit_nll_nats", "coverage_80")
+SPREAD_LABELS = {
+    "best_of_m_epe_px": "best-of-M EPE (px)",
+    "codebook_best_of_m_epe_px": "codebook best-of-M EPE (px)",
+    "nll_nats": "likelihood, NLL (nats/point)",
+    "fit_nll_nats": "image-blind Laplace NLL (nats/point)",
+    "coverage_80": "80% region holds",
+}

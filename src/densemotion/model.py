@@ -193,6 +193,17 @@ def _replace_heads(net: Any, out_channels: int) -> None:
         net.aux_classifier[-1] = _zero_conv(net.aux_classifier[-1], out_channels)
 
 
+def _output_convs(net: Any) -> list[nn.Conv2d]:
+    """The last convs whose outputs are each a whole prediction: LRASPP sums two (its low and high
+    classifiers), so only the high one; FCN and DeepLab: the classifier's and the aux head's."""
+    if isinstance(net, seg.LRASPP):
+        return [net.classifier.high_classifier]
+    convs = [net.classifier[-1]]
+    if net.aux_classifier is not None:
+        convs.append(net.aux_classifier[-1])
+    return convs
+
+
 def build_model(
     params: ModelParams, window: int, *, load_pretrained: bool = True, pretrained_dir: str | Path | None = None
 ) -> MotionNet:
@@ -217,8 +228,10 @@ def build_model(
         _load_coco(net, spec, params, folder)
     elif load_pretrained and params.pretrained == "imagenet":
         _load_imagenet(net, spec, params, folder)
-    head = get_head(params.head)
+    head = get_head(params.head, params.hypotheses)
     _replace_heads(net, head.channels(steps))
+    for conv in _output_convs(net):
+        head.initialise(conv, steps)
     for module in net.modules():  # MobileNetV3's 0.01 needs ~1000s of steps before eval mode works
         if isinstance(module, nn.BatchNorm2d):
             module.momentum = BN_MOMENTUM

@@ -71,12 +71,22 @@ class SampleParams(Section):
     fps: float = Field(24.0, gt=0)  # frame rate written into the MP4
     sprites: int = Field(5, ge=0, le=32)  # moving textured sprites per clip (z-order = index)
     crf: int = Field(12, ge=0, le=51)  # x264 constant rate factor (lower = better quality)
+    # directions a sprite may move in, its look telling none: 0 = off (the family sets the motion),
+    # 2 = every sprite has one look and moves left or right at random, 4 = left, right, up or down
+    ambiguous: int = Field(0)
 
     @field_validator("height", "width")
     @classmethod
     def _even(cls, v: int) -> int:
         if v % 2:
             raise ValueError("must be even for H.264 (yuv420p)")
+        return v
+
+    @field_validator("ambiguous")
+    @classmethod
+    def _directions(cls, v: int) -> int:
+        if v not in (0, 2, 4):
+            raise ValueError("must be 0 (off), 2 (left or right) or 4 (left, right, up or down)")
         return v
 
     @field_validator("clips")
@@ -214,9 +224,11 @@ class ModelParams(Section):
     ] = "lraspp_mobilenet_v3_large"
     # endpoint: 2 channels, displacement to the window's last frame; trajectory: 2 x (S - 1)
     target: Literal["endpoint", "trajectory"] = "endpoint"
-    # what the last layer predicts and how it is trained (densemotion.heads.HEADS): point, one
-    # displacement per pixel and step
-    head: Literal["point"] = "point"
+    # what the last layer predicts and how it is trained (densemotion.heads): point, one
+    # displacement per pixel and step; laplace, a location and a scale (trained by likelihood);
+    # hypotheses, `hypotheses` motion fields and their probabilities (winner-takes-all)
+    head: Literal["point", "laplace", "hypotheses"] = "point"
+    hypotheses: int = Field(4, ge=2, le=16)  # M, for head: hypotheses
     # none: random init; imagenet: the backbone's torchvision ImageNet weights; coco: the whole
     # torchvision segmentation model but its replaced last layers (read from models/pretrained/<it>/,
     # never downloaded)

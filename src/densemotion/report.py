@@ -18,6 +18,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from densemotion.metrics import SPREAD_HEADLINE, SPREAD_LABELS
+
 SUMMARY = "metrics/evaluate/summary.json"
 HEADLINE_KEYS = (
     ("model_epe_px", "model EPE (px)"),
@@ -68,7 +70,8 @@ def headline_table(base: dict | None, head: dict | None, base_name: str) -> str:
     if base is None and head is None:
         return "No held-out results on either side (`metrics/evaluate/summary.json` has no `headline`)."
     rows = [f"| | {base_name} | workspace |", "|---|---|---|"]
-    for key, label in HEADLINE_KEYS:
+    spread = [(k, SPREAD_LABELS[k]) for k in SPREAD_HEADLINE if k in (base or {}) or k in (head or {})]
+    for key, label in (*HEADLINE_KEYS, *spread):  # a distribution head's scores where either side has them
         rows.append(f"| {label} | {_cell((base or {}).get(key))} | {_cell((head or {}).get(key))} |")
     notes = []
     if base is None:

@@ -12,6 +12,14 @@ Motion depends on appearance: every sprite belongs to a texture family (:data:`F
 its own pattern, colour palette and shape, and the family alone sets the sprite's translation
 velocity, rotation rate and scale rate. The background never moves.
 
+With ``sample.ambiguous`` = 2 or 4 appearance tells nothing of the motion: every sprite has the
+one look of ``FAMILIES[AMBIGUOUS_FAMILY]`` (its own texture drawn as ever), upright and unscaled,
+and translates at :data:`AMBIGUOUS_SPEED` px/frame in a direction drawn uniformly from +x, -x
+(and +y, -y for 4), last, after all of its look. Its position at mid-clip comes from the same box
+whatever that direction, so frame t looks exactly like frame T-1-t of the clip with every
+direction reversed: a still of unknown time tells only the set of futures. The truth file is the
+same (each ``layer_family`` is AMBIGUOUS_FAMILY; the direction is in ``tex_from_frame``).
+
 Ground truth file (``.npz``, schema version :data:`SCHEMA_VERSION`), written by
 :func:`save_truth`, read by :func:`load_truth`; plain arrays only (no pickles):
 
@@ -88,6 +96,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("dots", "dots", ((40, 0, 50), (200, 40, 200), (120, 240, 240)), "disc", (0.9, 0.9), -1.0, 0.0),
 )
 _BACKGROUND_PALETTE = ((70, 64, 58), (128, 118, 104), (190, 180, 165))  # muted stone greys
+AMBIGUOUS_FAMILY = 3  # sample.ambiguous: every sprite looks like FAMILIES[3], "dots", a disc (no outline to orient)
+AMBIGUOUS_SPEED = 1.5  # sample.ambiguous: px/frame, every sprite (exact in binary: positions stay exact)
+# sample.ambiguous = N draws each sprite's direction uniformly from the first N of these (x, y) unit steps
+_DIRECTIONS = ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 
 
 # ---------------------------------------------------------------- portable arithmetic
@@ -237,6 +249,8 @@ def _start_coordinate(rng: np.random.Generator, travel: float, extent: float, ma
 
 
 def _make_sprite(rng: np.random.Generator, params: SampleParams) -> _Sprite:
+    if params.ambiguous:
+        return _make_ambiguous_sprite(rng, params)
     fam_index = int(rng.integers(len(FAMILIES)))
     fam = FAMILIES[fam_index]
     a = float(rng.uniform(0.14, 0.20) * min(params.height, params.width) + 6)
@@ -267,6 +281,35 @@ def _make_sprite(rng: np.random.Generator, params: SampleParams) -> _Sprite:
     frame_from_tex[:, 0, 2] = c0[0] + fam.velocity[0] * t
     frame_from_tex[:, 1, 2] = c0[1] + fam.velocity[1] * t
     return _Sprite(fam_index, (a, b), texture, frame_from_tex)
+
+
+def _make_ambiguous_sprite(rng: np.random.Generator, params: SampleParams) -> _Sprite:
+    """A sprite of ``sample.ambiguous``: one look for all, one speed, a random direction (drawn last)."""
+    fam = FAMILIES[AMBIGUOUS_FAMILY]
+    a = float(rng.uniform(0.14, 0.20) * min(params.height, params.width) + 6)
+    b = a if fam.shape == "disc" else a * float(rng.uniform(0.6, 1.0))
+    size = 2 * int(np.ceil(max(a, b))) + 4
+    texture = _colourise(_pattern(fam.pattern, rng, size), fam.palette)
+
+    n = params.num_frames
+    travel = AMBIGUOUS_SPEED * (n - 1)
+    margin = 0.6 * max(a, b)
+    # the mid-clip position leaves room for the whole path either way along each axis the sprite
+    # may move on, so it does not depend on the direction; on the 2**-20 grid (_snap), every frame's
+    # position mid + speed * (t - (n - 1) / 2) below is exact, and so are the truth's inverses
+    reach = (travel, travel if params.ambiguous == 4 else 0.0)
+    mid = (
+        _snap(_start_coordinate(rng, reach[0], params.width, margin) + reach[0] / 2),
+        _snap(_start_coordinate(rng, reach[1], params.height, margin) + reach[1] / 2),
+    )
+    direction = _DIRECTIONS[int(rng.integers(params.ambiguous))]
+    t = np.arange(n, dtype=np.float64)
+    frame_from_tex = np.zeros((n, 2, 3))
+    frame_from_tex[:, 0, 0] = frame_from_tex[:, 1, 1] = 1.0  # upright, unscaled: a pure translation
+    for axis in (0, 1):
+        velocity = direction[axis] * AMBIGUOUS_SPEED
+        frame_from_tex[:, axis, 2] = (mid[axis] - velocity * (n - 1) / 2) + velocity * t
+    return _Sprite(AMBIGUOUS_FAMILY, (a, b), texture, frame_from_tex)
 
 
 def _invert_affine(m: np.ndarray) -> np.ndarray:

@@ -302,7 +302,8 @@ def build(
         if main:
             print(f"resuming from {ckpt_path} after epoch {state['epoch']}", file=sys.stderr)
     else:
-        stats = displacement_stats(train_ds)
+        codebook = model_params.hypotheses if model_params.head == "hypotheses" else None
+        stats = displacement_stats(train_ds, codebook_size=codebook)
         state = new_state(model_params, train_params, split, train_ds.window, data, stats, train_ds.grid)
         model.disp_scale.fill_(max(float(state["stats"]["rms"]), 1e-3))
     ddp_model = _distributed_model(model, device, rank, find_unused=train_params.freeze_backbone_epochs > 0)
