@@ -20,11 +20,11 @@ from densemotion.tracking.grid import Grid
 WINDOW = 4
 
 
-def make_checkpoint(path, grid: dict | None = None, input_scale: int = 1):
+def make_checkpoint(path, grid: dict | None = None, input_scale: int = 1, head: str = "point"):
     """A checkpoint of the repo's own kind whose zero-initialised motion convs are made random, so
     that it predicts motion that varies over the image. ``grid``: what training records."""
     torch.manual_seed(0)
-    mp = ModelParams(input_scale=input_scale)
+    mp = ModelParams(input_scale=input_scale, head=head, hypotheses=3)
     model = build_model(mp, WINDOW, load_pretrained=False)
     for name, p in model.net.classifier.named_parameters():
         if "classifier" in name:
@@ -242,3 +242,32 @@ def test_the_checkpoint_records_the_training_grid_and_the_predictor_uses_it(tmp_
     assert MotionPredictor.from_checkpoint(out, device="cpu").side == max(sizes[0])
     assert MotionPredictor.from_checkpoint(out, device="cpu").grid_stride == info.grid_stride
     assert MotionPredictor.from_checkpoint(out, device="cpu", grid_stride=3).grid_stride == 3
+
+
+@pytest.mark.parametrize("head", ["laplace", "hypotheses"])
+def test_a_distribution_heads_extras_reach_the_npz_the_pictures_and_the_gifs(head, tmp_path):
+    from densemotion.__main__ import main
+
+    grid = {"stride": 4, "margin": 0, "tracking_sizes": [[64, 96]]}
+    ckpt = make_checkpoint(tmp_path / "m.pt", grid, head=head)
+    p = MotionPredictor.from_checkpoint(ckpt, device="cpu")
+    image = _image(128, 192)  # seen at 64 x 96: the extras come back in the image's px
+    pred = p(image)
+    if head == "hypotheses":
+        hyps, probs = pred.extras["hypotheses"], pred.extras["probabilities"]
+        assert hyps.shape == (3, 1, 2, 16, 24) and probs.shape == (3, 16, 24)
+        np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+        mean = (hyps * probs[:, None, None]).sum(axis=0)
+        np.testing.assert_allclose(mean, pred.grid_motion, atol=1e-4)  # the point estimate is their mean
+    else:
+        assert pred.extras["scale"].shape == (1, 16, 24) and (pred.extras["scale"] > 0).all()
+    cv2.imwrite(str(tmp_path / "still.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert main(["predict", str(ckpt), str(tmp_path / "still.png"), "--out", str(tmp_path / "out")]) == 0
+    names = sorted(f.name for f in (tmp_path / "out").iterdir())
+    with np.load(tmp_path / "out" / "still.npz") as saved:
+        if head == "hypotheses":
+            assert names == ["still.gif", "still.npz", "still.png", *[f"still_hyp{m}.gif" for m in (1, 2, 3)]]
+            np.testing.assert_allclose(saved["hypotheses"], pred.extras["hypotheses"], atol=1e-5)
+        else:
+            assert names == ["still.gif", "still.npz", "still.png", "still_scale.png"]
+            np.testing.assert_allclose(saved["scale"], pred.extras["scale"], rtol=1e-5)

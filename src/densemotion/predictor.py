@@ -34,7 +34,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -44,6 +44,7 @@ import torch
 from densemotion.checkpoint import load_checkpoint, model_from_checkpoint
 from densemotion.errors import DensemotionError
 from densemotion.frames.store import MAX_IMAGE_BYTES, decode_jpeg, image_size
+from densemotion.heads import PointHead
 from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import MAX_TRACKING_PIXELS
 from densemotion.runtime import Autocast, autocast_dtype, autocast_to, resolve_device
@@ -68,6 +69,9 @@ class Prediction:
     steps: tuple[int, ...]  # (K,) frame offsets from the still (endpoint target: one, window - 1)
     grid_motion: np.ndarray  # (K, 2, Hg, Wg) float32: the net's own output at the grid points, image px
     grid: Grid  # the grid the net saw: stride g, margin 0, size (h', w') the image was seen at
+    # the head's outputs beyond its point estimate, at the grid points in the image's px (empty for
+    # a point head): hypotheses (M, K, 2, Hg, Wg) and probabilities (M, Hg, Wg); scale (K, Hg, Wg)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -217,10 +221,33 @@ class MotionPredictor:
             grid = self.grid_for(size)
             for start in range(0, len(indices), max(1, batch_size)):
                 chunk = indices[start : start + max(1, batch_size)]
-                motion, grid_motion = self._run(np.stack([images[i] for i in chunk]))
+                batch = np.stack([images[i] for i in chunk])
+                motion, grid_motion = self._run(batch)
+                extras = self._extras(batch) if not isinstance(self.model.head, PointHead) else {}
                 for n, i in enumerate(chunk):
-                    found[i] = Prediction(motion[n], self.steps, grid_motion[n], grid)
+                    found[i] = Prediction(
+                        motion[n], self.steps, grid_motion[n], grid, {k: v[n] for k, v in extras.items()}
+                    )
         return [found[i] for i in range(len(images))]
+
+    def _extras(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The head's hypotheses and probabilities, or scale, of (B, H, W, 3) uint8 images at the grid
+        points, in the images' px (B first): the eager net on the grid image the predictor sees."""
+        image = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)
+        h, w = batch.shape[1:3]
+        seen_h, seen_w = self.seen_size((h, w))
+        to_image = torch.tensor([w / seen_w, h / seen_h])
+        with torch.inference_mode(), autocast_to(self.device, self.autocast_dtype):
+            out = self.model(self.still.grid_image(image))["out"]
+        head = self.model.head
+        found: dict[str, np.ndarray] = {}
+        hyps, probs = head.hypotheses(out)
+        if hyps.shape[1] > 1:
+            found["hypotheses"] = (hyps.float().cpu() * to_image.view(1, 1, 1, 2, 1, 1)).numpy()
+            found["probabilities"] = probs.float().cpu().numpy()
+        if isinstance(out, dict) and "scale" in out:  # one scale for both axes: their mean factor
+            found["scale"] = (out["scale"].float().cpu() * float(to_image.mean())).numpy()
+        return found
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, H, W, 3) uint8 -> motion (B, K, 2, H, W), grid_motion (B, K, 2, Hg, Wg) float32, image px."""

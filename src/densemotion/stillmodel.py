@@ -74,21 +74,24 @@ class StillMotionModel(nn.Module):
         """image (B, 3, H, W) RGB 0 .. 255 -> motion (B, K, 2, H, W), grid_motion (B, K, 2, Hg, Wg), image px."""
         b, h, w = image.shape[0], image.shape[2], image.shape[3]
         h2, w2 = self.resized_size(h, w)
+        field = self.net_motion(self.grid_image(image))  # (B, K, 2, Hg, Wg) px of the resized image
+        k, hg, wg = field.shape[1], field.shape[3], field.shape[4]
+        up = upsample_field(field.reshape(b, k * 2, hg, wg), self.grid_stride, h2, w2, h, w)  # (B, 2K, H, W)
+        to_image = torch.stack([torch.tensor(w / w2), torch.tensor(h / h2)]).to(field.device)  # (2,) x, y
+        to_image = to_image.view(1, 1, 2, 1, 1)
+        return up.view(b, k, 2, h, w) * to_image, field * to_image
+
+    def grid_image(self, image: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) RGB 0 .. 255 -> (B, 3, Hg, Wg) in [0, 1]: steps 1 and 2, what the net sees."""
+        h, w = image.shape[2], image.shape[3]
+        h2, w2 = self.resized_size(h, w)
         x = image.float()
         if self.side > 0:
             x = F.interpolate(x, size=(h2, w2), mode="bilinear", align_corners=False, antialias=True)
         cells = F.avg_pool2d(x, self.grid_stride)  # (B, 3, Hg, Wg): each block's mean, levels
         unchanged = torch.tensor(abs(h2 - h) + abs(w2 - w), device=image.device) == 0
         cells = torch.where(unchanged, self.round_levels(cells), cells)  # the stores' uint8 frames0
-        field = self.net_motion(cells / 255.0)  # (B, K, 2, Hg, Wg) px of the resized image
-        k, hg, wg = field.shape[1], field.shape[3], field.shape[4]
-        g = self.grid_stride
-        up = F.interpolate(field.reshape(b, k * 2, hg, wg), size=(hg * g, wg * g), mode="bilinear", align_corners=False)
-        up = F.pad(up, (0, w2 - wg * g, 0, h2 - hg * g), mode="replicate")  # (B, 2K, h', w')
-        up = F.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)  # (B, 2K, H, W)
-        to_image = torch.stack([torch.tensor(w / w2), torch.tensor(h / h2)]).to(field.device)  # (2,) x, y
-        to_image = to_image.view(1, 1, 2, 1, 1)
-        return up.view(b, k, 2, h, w) * to_image, field * to_image
+        return cells / 255.0
 
     def round_levels(self, cells: torch.Tensor) -> torch.Tensor:
         """Block means rounded as OpenCV's area resize (the stores' ``frames0``) rounds them: its 2x
@@ -110,3 +113,13 @@ class StillMotionModel(nn.Module):
         if s > 1:
             raw = F.avg_pool2d(raw, s)
         return self.decoder(raw, self.disp_scale)
+
+
+def upsample_field(field: torch.Tensor, g: int, h2: int, w2: int, h: int, w: int) -> torch.Tensor:
+    """(B, C, Hg, Wg) at the grid points of an (h', w') image -> (B, C, H, W): bilinear over pixel
+    centres to (h', w') (the rows and columns past the last whole block repeat the border), then
+    bilinear to (H, W). Values unchanged (a displacement field still needs its px scaling)."""
+    hg, wg = field.shape[2], field.shape[3]
+    up = F.interpolate(field, size=(hg * g, wg * g), mode="bilinear", align_corners=False)
+    up = F.pad(up, (0, w2 - wg * g, 0, h2 - hg * g), mode="replicate")  # (B, C, h', w')
+    return F.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)

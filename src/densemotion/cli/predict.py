@@ -18,10 +18,13 @@ own px: see :mod:`densemotion.predictor`. Images of one size go through the net
   those K steps stand for (an endpoint model: one, the window's last); ``grid_motion``
   (K, 2, Hg, Wg) float32, the net's own output at the grid cell centres (in the image's px);
   ``image_size`` (2,) int64 (H, W); ``seen_size`` (2,) int64 (h', w'), the size the net saw it
-  at; ``grid_stride`` () int64, g in px of that size.
+  at; ``grid_stride`` () int64, g in px of that size; for a distribution head, its
+  :attr:`~densemotion.predictor.Prediction.extras` (``hypotheses``, ``probabilities`` or ``scale``).
 - ``NAME.png``: the image | its motion at the last step in the standard flow colours (hue the
   direction, saturation the magnitude; white none) | arrows over the image (lengths scaled up, the
   factor in the title) | the colour key in px (:func:`densemotion.viz.motion_picture`).
+- ``NAME_hypM.gif`` per hypothesis and ``NAME_scale.png`` (the Laplace scale as a heat map)
+  where the head has them.
 - ``NAME.gif``: an illustration, not a prediction of pixels: the still moved along its motion
   (:func:`densemotion.predictor.warp_frames`: a backward warp by ``cv2.remap``, a few frames from 0
   to the endpoint, or a trajectory model's own steps), at most 640 px on its longest side.
@@ -35,9 +38,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from densemotion.atomic import atomic_path
@@ -55,7 +61,8 @@ from densemotion.predictor import (
     warp_frames,
 )
 from densemotion.runtime import AUTOCASTS
-from densemotion.viz import motion_picture, save_gif, save_png
+from densemotion.stillmodel import upsample_field
+from densemotion.viz import motion_picture, save_gif, save_png, side_by_side, with_titles
 
 PANEL_SIDE = 480  # px: the longest side of each panel of NAME.png
 GIF_SIDE = 640  # px: the longest side of NAME.gif
@@ -140,24 +147,32 @@ def archive_frame(path: Path, frame: int) -> np.ndarray:
 
 def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, model_name: str) -> None:
     """NAME.npz, NAME.png and NAME.gif of one prediction (see the module docstring)."""
+    arrays: dict[str, np.ndarray] = {
+        "motion": pred.motion,
+        "steps": np.asarray(pred.steps, np.int64),
+        "grid_motion": pred.grid_motion,
+        "image_size": np.asarray(pred.size, np.int64),
+        "seen_size": np.asarray(pred.grid.size, np.int64),
+        "grid_stride": np.int64(pred.grid.stride),
+        **pred.extras,
+    }
     with atomic_path(out / f"{name}.npz") as tmp:
-        np.savez_compressed(
-            tmp,
-            motion=pred.motion,
-            steps=np.asarray(pred.steps, np.int64),
-            grid_motion=pred.grid_motion,
-            image_size=np.asarray(pred.size, np.int64),
-            seen_size=np.asarray(pred.grid.size, np.int64),
-            grid_stride=np.int64(pred.grid.stride),
-        )
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     h, w = pred.size
     seen_h, seen_w = pred.grid.size  # the grid's own px, as evaluate draws tracking px
     to_image = np.array([w / seen_w, h / seen_h], np.float32)
-    last = pred.grid_motion[-1].transpose(1, 2, 0) / to_image  # (Hg, Wg, 2) px of the seen size
+    fields = [pred.grid_motion[-1]]  # (2, Hg, Wg) image px: the point estimate, then each hypothesis
+    titles = [name, f"predicted motion to frame +{pred.steps[-1]} ({model_name})"]
+    hyps, probs = pred.extras.get("hypotheses"), pred.extras.get("probabilities")
+    if hyps is not None and probs is not None:
+        fields += list(hyps[:, -1])
+        titles[1] = f"mean of {len(hyps)} hypotheses ({model_name})"
+        titles += [f"hypothesis {m + 1}: p = {float(probs[m].mean()):.2f}" for m in range(len(hyps))]
+    seen = [f.transpose(1, 2, 0) / to_image for f in fields]  # (Hg, Wg, 2) px of the seen size
     picture = motion_picture(
         image,
-        [(last, np.ones(last.shape[:2], bool))],
-        titles=[name, f"predicted motion to frame +{pred.steps[-1]} ({model_name})"],
+        [(f, np.ones(f.shape[:2], bool)) for f in seen],
+        titles=titles,
         cell=pred.grid.stride,
         extent=(seen_h, seen_w),
         px_scale=float(to_image[0]),
@@ -167,8 +182,26 @@ def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, mod
         arrows=True,
     )
     save_png(out / f"{name}.png", picture)
+    if "scale" in pred.extras:
+        save_png(out / f"{name}_scale.png", scale_picture(image, pred.extras["scale"][-1], name))
     size = fit_box((h, w), (min(GIF_SIDE, h), min(GIF_SIDE, w))) if max(h, w) > GIF_SIDE else (h, w)
     save_gif(out / f"{name}.gif", [fit_image(f, size) for f in warp_frames(image, pred, GIF_FRAMES)], fps=8.0)
+    for m, hyp in enumerate(hyps if hyps is not None else []):  # each future, set in motion
+        full = upsample_field(torch.from_numpy(hyp), pred.grid.stride, seen_h, seen_w, h, w).numpy()  # (K, 2, H, W)
+        moved = warp_frames(image, replace(pred, motion=full), GIF_FRAMES)
+        save_gif(out / f"{name}_hyp{m + 1}.gif", [fit_image(f, size) for f in moved], fps=8.0)
+
+
+def scale_picture(image: np.ndarray, scale: np.ndarray, name: str) -> np.ndarray:
+    """image | the Laplace head's scale b (Hg, Wg) px as a heat map (dark: sure, bright: unsure)."""
+    h, w = image.shape[:2]
+    panel = fit_box((h, w), (PANEL_SIDE, PANEL_SIDE))
+    top = float(np.percentile(scale, 99)) or 1.0
+    levels = np.clip(scale / top * 255, 0, 255).astype(np.uint8)
+    heat = cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+    panels = [fit_image(image, panel), fit_image(heat, panel, nearest=True)]
+    titles = [name, f"uncertainty: Laplace scale b, bright = {top:.2g} px of the image"]
+    return side_by_side(with_titles(panels, titles))
 
 
 @clean_errors
