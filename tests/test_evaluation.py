@@ -331,3 +331,41 @@ def test_evaluate_cli(tmp_path, capsys):
     torch.save({"model": {}}, tmp_path / "foreign.pt")
     assert main([*args[:0], "--model", str(tmp_path / "foreign.pt"), *args[2:]]) == 1
     assert "densemotion evaluate: error:" in capsys.readouterr().err
+
+
+class HypothesesOracle(torch.nn.Module):
+    """A stub hypotheses net: hypothesis 1 is the stored tracker motion, hypothesis 2 its mirror
+    image, equally likely (a head that knows the two futures but not which)."""
+
+    def __init__(self, store: TrajectoryStore):
+        super().__init__()
+        from densemotion.heads import HypothesesHead
+
+        self.head = HypothesesHead(2)
+        self.oracle = Oracle(store)
+
+    def forward(self, image):
+        disp = self.oracle(image)["out"]  # (B, 1, 2, Hg, Wg)
+        hyps = torch.stack([disp, -disp], dim=1)  # (B, 2, 1, 2, Hg, Wg)
+        return {"out": {"hyps": hyps, "logits": torch.zeros(hyps.shape[0], 2, *hyps.shape[-2:])}}
+
+
+def test_a_hypotheses_head_is_scored_best_of_m_against_the_codebook(tmp_path):
+    """The oracle's best-of-2 is 0 px, its point estimate (the mean of the two) is zero motion, and
+    the codebook baseline (two fixed displacements) is worse than the oracle's best-of-2."""
+    write_motion_store(tmp_path, "a", seed=0, nw=4, t=3)
+    store = TrajectoryStore(tmp_path / "a")
+    ckpt = _checkpoint(["a"], 3)
+    ckpt["model_params"].update(head="hypotheses", hypotheses=2)
+    ckpt["stats"]["codebook"] = [[1.0, 0.0], [-1.0, 0.0]]
+    params = EvaluateParams(pictures=0, hist_bins=4, hist_max_px=8.0)
+    summary = evaluate(
+        model=HypothesesOracle(store), checkpoint=ckpt, trajectories=tmp_path, out_dir=tmp_path / "out",
+        params=params, device="cpu",
+    )  # fmt: skip
+    head = summary["headline"]
+    assert head["best_of_m_epe_px"] == pytest.approx(0.0, abs=1e-5)
+    assert head["codebook_best_of_m_epe_px"] > 0.1
+    assert head["model_epe_px"] == pytest.approx(head["zero_epe_px"], rel=1e-5)  # the mean of +d and -d is 0
+    per_video = json.loads((tmp_path / "out" / "per_video.json").read_text())
+    assert per_video["a"]["hypotheses"] == 2 and per_video["a"]["best_of_m_epe_px"] == pytest.approx(0.0, abs=1e-5)

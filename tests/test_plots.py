@@ -28,6 +28,7 @@ EXPECTED = {
     "epe_histogram": ("epe_px", "dvc_inferred_y_value", ["mean", "model", "zero"]),
     "epe_per_video": ("epe_px", "bar", ["model vs tracker", "zero vs tracker", "mean vs tracker"]),
     "tracker_epe_per_video": ("epe_mean", "video", []),  # one bar per sample clip (metrics/tracker/)
+    "calibration": ("nominal", "dvc_inferred_y_value", ["fit", "ideal", "model"]),  # empty but ideal for a point head
 }
 
 # the columns that matter in `dvc exp show` (docs/pipeline.md): what was tried, and how it did

@@ -22,7 +22,9 @@ Outputs (``out_dir``), every error in px at frame scale and every key saying so 
   and the truth, the test videos' names, and what was scored: the model and its ``target``, its
   ``epochs``, ``weights_epoch`` (the checkpoint's ``best_epoch``: whose weights were scored), the
   counts of videos and windows; ``per_video.json``: the statistics per video.
-- ``per_video.csv`` and ``epe_hist.csv`` (DVC plot data), ``epe_hist.png`` and ``per_video.png``,
+- ``per_video.csv``, ``epe_hist.csv`` and ``calibration.csv`` (DVC plot data; the last, for a
+  head with a density, the coverage of its 50/80/95% regions, :mod:`densemotion.scores`),
+  ``epe_hist.png`` and ``per_video.png``,
   and ``pictures/*.png``: input frame | tracker motion | predicted motion | colour key, each panel
   titled, at the video's aspect (the frame from the frames archive when ``frames_dir`` is given);
   full colour is the 95th percentile of the tracker's visible motion (:func:`densemotion.viz.motion_scale`).
@@ -57,7 +59,7 @@ from densemotion.imaging import fit_box
 from densemotion.metrics import SPREAD_HEADLINE, beats_zero, endpoint_error, error_summary
 from densemotion.model import MotionNet, predicted_steps
 from densemotion.params import EvaluateParams
-from densemotion.scores import point_scores
+from densemotion.scores import LEVELS, point_scores
 from densemotion.scores import summary as spread_summary
 from densemotion.trajectories.store import TrajectoryStore
 from densemotion.viz import grid_frame, motion_picture, save_png
@@ -354,6 +356,21 @@ def write_plots(out_dir: Path, rows: list[dict], centres: np.ndarray, fractions:
     _save_figure(fig, out_dir / "per_video.png")
 
 
+def write_calibration(path: Path, vs_tracker: dict) -> None:
+    """calibration.csv (a DVC plot): per nominal level, the fraction of tracker displacements inside
+    the model's region of that probability and the image-blind fit's (empty for a head without a
+    density), beside the ideal (= the level)."""
+    rows = []
+    for level in LEVELS:
+        pct = round(level * 100)
+        model, fit = (
+            vs_tracker.get(f"coverage_{pct}", float("nan")),
+            vs_tracker.get(f"fit_coverage_{pct}", float("nan")),
+        )
+        rows.append([level, level, model, fit])
+    _write_csv(path, ["nominal", "ideal", "model", "fit"], rows)
+
+
 def _save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -486,6 +503,7 @@ def evaluate(
     write_json(out_dir / "details.json", details)
     write_json(out_dir / "per_video.json", {r["video"]: {k: v for k, v in r.items() if k != "video"} for r in rows})
     write_plots(out_dir, rows, centres, fractions)
+    write_calibration(out_dir / "calibration.csv", details["vs_tracker"])
     model_name = str(checkpoint["model_params"]["name"])
     write_pictures(out_dir, model, stores, params, device, model_name=model_name, frames_dir=frames_dir)
     write_ordered_json(out_dir / "summary.json", summary)  # last: the metric exists only when all else does
