@@ -1,7 +1,8 @@
 """Training speed of every motion model, and the data loader's share of a training step.
 
     .venv/bin/python bench/train_speed.py [--models all] [--grid 32x56] [--input-scale 4] [--max-input-side 320|none]
-        [--batch-size 8] [--steps 4] [--threads 2] [--device cpu] [--autocast none] [--json OUT.json]
+        [--batch-size 8] [--steps 4] [--threads 2] [--device cpu] [--autocast none] [--head point]
+        [--hypotheses 4] [--json OUT.json]
 
 Writes synthetic schema-1 stores of the sample's shape (6 videos x 6 windows of 8 frames,
 32x56 grid = 128x224 frames at grid stride 4) to a temporary folder and runs the real training
@@ -71,7 +72,10 @@ def make_stores(root: Path, videos: int, windows: int, hg: int, wg: int) -> list
 def measure(name: str, root: Path, videos: list[str], args: argparse.Namespace) -> dict:
     """Time ``args.steps`` training steps (the real one) after one warm-up step; the loader apart."""
     side = None if args.max_input_side == "none" else int(args.max_input_side)
-    mp = ModelParams(name=name, input_scale=args.input_scale, aux_loss=SPECS[name].has_aux, max_input_side=side)
+    mp = ModelParams(
+        name=name, input_scale=args.input_scale, aux_loss=SPECS[name].has_aux, max_input_side=side,
+        head=args.head, hypotheses=args.hypotheses,
+    )  # fmt: skip
     tp = TrainParams(
         device=args.device, batch_size=args.batch_size, autocast=args.autocast, workers=args.workers,
         val_videos=0, test_videos=0, epochs=10_000,
@@ -114,6 +118,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--autocast", default="none", choices=["none", "bf16", "fp16", "auto"], help="as train.autocast")
+    p.add_argument("--head", default="point", choices=["point", "laplace", "hypotheses"], help="as model.head")
+    p.add_argument("--hypotheses", type=int, default=4, help="as model.hypotheses (for --head hypotheses)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -121,7 +127,8 @@ def main() -> None:
     hg, wg = (int(x) for x in args.grid.split("x"))
     print(
         f"grid {hg}x{wg}, net input {hg * args.input_scale}x{wg * args.input_scale}, batch {args.batch_size}, "
-        f"device {args.device}, autocast {args.autocast}, {args.threads} threads, {args.workers} workers"
+        f"device {args.device}, autocast {args.autocast}, {args.threads} threads, {args.workers} workers, "
+        f"head {args.head}" + (f" ({args.hypotheses})" if args.head == "hypotheses" else "")
     )
     results = []
     with tempfile.TemporaryDirectory() as tmp:

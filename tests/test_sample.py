@@ -276,85 +276,110 @@ def test_families_look_different():
 # ---------------------------------------------------------------- sample.ambiguous: the look tells no direction
 
 
-def _steps(truth: SampleTruth) -> list[tuple[float, float]]:
-    """Each sprite's per-frame translation, asserting it is the same step every frame, exactly."""
+def _segment_steps(frame_from_tex: np.ndarray, segment: int) -> list[tuple[float, float]]:
+    """A sprite's (T, 2, 3) per-frame translation per segment, asserting it is constant in each, exactly."""
+    step = np.diff(frame_from_tex[:, :, 2], axis=0)  # (T-1, 2): the step from frame t to t + 1
     steps = []
-    for k in range(1, truth.num_layers):
-        step = np.diff(truth.frame_from_tex[:, k, :, 2], axis=0)  # (T-1, 2)
-        assert (step == step[0]).all(), step
-        steps.append((float(step[0, 0]), float(step[0, 1])))
+    for t0 in range(0, len(step), segment):
+        part = step[t0 : t0 + segment]
+        assert (part == part[0]).all(), part
+        steps.append((float(part[0, 0]), float(part[0, 1])))
     return steps
 
 
 @pytest.mark.parametrize("ambiguous", [2, 4])
-def test_ambiguous_sprites_share_one_look_and_translate_at_one_speed(tmp_path, ambiguous):
+def test_ambiguous_sprites_share_one_look_and_translate_at_one_speed_per_segment(tmp_path, ambiguous):
     s = AMBIGUOUS_SPEED
     want = {(s, 0.0), (-s, 0.0)} | ({(0.0, s), (0.0, -s)} if ambiguous == 4 else set())
-    params = small(ambiguous=ambiguous, sprites=6, num_frames=5)
+    n, seg = 11, 3  # segments from frames 0, 3, 6 and 9 (the last one step long)
+    params = small(ambiguous=ambiguous, ambiguous_segment=seg, sprites=6, num_frames=n)
     q = grid(params.height, params.width, 3)
     seen: set[tuple[float, float]] = set()
-    tracked = 0
+    turned = tracked = 0
     for index in range(len(params.clips)):
         _, truth = render_clip(params, index)
         save_truth(tmp_path / "t.npz", truth)  # the same schema, read back unchanged
         truth = load_truth(tmp_path / "t.npz")
         assert truth.layer_family.tolist() == [-1] + [AMBIGUOUS_FAMILY] * 6  # one look for all
         assert truth.family_names == tuple(f.name for f in FAMILIES)
-        upright = np.broadcast_to(np.eye(2), (5, truth.num_layers, 2, 2))
+        upright = np.broadcast_to(np.eye(2), (n, truth.num_layers, 2, 2))
         assert np.array_equal(truth.frame_from_tex[..., :2], upright)  # no rotation, no scale change
-        assert np.array_equal(truth.frame_from_tex[:, 0, :, 2], np.zeros((5, 2)))  # a static background
-        steps = _steps(truth)
-        assert set(steps) <= want
-        seen |= set(steps)
-        # the tracks of a sprite's points move by exactly that step a frame, while visible or not
-        tracks, _ = truth.tracks(0, 5, q)
+        assert np.array_equal(truth.frame_from_tex[:, 0, :, 2], np.zeros((n, 2)))  # a static background
+        tracks, _ = truth.tracks(0, n, q)
         layer = truth.layers[0][q[:, 1].astype(int), q[:, 0].astype(int)]
-        for k, step in enumerate(steps, start=1):
+        for k in range(1, truth.num_layers):
+            steps = _segment_steps(truth.frame_from_tex[:, k], seg)  # one step all through each segment
+            assert len(steps) == 4 and set(steps) <= want  # one allowed direction x the one speed
+            seen |= set(steps)
+            turned += len(set(steps)) > 1
+            # the tracks of a sprite's points move by exactly its steps, while visible or not
+            per_frame = np.repeat(np.array(steps), seg, axis=0)[: n - 1]  # (T-1, 2)
+            offsets = np.concatenate([np.zeros((1, 2)), np.cumsum(per_frame, axis=0)])  # exact: multiples of 1.5
             on = layer == k  # none if the sprite starts wholly hidden
-            expected = q[on] + np.arange(5)[:, None, None] * np.array(step)
-            assert np.array_equal(tracks[:, on], expected)
+            assert np.array_equal(tracks[:, on], q[on] + offsets[:, None])
             tracked += bool(on.any())
     assert seen == want  # every direction occurs
+    assert turned >= 6  # sprites change direction between segments
     assert tracked >= 12
 
 
-def test_a_still_does_not_tell_the_direction(monkeypatch):
-    """Frame t of an ambiguous clip is, to the bit, frame T-1-t of the equally likely clip in which
-    every sprite moves the other way: no still, however studied, tells a sprite's direction."""
-    params = small(ambiguous=4, sprites=6, num_frames=6)
-    frames, truth = render_clip(params, 1)
-    steps = _steps(truth)
-    # the look (family, shape, size) is the same for sprites moving either way along an axis
-    for axis in (0, 1):
-        fwd = [k for k, st in enumerate(steps, start=1) if st[axis] > 0]
-        back = [k for k, st in enumerate(steps, start=1) if st[axis] < 0]
-        assert {int(truth.layer_family[k]) for k in fwd + back} <= {AMBIGUOUS_FAMILY}
-    assert {np.sign(sum(st)) for st in steps} == {-1.0, 1.0}  # both ways occur in this clip
-    assert FAMILIES[AMBIGUOUS_FAMILY].shape == "disc"  # an outline with no orientation to read
-    # reverse every direction, every other draw alike
-    monkeypatch.setattr(sample_module, "_DIRECTIONS", tuple((-x, -y) for x, y in sample_module._DIRECTIONS))
-    reversed_frames, reversed_truth = render_clip(params, 1)
-    assert _steps(reversed_truth) == [(-x, -y) for x, y in steps]
-    assert np.array_equal(reversed_frames[::-1], frames)
-    assert np.array_equal(reversed_truth.layers[::-1], truth.layers)
-    assert np.array_equal(reversed_truth.tex_from_frame[::-1], truth.tex_from_frame)
+def _window_start_leak(params: SampleParams, sprites: int) -> tuple[float, float]:
+    """How far from 1 / N the share of sprites moving +x is, split by which half of the frame they
+    start a window in (windows of 8 frames from frames 0, 8, 16, ...: trajectories.window's).
+
+    Returns the largest deviation (a) per window start, among starts at least a window's travel
+    (8 x AMBIGUOUS_SPEED) inside the sprite's box, where no direction is ever forced; (b) pooled
+    over all starts and places, forced choices near the box's edge included.
+    """
+    rng = np.random.default_rng(7)
+    window, travel, cx = 8, 8 * AMBIGUOUS_SPEED, (params.width - 1) / 2
+    starts = list(range(0, params.num_frames - window + 1, window))
+    rows = []  # (window start, x, inner, moves +x)
+    for _ in range(sprites):
+        sprite = sample_module._make_ambiguous_sprite(rng, params)
+        xy = sprite.frame_from_tex[:, :, 2]  # (T, 2)
+        lo = 0.6 * sprite.half[0] * np.ones(2)  # the box the sprite's centre is kept in
+        hi = np.array([params.width - 1, params.height - 1]) - lo
+        assert (xy >= lo).all() and (xy <= hi).all()  # never leaves it
+        for t0 in starts:
+            inner = bool((xy[t0] >= lo + travel).all() and (xy[t0] <= hi - travel).all())
+            rows.append((t0, xy[t0, 0], inner, xy[t0 + 1, 0] > xy[t0, 0]))
+    t0s, x, inner, right = (np.array(c) for c in zip(*rows, strict=True))
+    share = 1 / params.ambiguous
+    per_start = max(
+        abs(right[m].mean() - share)
+        for t0 in starts
+        for half in (x < cx, x >= cx)
+        if (m := (t0s == t0) & half & inner).any()
+    )
+    pooled = max(abs(right[half].mean() - share) for half in (x < cx, x >= cx))
+    return per_start, pooled
 
 
-def test_ambiguous_off_is_the_default_and_todays_sample():
-    assert SampleParams().ambiguous == 0
-    base = {"data": {"videos": {"x": "y"}}, "sample": dict(SMALL)}
-    without = parse_params(base).sample
-    with_zero = parse_params({**base, "sample": {**SMALL, "ambiguous": 0}}).sample
-    assert without == with_zero
-    (f0, t0), (f1, t1) = render_clip(without, 2), render_clip(with_zero, 2)
-    assert np.array_equal(f0, f1) and np.array_equal(t0.tex_from_frame, t1.tex_from_frame)
-    assert len(set(t0.layer_family[1:].tolist())) > 1  # families, each with its own motion, as before
+@pytest.mark.parametrize("ambiguous", [2, 4])
+def test_a_window_start_does_not_tell_the_direction(monkeypatch, ambiguous):
+    """Where a sprite is when a window starts tells nothing of the way it moves in that window;
+    the same test fails for a direction kept all clip long (``ambiguous_segment`` = the clip)."""
+    # the look does not matter here, and flat textures make 3000 sprites quick (other draws, same laws)
+    monkeypatch.setattr(sample_module, "_pattern", lambda name, rng, size: np.zeros((size, size)))
+    params = SampleParams(ambiguous=ambiguous)  # the default 224 x 128, 48 frames, segments of 8
+    per_start, pooled = _window_start_leak(params, 3000)
+    assert per_start < 0.1  # about 0.03: sampling noise alone
+    assert pooled < 0.1  # about 0.04: forced away from the box's edge
+    whole_clip, _ = _window_start_leak(params.model_copy(update={"ambiguous_segment": params.num_frames}), 300)
+    assert whole_clip > 0.2  # about 0.3-0.5: placed at the clip's start, it tells the way
 
 
 @pytest.mark.parametrize("value", [1, 3, -1, 8])
 def test_bad_ambiguous_is_rejected(value):
     with pytest.raises(ParamsError, match=rf"sample\.ambiguous: .*must be 0 \(off\), 2 .* or 4 .*\(got {value}\)"):
         parse_params({"data": {"videos": {"x": "y"}}, "sample": {"ambiguous": value}})
+
+
+@pytest.mark.parametrize("value", [1, 0, -8])
+def test_bad_ambiguous_segment_is_rejected(value):
+    with pytest.raises(ParamsError, match=r"sample\.ambiguous_segment: .*greater than or equal to 2"):
+        parse_params({"data": {"videos": {"x": "y"}}, "sample": {"ambiguous": 2, "ambiguous_segment": value}})
 
 
 # ---------------------------------------------------------------- params and CLI

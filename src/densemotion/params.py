@@ -74,6 +74,8 @@ class SampleParams(Section):
     # directions a sprite may move in, its look telling none: 0 = off (the family sets the motion),
     # 2 = every sprite has one look and moves left or right at random, 4 = left, right, up or down
     ambiguous: int = Field(0)
+    # frames per direction: match trajectories.window (8) so that each window sees one motion
+    ambiguous_segment: int = Field(8, ge=2)
 
     @field_validator("height", "width")
     @classmethod

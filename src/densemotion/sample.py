@@ -14,11 +14,18 @@ velocity, rotation rate and scale rate. The background never moves.
 
 With ``sample.ambiguous`` = 2 or 4 appearance tells nothing of the motion: every sprite has the
 one look of ``FAMILIES[AMBIGUOUS_FAMILY]`` (its own texture drawn as ever), upright and unscaled,
-and translates at :data:`AMBIGUOUS_SPEED` px/frame in a direction drawn uniformly from +x, -x
-(and +y, -y for 4), last, after all of its look. Its position at mid-clip comes from the same box
-whatever that direction, so frame t looks exactly like frame T-1-t of the clip with every
-direction reversed: a still of unknown time tells only the set of futures. The truth file is the
-same (each ``layer_family`` is AMBIGUOUS_FAMILY; the direction is in ``tex_from_frame``).
+and translates at :data:`AMBIGUOUS_SPEED` px/frame. Its direction is drawn anew at the start of
+every segment of S = ``sample.ambiguous_segment`` frames (the steps from frames 0, S, 2S, ... on;
+S = ``trajectories.window`` gives each window one motion), uniformly from +x, -x (and +y, -y for
+4) and independently of the past, so a window's first frame does not tell it. It starts uniformly
+in its box (its centre at least 0.6 of its radius inside the frame), and the one exception keeps
+it there: a direction that would carry the centre out of the box before the segment ends is not
+drawn. That forced choice leaks the direction where a segment starts within its travel (S x 1.5
+px, 12 with the defaults) of the box's edge; the box is the whole frame less that margin (about
+190 x 94 px at the default 224 x 128), so it is the exception: 8 % of the segments with 2, 31 %
+with 4 (mostly one of the four ways excluded), worth about 8 % and 3 % of zero motion's EPE to an
+ideal single-displacement head. The truth file is the same (each ``layer_family`` is
+AMBIGUOUS_FAMILY; the directions are in ``tex_from_frame``).
 
 Ground truth file (``.npz``, schema version :data:`SCHEMA_VERSION`), written by
 :func:`save_truth`, read by :func:`load_truth`; plain arrays only (no pickles):
@@ -98,7 +105,7 @@ FAMILIES: tuple[Family, ...] = (
 _BACKGROUND_PALETTE = ((70, 64, 58), (128, 118, 104), (190, 180, 165))  # muted stone greys
 AMBIGUOUS_FAMILY = 3  # sample.ambiguous: every sprite looks like FAMILIES[3], "dots", a disc (no outline to orient)
 AMBIGUOUS_SPEED = 1.5  # sample.ambiguous: px/frame, every sprite (exact in binary: positions stay exact)
-# sample.ambiguous = N draws each sprite's direction uniformly from the first N of these (x, y) unit steps
+# sample.ambiguous = N draws each segment's direction uniformly from the first N of these (x, y) unit steps
 _DIRECTIONS = ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 
 
@@ -284,31 +291,46 @@ def _make_sprite(rng: np.random.Generator, params: SampleParams) -> _Sprite:
 
 
 def _make_ambiguous_sprite(rng: np.random.Generator, params: SampleParams) -> _Sprite:
-    """A sprite of ``sample.ambiguous``: one look for all, one speed, a random direction (drawn last)."""
+    """A sprite of ``sample.ambiguous``: one look for all, one speed, a new direction every segment.
+
+    Drawn in this order: its look, its start position (uniform in its box), then one uniform
+    number per segment, whichever directions they pick, so no later sprite depends on them.
+    """
     fam = FAMILIES[AMBIGUOUS_FAMILY]
     a = float(rng.uniform(0.14, 0.20) * min(params.height, params.width) + 6)
     b = a if fam.shape == "disc" else a * float(rng.uniform(0.6, 1.0))
     size = 2 * int(np.ceil(max(a, b))) + 4
     texture = _colourise(_pattern(fam.pattern, rng, size), fam.palette)
 
-    n = params.num_frames
-    travel = AMBIGUOUS_SPEED * (n - 1)
+    n, seg = params.num_frames, params.ambiguous_segment
     margin = 0.6 * max(a, b)
-    # the mid-clip position leaves room for the whole path either way along each axis the sprite
-    # may move on, so it does not depend on the direction; on the 2**-20 grid (_snap), every frame's
-    # position mid + speed * (t - (n - 1) / 2) below is exact, and so are the truth's inverses
-    reach = (travel, travel if params.ambiguous == 4 else 0.0)
-    mid = (
-        _snap(_start_coordinate(rng, reach[0], params.width, margin) + reach[0] / 2),
-        _snap(_start_coordinate(rng, reach[1], params.height, margin) + reach[1] / 2),
+    lo = np.array([margin, margin])
+    hi = np.array([params.width - 1 - margin, params.height - 1 - margin])
+    # on the 2**-20 grid (_snap), the start plus any sum of steps of AMBIGUOUS_SPEED is exact, and
+    # so are the truth's inverses
+    pos = np.array(
+        [
+            _snap(_start_coordinate(rng, 0.0, params.width, margin)),
+            _snap(_start_coordinate(rng, 0.0, params.height, margin)),
+        ]
     )
-    direction = _DIRECTIONS[int(rng.integers(params.ambiguous))]
-    t = np.arange(n, dtype=np.float64)
+    starts = range(0, n - 1, seg)  # segment j moves the sprite from frame j S to frame min((j + 1) S, T - 1)
+    draws = rng.random(len(starts))
+    directions = np.array(_DIRECTIONS[: params.ambiguous])  # (N, 2)
     frame_from_tex = np.zeros((n, 2, 3))
     frame_from_tex[:, 0, 0] = frame_from_tex[:, 1, 1] = 1.0  # upright, unscaled: a pure translation
-    for axis in (0, 1):
-        velocity = direction[axis] * AMBIGUOUS_SPEED
-        frame_from_tex[:, axis, 2] = (mid[axis] - velocity * (n - 1) / 2) + velocity * t
+    frame_from_tex[0, :, 2] = pos
+    for j, t0 in enumerate(starts):
+        steps = min(seg, n - 1 - t0)
+        # how far each direction's segment would end outside the box: draw among those that end
+        # inside (or, where the box is too small for a segment's travel, least outside)
+        end = pos + directions * (AMBIGUOUS_SPEED * steps)  # (N, 2)
+        out = np.maximum(np.maximum(lo - end, end - hi), 0.0)  # (N, 2)
+        out = out[:, 0] + out[:, 1]  # (N,); one addition each, not a SIMD-ordered sum
+        allowed = directions[out == out.min()]
+        step = allowed[min(int(draws[j] * len(allowed)), len(allowed) - 1)] * AMBIGUOUS_SPEED
+        frame_from_tex[t0 + 1 : t0 + steps + 1, :, 2] = pos + np.arange(1, steps + 1)[:, None] * step
+        pos = frame_from_tex[t0 + steps, :, 2].copy()
     return _Sprite(AMBIGUOUS_FAMILY, (a, b), texture, frame_from_tex)
 
 
