@@ -3,6 +3,8 @@ that predicts more plugs into the model, the loss and the scores without touchin
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -103,14 +105,22 @@ def test_every_untrained_head_is_the_zero_motion_baseline(head):
         assert float(point.abs().max()) < 1e-6, (name, head)
 
 
-def test_the_hypotheses_start_apart_around_a_circle():
-    model = build_model(ModelParams(head="hypotheses", hypotheses=4), 8).eval()
-    with torch.no_grad():
-        hyps, probs = model.head.hypotheses(model(torch.rand(1, 3, 8, 8))["out"])
-    assert hyps.shape == (1, 4, 1, 2, 8, 8) and torch.allclose(probs, torch.full_like(probs, 0.25))
-    first = hyps[0, :, 0, :, 0, 0]  # (M, 2)
-    assert torch.allclose(first.norm(dim=1), torch.full((4,), first.norm(dim=1)[0].item())) and first.norm() > 0
-    assert torch.allclose(first[0] @ first[1], torch.tensor(0.0), atol=1e-9)  # 90 degrees apart
+def test_the_hypotheses_start_at_zero_and_around_a_circle():
+    """M = 4: the first at zero (the still points'), three on a circle 120 degrees apart; M = 2:
+    both on the circle, opposite. Equally likely, so their mean is zero motion."""
+    for m, zero_first in ((4, True), (2, False)):
+        model = build_model(ModelParams(head="hypotheses", hypotheses=m), 8).eval()
+        with torch.no_grad():
+            hyps, probs = model.head.hypotheses(model(torch.rand(1, 3, 8, 8))["out"])
+        assert hyps.shape == (1, m, 1, 2, 8, 8) and torch.allclose(probs, torch.full_like(probs, 1 / m))
+        at = hyps[0, :, 0, :, 0, 0]  # (M, 2)
+        ring = at[1:] if zero_first else at
+        if zero_first:
+            assert float(at[0].norm()) < 1e-6
+        radius = ring.norm(dim=1)
+        assert float(radius.min()) > 0.1 and torch.allclose(radius, radius[0].expand_as(radius), rtol=1e-5)
+        cos = float(ring[0] @ ring[1] / radius[0] ** 2)
+        assert cos == pytest.approx(math.cos(2 * math.pi / len(ring)), abs=1e-5)
 
 
 def test_laplace_nll_and_coverage_against_hand_computed_values():

@@ -18,7 +18,7 @@ from densemotion.heads import PointHead
 from densemotion.params import ModelParams, TrainParams
 from densemotion.report import HEADLINE_KEYS
 from densemotion.training import train
-from densemotion.trainlog import best_epoch
+from densemotion.trainlog import best_epoch, final_report
 
 from test_dataset import write_motion_store
 
@@ -325,3 +325,14 @@ def test_tracker_metric_is_a_few_pooled_numbers_and_the_rest_is_beside_it(tmp_pa
     assert details["unscored"] == ["clipa"] and details["overall"] == {}
     assert json.loads((tmp_path / "m.json").read_text()) == {"tracker": dict.fromkeys(TRACKER_KEYS)}
     assert (tmp_path / "details" / "per_video.csv").read_text() == "video\n"
+
+
+def test_a_distribution_head_keeps_the_epoch_of_its_lowest_validation_loss():
+    """Its point estimate (a mean of futures) may not beat zero by design: its own loss chooses."""
+    history = [
+        {"epoch": 1, "val/epe_px": 1.0, "val/loss_px": 3.0, "val/zero_epe_px": 1.0},
+        {"epoch": 2, "val/epe_px": 1.1, "val/loss_px": 0.5, "val/zero_epe_px": 1.0},
+    ]
+    assert best_epoch(history) == 1 and best_epoch(history, "val/loss_px") == 2
+    lines = final_report({"history": history, "best_epoch": 2, "epoch": 2}, "val/loss_px")
+    assert lines[0].startswith("kept epoch 2 of 2: the lowest validation loss, 0.5")

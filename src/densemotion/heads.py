@@ -43,6 +43,7 @@ class MotionHead(Protocol):
     """What a head provides (see the module docstring)."""
 
     name: str
+    selects_by: str  # the history key whose lowest value picks the kept epoch
 
     def channels(self, steps: int) -> int: ...
 
@@ -72,6 +73,7 @@ class PointHead:
     """
 
     name = "point"
+    selects_by = "val/epe_px"  # the best epoch: the lowest validation EPE
 
     def channels(self, steps: int) -> int:
         return 2 * steps
@@ -171,6 +173,7 @@ class LaplaceHead:
     log-scales; zero init gives zero motion and b = disp_scale (the training RMS)."""
 
     name = "laplace"
+    selects_by = "val/loss_px"  # the best epoch: its own validation loss (location and scale)
 
     def channels(self, steps: int) -> int:
         return 3 * steps
@@ -224,7 +227,7 @@ class LaplaceHead:
 
 # --- hypotheses: M motion fields and their probabilities ------------------------------------
 
-HYPOTHESIS_SPREAD = 0.05  # raw units (x disp_scale px): the initial hypotheses' offsets, around a circle
+HYPOTHESIS_SPREAD = 0.5  # raw units (x disp_scale, the training RMS, px): the initial hypotheses' circle
 WTA_EPSILON = 0.05  # relaxed winner-takes-all: the losers share this weight
 CE_WEIGHT = 0.5  # weight of the cross-entropy that teaches the probabilities which hypothesis wins
 
@@ -239,6 +242,7 @@ class HypothesesHead:
     mean zero: the untrained net is still the zero-motion baseline."""
 
     name = "hypotheses"
+    selects_by = "val/loss_px"  # its point estimate (a mean of futures) may by design not beat zero
 
     def __init__(self, count: int = 4) -> None:
         if count < 2:
@@ -262,11 +266,15 @@ class HypothesesHead:
         return HypothesesPointDecoder(steps, self.count)
 
     def initialise(self, conv: nn.Conv2d, steps: int) -> None:
-        """Hypothesis m's bias: HYPOTHESIS_SPREAD (cos, sin) of 2 pi m / M at every step."""
+        """The hypotheses' biases at every step: with M >= 3 the first at zero (it wins the still
+        points, which are most of a video, exactly) and the others HYPOTHESIS_SPREAD away around a
+        circle, (cos, sin) of 2 pi j / (M - 1), where each wins the movers of its direction; with
+        M = 2 both on the circle. Their mean is zero either way."""
         assert conv.bias is not None
+        ring = list(range(self.count)) if self.count == 2 else list(range(1, self.count))
         with torch.no_grad():
-            for m in range(self.count):
-                angle = 2 * math.pi * m / self.count
+            for j, m in enumerate(ring):
+                angle = 2 * math.pi * j / len(ring)
                 for k in range(steps):
                     conv.bias[(m * steps + k) * 2] = HYPOTHESIS_SPREAD * math.cos(angle)
                     conv.bias[(m * steps + k) * 2 + 1] = HYPOTHESIS_SPREAD * math.sin(angle)

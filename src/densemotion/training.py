@@ -7,7 +7,8 @@ and a complete checkpoint written atomically, so a killed run resumes where its 
 epoch left it) and :func:`save` (the finished model).
 
 The model kept (``model`` in every checkpoint, the whole of the finished one) is the weights of
-the best epoch, ``best_epoch``: lowest validation EPE, the first of equal ones; without a
+the best epoch, ``best_epoch``: lowest validation EPE (a distribution head: its validation loss,
+``head.selects_by``), the first of equal ones; without a
 validation video there is nothing to choose by, and the last epoch is kept (said on stderr).
 Resuming needs the last epoch's weights too (``last_model``, dropped from the finished model).
 
@@ -309,7 +310,7 @@ def build(
     ddp_model = _distributed_model(model, device, rank, find_unused=train_params.freeze_backbone_epochs > 0)
     criterion = Criterion(model.head, train_params.loss, train_params.aux_weight)
     run_params = {"model": model_params.model_dump(), "train": train_params.model_dump(), "split": split.as_dict()}
-    live = open_live(live_dir, run_params, state["history"]) if main else None
+    live = open_live(live_dir, run_params, state["history"], model.head.selects_by) if main else None
     return Run(
         model_params, train_params, rank, device, split, train_ds, val_ds, model, ddp_model, criterion,
         opt, sched, scaler, state, ckpt_path, out, live,
@@ -336,7 +337,7 @@ def fit(run: Run) -> None:
         record["lr"] = run.opt.param_groups[0]["lr"]
         history = [*state["history"], record]
         weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # kept: not live
-        best = best_epoch(history)
+        best = best_epoch(history, model.head.selects_by)
         update = {
             "epoch": epoch + 1,
             "history": history,
@@ -352,7 +353,7 @@ def fit(run: Run) -> None:
         state.update(update)
         if rank.is_main:
             save_checkpoint(run.ckpt_path, state)
-            log_epoch(run.live, record, history)
+            log_epoch(run.live, record, history, model.head.selects_by)
             timing = pace(time.monotonic() - started, epoch + 1 - first, train_params.epochs - epoch - 1)
             tqdm.write(f"{describe_epoch(record)}  ({timing})", file=sys.stderr)
 
@@ -365,7 +366,7 @@ def save(run: Run) -> None:
             run.ckpt_path.unlink(missing_ok=True)  # finished: nothing left to resume
         if run.live is not None:
             run.live.end()
-        for line in final_report(run.state):
+        for line in final_report(run.state, run.model.head.selects_by):
             print(line, file=sys.stderr)
     barrier()  # the job ends when rank 0 has written everything
 

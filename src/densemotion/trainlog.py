@@ -19,16 +19,17 @@ if TYPE_CHECKING:
     from densemotion.dataset import Split
 
 
-def best_epoch(history: list[dict]) -> int:
-    """The epoch whose weights are kept: the lowest ``val/epe_px`` (the first of equal ones), or
-    the last epoch when there was no validation (0 before any epoch)."""
-    scored = [r for r in history if "val/epe_px" in r]
+def best_epoch(history: list[dict], by: str = "val/epe_px") -> int:
+    """The epoch whose weights are kept: the lowest ``by`` (the head's ``selects_by``: a point
+    head's validation EPE, a distribution head's validation loss; the first of equal ones), or the
+    last epoch when there was no validation (0 before any epoch)."""
+    scored = [r for r in history if by in r]
     if not scored:
         return int(history[-1]["epoch"]) if history else 0
-    return int(min(scored, key=lambda r: r["val/epe_px"])["epoch"])
+    return int(min(scored, key=lambda r: r[by])["epoch"])
 
 
-def open_live(live_dir: str | Path | None, params: dict, history: list[dict]):
+def open_live(live_dir: str | Path | None, params: dict, history: list[dict], by: str = "val/epe_px"):
     """A fresh dvclive log holding the epochs of ``history`` (a resumed run's earlier epochs),
     so the log is complete whether or not the folder survived (DVC deletes it before a run)."""
     if live_dir is None:
@@ -38,7 +39,7 @@ def open_live(live_dir: str | Path | None, params: dict, history: list[dict]):
     live = Live(dir=str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None)
     live.log_params(params)
     for i, record in enumerate(history):
-        log_epoch(live, record, history[: i + 1])
+        log_epoch(live, record, history[: i + 1], by)
     return live
 
 
@@ -47,7 +48,7 @@ def open_live(live_dir: str | Path | None, params: dict, history: list[dict]):
 CURVES_ONLY = ("lr", "train/loss_px", "val/loss_px")
 
 
-def log_epoch(live, record: dict, history: list[dict]) -> None:
+def log_epoch(live, record: dict, history: list[dict], by: str = "val/epe_px") -> None:
     """One epoch's metrics at dvclive step = the epoch (from 1), and the best of ``history`` so far
     (``best_epoch``, ``best_val_epe_px``: the latest values are the last epoch's, not the kept one's)."""
     if live is None:
@@ -62,7 +63,7 @@ def log_epoch(live, record: dict, history: list[dict]) -> None:
         for part in parents:
             node = node.get(part, {})
         node.pop(leaf, None)
-    best = best_epoch(history)
+    best = best_epoch(history, by)
     live.summary["best_epoch"] = best
     kept = next(r for r in history if r["epoch"] == best)
     if "val/epe_px" in kept:
@@ -99,9 +100,9 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
-def final_report(state: dict) -> list[str]:
-    """Lines on the kept epoch for stderr: which it is, and a warning when at that epoch the
-    model does not beat zero motion on the validation videos (worse than doing nothing)."""
+def final_report(state: dict, by: str = "val/epe_px") -> list[str]:
+    """Lines on the kept epoch for stderr: which it is (chosen by ``by``), and a warning when at
+    that epoch the model does not beat zero motion on the validation videos (worse than doing nothing)."""
     history, best = state["history"], state["best_epoch"]
     if not history:
         return []
@@ -109,7 +110,13 @@ def final_report(state: dict) -> list[str]:
     if "val/epe_px" not in record:
         return [f"kept the last epoch ({best}): no validation video to choose the best by"]
     epe, zero = record["val/epe_px"], record["val/zero_epe_px"]
-    lines = [f"kept epoch {best} of {state['epoch']}: the lowest validation EPE, {epe:.4g} px at frame scale"]
+    if by == "val/epe_px":
+        lines = [f"kept epoch {best} of {state['epoch']}: the lowest validation EPE, {epe:.4g} px at frame scale"]
+    else:  # a distribution head: its own loss chooses (its point estimate may not beat zero by design)
+        lines = [
+            f"kept epoch {best} of {state['epoch']}: the lowest validation loss, {record[by]:.4g} "
+            f"(its point estimate's EPE {epe:.4g} px at frame scale)"
+        ]
     if not beats_zero(epe, zero):
         lines.append(
             f"WARNING: the model does not beat zero motion on the validation videos: EPE {epe:.4g} px, "
