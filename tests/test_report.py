@@ -273,3 +273,16 @@ def test_series_names_lose_only_the_path_they_share_and_other_charts_are_left_al
     assert shown["encoding"]["x"]["axis"]["tickMinStep"] == 1  # epochs are whole
     rows3 = [r for r in rows if r["rev"] == "workspace"]
     assert "point" not in legible({**line, "data": {"values": rows3}})["mark"]
+
+
+def test_the_report_shows_a_distribution_heads_scores_beside_the_others():
+    """The base a point head, the workspace a hypotheses head: the best-of-M rows appear, n/a at the base."""
+    from densemotion.report import headline_table
+
+    base = {"model_epe_px": 0.64, "zero_epe_px": 3.44, "beats_zero_motion": True}
+    head = {**base, "best_of_m_epe_px": 0.52, "codebook_best_of_m_epe_px": 1.08}
+    rows = headline_table(base, head, "main").splitlines()
+    assert "| best-of-M EPE (px) | n/a | 0.520 |" in rows
+    assert "| codebook best-of-M EPE (px) | n/a | 1.080 |" in rows
+    assert not any("NLL" in r for r in rows)  # only what either side has
+    assert not any("best-of-M" in r for r in headline_table(base, base, "main").splitlines())
