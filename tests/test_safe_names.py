@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from densemotion.cli.use_videos import main as use_videos_main
@@ -84,6 +84,7 @@ def test_params_refuse_names_that_differ_only_in_case():
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], max_examples=40)
 @given(st.lists(file_names(), min_size=1, max_size=8, unique_by=lambda n: n.lower()))
+@example(names=["Yes", "on", "null", "1e3", "0x1F"])  # YAML 1.1 would read these as bool, None, numbers
 def test_use_videos_accepts_any_file_name(tmp_path_factory, names):
     """Every name gets a safe, unique entry whose path is the file's own, and params.yaml loads."""
     root = tmp_path_factory.mktemp("names")

@@ -244,10 +244,24 @@ def _keeping_trailer(old: object, videos: dict[str, str]) -> dict[str, str]:
     next section, which the YAML round trip keeps with the old list's last entry)."""
     from ruamel.yaml.comments import CommentedMap
 
-    new = CommentedMap(videos)
+    new = CommentedMap((_string(k), _string(v)) for k, v in videos.items())
     if isinstance(old, CommentedMap) and old and new and (trailer := old.ca.items.get(list(old)[-1])):
         new.ca.items[list(new)[-1]] = trailer
     return new
+
+
+def _string(text: str) -> str:
+    """``text`` as a YAML string scalar that every reader reads back as that string: quoted where
+    a YAML 1.1 reader (PyYAML: our params loader, DVC) would take it for something else (a video
+    named ``Yes``, ``on`` or ``1e3``), which ruamel, writing YAML 1.2, would leave plain."""
+    import yaml as pyyaml
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    try:
+        plain = pyyaml.safe_load(text) == text
+    except pyyaml.YAMLError:
+        plain = False
+    return text if plain else DoubleQuotedScalarString(text)  # double: non-printables escaped
 
 
 def _plain(obj: object) -> object:
