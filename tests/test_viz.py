@@ -259,3 +259,25 @@ def test_arrows_point_along_the_motion_and_are_scaled_up_to_read(dx, dy):
     want = np.array([dy, dx])
     assert np.dot(direction, want) > 0.9 * np.linalg.norm(want) * np.linalg.norm(direction)  # within ~25 deg
     assert np.linalg.norm(direction) > 0.3 * gain * np.linalg.norm(want)  # drawn at about the gained length
+
+
+def test_hypotheses_pool_their_colour_scale():
+    """scale_of=2: the two motions set the shared scale together, so the small one reads as small
+    (pale) beside the large one, instead of both saturating at the small one's own scale."""
+    from densemotion.viz import motion_picture
+
+    frame = np.full((32, 32, 3), 128, np.uint8)
+    small = np.full((8, 8, 2), [1.0, 0.0], np.float32)
+    large = np.full((8, 8, 2), [6.0, 0.0], np.float32)
+    seen = np.ones((8, 8), bool)
+    pictures = [
+        motion_picture(frame, [(small, seen), (large, seen)], cell=4, panel=(32, 32), scale_of=k) for k in (1, 2)
+    ]
+
+    def saturation(picture, panel):  # frame | small | large | key, 4 px gaps; the colours below the titles
+        cells = picture[-32:, panel * (32 + 4) : panel * (32 + 4) + 32].astype(int)
+        return float((cells.max(axis=2) - cells.min(axis=2)).mean())
+
+    alone, pooled = pictures
+    assert saturation(alone, 1) == saturation(alone, 2) == 255  # both past the small one's scale
+    assert saturation(pooled, 2) == 255 and saturation(pooled, 1) < 100  # 1 px of 6: pale

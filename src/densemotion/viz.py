@@ -100,10 +100,12 @@ def motion_picture(
     scale_name: str = "tracker",
     unit: str = "px at frame scale",
     arrows: bool = False,
+    scale_of: int = 1,
 ) -> np.ndarray:
     """The one flow picture: frame | a colour image per motion | colour-wheel legend, each under a
     title (``arrows``: and, before the legend, the first motion as arrows over the frame,
-    :func:`arrows_panel`).
+    :func:`arrows_panel`). ``scale_of``: how many of the first motions set the shared colour scale
+    (1: the first; a prediction's hypotheses pool theirs, so that none saturates).
 
     frame (H, W, 3) uint8 at any resolution; motions: (disp (Hg, Wg, 2) px, visible (Hg, Wg) bool)
     of a grid whose cells are ``cell`` px wide from ``origin`` (y, x) in a frame of ``extent``
@@ -116,7 +118,12 @@ def motion_picture(
     """
     size = _pair(frame.shape[:2] if panel is None else panel)
     grid_extent = _pair(frame.shape[:2] if extent is None else extent)
-    max_mag = motion_scale(*motions[0], floor=MIN_FULL_COLOUR_PX / px_scale)
+    reference = motions[:scale_of]  # whose motion sets the shared colour scale (the first; or all hypotheses)
+    pooled = (
+        np.concatenate([d.reshape(-1, 2) for d, _ in reference]),
+        np.concatenate([v.ravel() for _, v in reference]),
+    )
+    max_mag = motion_scale(*pooled, floor=MIN_FULL_COLOUR_PX / px_scale)
     panels = [fit_image(frame, size)]
     for disp, visible in motions:
         panels.append(_motion_panel(motion_image(disp, visible, max_mag), size, grid_extent, cell, origin))

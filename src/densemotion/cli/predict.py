@@ -180,6 +180,7 @@ def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, mod
         scale_name="prediction",
         unit="px of the image",
         arrows=True,
+        scale_of=len(seen),  # the mean and every hypothesis on one scale that none of them saturates
     )
     save_png(out / f"{name}.png", picture)
     if "scale" in pred.extras:
