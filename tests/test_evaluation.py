@@ -369,3 +369,32 @@ def test_a_hypotheses_head_is_scored_best_of_m_against_the_codebook(tmp_path):
     assert head["model_epe_px"] == pytest.approx(head["zero_epe_px"], rel=1e-5)  # the mean of +d and -d is 0
     per_video = json.loads((tmp_path / "out" / "per_video.json").read_text())
     assert per_video["a"]["hypotheses"] == 2 and per_video["a"]["best_of_m_epe_px"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_pictures_show_each_hypothesis_and_a_laplace_heads_scale(tmp_path):
+    """A hypotheses head's picture has a panel per hypothesis after the model's; a Laplace head's
+    ends with its scale as a heat map: each wider than the point head's picture of the same window."""
+    from densemotion.evaluation import window_picture
+    from densemotion.heads import LaplaceHead
+
+    write_motion_store(tmp_path, "a", seed=0, nw=2, t=3)
+    store = TrajectoryStore(tmp_path / "a")
+
+    class LaplaceOracle(torch.nn.Module):
+        head = LaplaceHead()
+
+        def __init__(self):
+            super().__init__()
+            self.oracle = Oracle(store)
+
+        def forward(self, image):
+            loc = self.oracle(image)["out"]
+            return {"out": {"loc": loc, "scale": torch.rand(loc.shape[0], 1, *loc.shape[-2:]) + 0.1}}
+
+    widths = {}
+    for name, net in (("point", Oracle(store)), ("hypotheses", HypothesesOracle(store)), ("laplace", LaplaceOracle())):
+        picture = window_picture(net, store, 0, None, 64, name, "cpu")
+        assert picture.ndim == 3 and picture.dtype == np.uint8
+        widths[name] = picture.shape[1]
+    assert widths["hypotheses"] >= widths["point"] + 2 * 64  # two more motion panels
+    assert widths["laplace"] > widths["point"] + 32  # the scale's panel

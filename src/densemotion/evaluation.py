@@ -62,7 +62,7 @@ from densemotion.params import EvaluateParams
 from densemotion.scores import LEVELS, point_scores
 from densemotion.scores import summary as spread_summary
 from densemotion.trajectories.store import TrajectoryStore
-from densemotion.viz import grid_frame, motion_picture, save_png
+from densemotion.viz import grid_frame, motion_picture, save_png, scale_panel, side_by_side
 
 if TYPE_CHECKING:
     from densemotion.frames.store import FrameArchive
@@ -425,23 +425,38 @@ def window_picture(
     device: str,
 ) -> np.ndarray:
     """The picture of window ``w``: its first frame (from ``archive``; the grid thumbnail when
-    None), the tracker's and the model's motion to the last frame, the colour key."""
+    None), the tracker's and the model's motion to the last frame, then, for a head with several
+    hypotheses, each one with its mean probability, the colour key (the tracker's scale); for a
+    head with a scale, the scale as a last panel, in px at its own colour scale."""
     info = store.info
     grid = info.grid
     window = store.window(w, [info.window - 1])
-    pred = predict(model, window["frame0"][None], device)[0, -1]  # (Hg, Wg, 2)
-    motions = [(window["disp"][0], window["visible"][0]), (pred, np.ones(pred.shape[:2], bool))]
+    point, full = predict_all(model, window["frame0"][None], device)
+    pred = point[0, -1]  # (Hg, Wg, 2)
+    everywhere = np.ones(pred.shape[:2], bool)
+    motions = [(window["disp"][0], window["visible"][0]), (pred, everywhere)]
+    titles = ["frame", f"tracker ({info.tracker})", f"model ({model_name})"]
+    hyps, probs = model.head.hypotheses(full)  # (1, M, K, 2, Hg, Wg), (1, M, Hg, Wg)
+    if hyps.shape[1] > 1:
+        titles[-1] = f"model ({model_name}): mean of {hyps.shape[1]}"
+        for m in range(hyps.shape[1]):
+            motions.append((hyps[0, m, -1].permute(1, 2, 0).numpy(), everywhere))
+            titles.append(f"hypothesis {m + 1}: p = {float(probs[0, m].mean()):.2f}")
     frame = grid_frame(grid, window["frame0"]) if archive is None else archive.read(window["start"])
-    return motion_picture(
+    picture = motion_picture(
         frame,
         motions,
-        titles=["frame", f"tracker ({info.tracker})", f"model ({model_name})"],
+        titles=titles,
         cell=grid.stride,
         origin=grid.origin,
         extent=grid.size,
         panel=fit_box(info.frame_size, (side, side)),
         px_scale=float(np.mean(info.frame_scale)),
     )
+    if isinstance(full, dict) and "scale" in full:  # the Laplace head's uncertainty beside it
+        scale = full["scale"][0, -1].numpy() * float(np.mean(info.frame_scale))  # (Hg, Wg) frame px
+        picture = side_by_side([picture, scale_panel(scale, picture.shape[0], side)])
+    return picture
 
 
 def _archive(

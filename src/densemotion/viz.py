@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from densemotion.atomic import atomic_path
-from densemotion.imaging import fit_image
+from densemotion.imaging import fit_box, fit_image
 from densemotion.metrics import VISIBLE_PROB
 
 if TYPE_CHECKING:
@@ -540,3 +540,17 @@ def contact_sheet(cells: Sequence[tuple[np.ndarray, Sequence[str]]], title: str)
         sheet[y + bh - h : y + bh, x + (bw - w) // 2 : x + (bw - w) // 2 + w] = thumb[:h, :w]
         sheet[y + bh : y + cell_h, x : x + bw] = text_block(lines, bw, label_h, centre=True)
     return sheet
+
+
+def scale_panel(scale: np.ndarray, height: int, side: int) -> np.ndarray:
+    """(height, W, 3): a head's uncertainty, its scale b (Hg, Wg) px, as a heat map (viridis; dark:
+    sure, bright: unsure) of longest side ``side`` under a title giving the brightest value."""
+    h, w = scale.shape
+    top = float(np.percentile(scale, 99)) or 1.0
+    levels = np.clip(scale / top * 255, 0, 255).astype(np.uint8)
+    heat = cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+    heat = fit_image(heat, fit_box((h, w), (side, side)), nearest=True)
+    titled = with_titles([heat], [f"uncertainty b, bright = {top:.2g} px"])[0]
+    canvas = np.full((max(height, titled.shape[0]), titled.shape[1], 3), 255, np.uint8)
+    canvas[: titled.shape[0]] = titled
+    return canvas[:height] if canvas.shape[0] > height else canvas

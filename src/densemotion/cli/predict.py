@@ -41,7 +41,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -62,7 +61,7 @@ from densemotion.predictor import (
 )
 from densemotion.runtime import AUTOCASTS
 from densemotion.stillmodel import upsample_field
-from densemotion.viz import motion_picture, save_gif, save_png, side_by_side, with_titles
+from densemotion.viz import motion_picture, save_gif, save_png, scale_panel, side_by_side, with_titles
 
 PANEL_SIDE = 480  # px: the longest side of each panel of NAME.png
 GIF_SIDE = 640  # px: the longest side of NAME.gif
@@ -194,15 +193,10 @@ def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, mod
 
 
 def scale_picture(image: np.ndarray, scale: np.ndarray, name: str) -> np.ndarray:
-    """image | the Laplace head's scale b (Hg, Wg) px as a heat map (dark: sure, bright: unsure)."""
+    """image | the Laplace head's scale b (Hg, Wg), px of the image, as a heat map (viz.scale_panel)."""
     h, w = image.shape[:2]
-    panel = fit_box((h, w), (PANEL_SIDE, PANEL_SIDE))
-    top = float(np.percentile(scale, 99)) or 1.0
-    levels = np.clip(scale / top * 255, 0, 255).astype(np.uint8)
-    heat = cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
-    panels = [fit_image(image, panel), fit_image(heat, panel, nearest=True)]
-    titles = [name, f"uncertainty: Laplace scale b, bright = {top:.2g} px of the image"]
-    return side_by_side(with_titles(panels, titles))
+    framed = with_titles([fit_image(image, fit_box((h, w), (PANEL_SIDE, PANEL_SIDE)))], [name])[0]
+    return side_by_side([framed, scale_panel(scale, framed.shape[0], PANEL_SIDE)])
 
 
 @clean_errors
