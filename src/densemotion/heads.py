@@ -135,15 +135,19 @@ class PointDecoder(nn.Module):
         return decode_point(raw[:, : 2 * self.steps], self.steps, disp_scale)
 
 
+def point_error(diff: torch.Tensor, kind: str, dim: int = 2) -> torch.Tensor:
+    """``train.loss`` of each point: differences with their (x, y) along ``dim`` -> that dim gone.
+    ``epe``: sqrt(dx^2 + dy^2) (an eps keeps the gradient finite at 0); ``l1``: |dx| + |dy|."""
+    if kind == "epe":
+        return torch.sqrt((diff * diff).sum(dim=dim) + 1e-8)
+    if kind == "l1":
+        return diff.abs().sum(dim=dim)
+    raise ValueError(f"train.loss: unknown loss {kind!r} ({' or '.join(LOSSES)})")
+
+
 def masked_mean(diff: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
     """Mean per-point loss of differences diff (B, K, 2, Hg, Wg) over the points of mask (B, K, Hg, Wg)."""
-    if kind == "epe":
-        per_point = torch.sqrt((diff * diff).sum(dim=2) + 1e-8)  # eps keeps the gradient finite at 0
-    elif kind == "l1":
-        per_point = diff.abs().sum(dim=2)
-    else:
-        raise ValueError(f"train.loss: unknown loss {kind!r} ({' or '.join(LOSSES)})")
-    return (per_point * mask).sum() / mask.sum().clamp(min=1)
+    return (point_error(diff, kind) * mask).sum() / mask.sum().clamp(min=1)
 
 
 # --- laplace: a location and a scale per pixel and step ------------------------------------
@@ -201,12 +205,11 @@ class LaplaceHead:
     def nll(self, prediction: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """(B, K, Hg, Wg) nats per point of ``target`` (B, K, 2, Hg, Wg) px."""
         b = prediction["scale"].float()
-        l1 = (target - prediction["loc"].float()).abs().sum(dim=2)
-        return 2.0 * torch.log(2.0 * b) + l1 / b
+        return 2.0 * torch.log(2.0 * b) + point_error(target - prediction["loc"].float(), "l1") / b
 
     def inside(self, prediction: dict[str, torch.Tensor], target: torch.Tensor, level: float) -> torch.Tensor:
         """(B, K, Hg, Wg) bool: ``target`` inside the region of probability ``level``."""
-        l1 = (target - prediction["loc"].float()).abs().sum(dim=2)
+        l1 = point_error(target - prediction["loc"].float(), "l1")
         return l1 <= laplace_radius(level) * prediction["scale"].float()
 
     def loss(
@@ -256,10 +259,8 @@ class HypothesesHead:
 
     def decode(self, raw: torch.Tensor, steps: int, disp_scale: torch.Tensor) -> dict[str, torch.Tensor]:
         """raw (B, M 2K + M, Hg, Wg) -> {"hyps": (B, M, K, 2, Hg, Wg) px, "logits": (B, M, Hg, Wg)}."""
-        b, h, w = raw.shape[0], raw.shape[2], raw.shape[3]
-        m = self.count
-        hyps = (raw[:, : m * 2 * steps] * disp_scale).view(b, m, steps, 2, h, w)
-        return {"hyps": hyps, "logits": raw[:, m * 2 * steps :]}
+        hyps, logits = decode_hypotheses(raw, steps, self.count, disp_scale)
+        return {"hyps": hyps, "logits": logits}
 
     def point(self, prediction: dict[str, torch.Tensor]) -> torch.Tensor:
         return weighted_mean(prediction["hyps"], prediction["logits"])
@@ -303,12 +304,7 @@ class HypothesesHead:
         diff = hyps - target[:, None]
         if scale is not None:
             diff = diff * scale[:, None, None, :, None, None]
-        if kind == "epe":
-            per_step = torch.sqrt((diff * diff).sum(dim=3) + 1e-8)  # (B, M, K, H, W)
-        elif kind == "l1":
-            per_step = diff.abs().sum(dim=3)
-        else:
-            raise ValueError(f"train.loss: unknown loss {kind!r} ({' or '.join(LOSSES)})")
+        per_step = point_error(diff, kind, dim=3)  # (B, M, K, H, W)
         weight = mask[:, None].float()  # (B, 1, K, H, W)
         seen = mask.sum(dim=1)  # (B, H, W) visible steps per point
         per_point = (per_step * weight).sum(dim=2) / seen[:, None].clamp(min=1)  # (B, M, H, W)
@@ -320,6 +316,16 @@ class HypothesesHead:
         wta = ((share * per_point).sum(dim=1) * points).sum() / points.sum().clamp(min=1)
         ce = torch.nn.functional.cross_entropy(logits, winner, reduction="none")  # (B, H, W)
         return wta + CE_WEIGHT * (ce * points).sum() / points.sum().clamp(min=1)
+
+
+def decode_hypotheses(
+    raw: torch.Tensor, steps: int, count: int, disp_scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hypotheses head's decoding: raw (B, M 2K + M, Hg, Wg) -> hyps (B, M, K, 2, Hg, Wg) px,
+    logits (B, M, Hg, Wg). Plain tensor code, so that its point decoder scripts and exports."""
+    b, h, w = raw.shape[0], raw.shape[2], raw.shape[3]
+    n = count * 2 * steps
+    return (raw[:, :n] * disp_scale).view(b, count, steps, 2, h, w), raw[:, n:]
 
 
 def weighted_mean(hyps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -338,10 +344,8 @@ class HypothesesPointDecoder(nn.Module):
 
     def forward(self, raw: torch.Tensor, disp_scale: torch.Tensor) -> torch.Tensor:
         """raw (B, M 2K + M, Hg, Wg) -> (B, K, 2, Hg, Wg) px."""
-        b, h, w = raw.shape[0], raw.shape[2], raw.shape[3]
-        n = self.count * 2 * self.steps
-        hyps = (raw[:, :n] * disp_scale).view(b, self.count, self.steps, 2, h, w)
-        return weighted_mean(hyps, raw[:, n:])
+        hyps, logits = decode_hypotheses(raw, self.steps, self.count, disp_scale)
+        return weighted_mean(hyps, logits)
 
 
 HEAD_NAMES = ("point", "laplace", "hypotheses")
