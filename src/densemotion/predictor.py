@@ -78,6 +78,16 @@ class Prediction:
         """(H, W) of the image."""
         return int(self.motion.shape[2]), int(self.motion.shape[3])
 
+    @property
+    def to_image(self) -> np.ndarray:
+        """(2,) float32 x, y: px of the image per px of the size it was seen at (:func:`seen_to_image`)."""
+        return seen_to_image(self.size, self.grid.size)
+
+
+def seen_to_image(size_hw: tuple[int, int], seen_hw: tuple[int, int]) -> np.ndarray:
+    """(2,) float32 x, y: px of an (H, W) image per px of its seen size (h', w'): W / w', H / h'."""
+    return np.array([size_hw[1] / seen_hw[1], size_hw[0] / seen_hw[0]], np.float32)
+
 
 def check_pixels(h: int, w: int, where: str) -> None:
     """Refuse an image of more than :data:`MAX_PIXELS` pixels, naming ``where``."""
@@ -234,9 +244,8 @@ class MotionPredictor:
         """The head's hypotheses and probabilities, or scale, of (B, H, W, 3) uint8 images at the grid
         points, in the images' px (B first): the eager net on the grid image the predictor sees."""
         image = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)
-        h, w = batch.shape[1:3]
-        seen_h, seen_w = self.seen_size((h, w))
-        to_image = torch.tensor([w / seen_w, h / seen_h])
+        size = (int(batch.shape[1]), int(batch.shape[2]))
+        to_image = torch.from_numpy(seen_to_image(size, self.seen_size(size)))
         with torch.inference_mode(), autocast_to(self.device, self.autocast_dtype):
             out = self.model(self.still.grid_image(image))["out"]
         head = self.model.head

@@ -159,7 +159,7 @@ def write_outputs(out: Path, name: str, image: np.ndarray, pred: Prediction, mod
         np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     h, w = pred.size
     seen_h, seen_w = pred.grid.size  # the grid's own px, as evaluate draws tracking px
-    to_image = np.array([w / seen_w, h / seen_h], np.float32)
+    to_image = pred.to_image
     fields = [pred.grid_motion[-1]]  # (2, Hg, Wg) image px: the point estimate, then each hypothesis
     titles = [name, f"predicted motion to frame +{pred.steps[-1]} ({model_name})"]
     hyps, probs = pred.extras.get("hypotheses"), pred.extras.get("probabilities")
