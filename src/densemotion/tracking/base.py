@@ -37,8 +37,23 @@ class Tracker(Protocol):
         queries: (N, 2) float32 (x, y) in pixels of frame 0.
         Returns tracks (S, N, 2) float32 (tracks[0] == queries) and visibility (S, N) float32
         in [0, 1].
+
+        A tracker may also have ``track_windows(frames (B, S, H, W, 3), queries)`` -> tracks
+        (B, S, N, 2), visibility (B, S, N): several windows per network call (a GPU idles between
+        small ones), the same results as B calls of ``track``; and ``max_windows((H, W), S)``, how
+        many windows its memory bound lets into one call. :func:`track_windows` uses either.
         """
         ...
+
+
+def track_windows(tracker: Tracker, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """frames (B, S, H, W, 3) uint8, queries (N, 2) -> tracks (B, S, N, 2), vis (B, S, N) float32:
+    one batched call where the tracker has ``track_windows``, else one ``track`` call per window."""
+    batched = getattr(tracker, "track_windows", None)
+    if batched is not None:
+        return batched(frames, queries)
+    each = [tracker.track(window, queries) for window in frames]
+    return np.stack([t for t, _ in each]), np.stack([v for _, v in each])
 
 
 @dataclass(frozen=True)

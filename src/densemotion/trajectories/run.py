@@ -25,13 +25,15 @@ from tqdm import tqdm
 
 from densemotion.errors import DensemotionError
 from densemotion.params import MAX_TRACKING_PIXELS, TrajectoriesParams
+from densemotion.prefetch import prefetched
 from densemotion.tracking import grid, registry
-from densemotion.tracking.base import Tracker, TrackerError
+from densemotion.tracking.base import Tracker, TrackerError, track_windows
 from densemotion.tracking.grid import Grid
 from densemotion.trajectories.store import SCHEMA_VERSION, ChunkedStoreWriter
 
 # bump when the tracking code changes what it writes, so old work chunks are not reused
 ALGORITHM_VERSION = 1
+AUTO_BATCH = 8  # trajectories.batch_windows: null on a GPU (bounded by the tracker's max_windows)
 
 
 class TrajectoriesError(DensemotionError):
@@ -192,39 +194,78 @@ def _read_windows(
         i = j
 
 
-def track_chunk(
-    source: FrameReader,
-    tracker: Tracker,
-    plan: Plan,
-    starts: np.ndarray,
-    params: TrajectoriesParams,
-    queries: np.ndarray,
-    bar: tqdm | None = None,
-) -> dict[str, np.ndarray]:
-    """Track the windows starting at ``starts`` -> the store's arrays for them (schema dtypes)."""
+def _empty_chunk(plan: Plan, starts: np.ndarray) -> dict[str, np.ndarray]:
+    """The store's arrays for the windows at ``starts``, to be filled (schema dtypes)."""
     hg, wg = plan.grid.shape
     n, s_len = len(starts), plan.window
-    out: dict[str, np.ndarray] = {
+    return {
         "frames0": np.empty((n, hg, wg, 3), np.uint8),
         "disp": np.empty((n, s_len, hg, wg, 2), np.float16),
         "vis": np.empty((n, s_len, hg, wg), np.uint8),
         "starts": np.asarray(starts, np.int64),
     }
+
+
+def window_batch(tracker: Tracker, params: TrajectoriesParams, size: tuple[int, int]) -> int:
+    """Windows per tracker call: ``trajectories.batch_windows`` (None: AUTO_BATCH on a GPU, 1 on
+    the CPU, where batching buys nothing), 1 for a tracker without ``track_windows``, and at most
+    what the tracker's memory bound (``max_windows``) lets in at this (H, W) tracking size."""
+    if not hasattr(tracker, "track_windows"):
+        return 1
+    wanted = params.batch_windows
+    if wanted is None:
+        wanted = AUTO_BATCH if str(getattr(tracker, "device", "cpu")).startswith("cuda") else 1
+    fits = getattr(tracker, "max_windows", None)
+    return max(1, min(wanted, fits(size, params.window))) if fits is not None else wanted
+
+
+def track_chunks(
+    source: FrameReader,
+    tracker: Tracker,
+    plan: Plan,
+    chunks: list[np.ndarray],
+    params: TrajectoriesParams,
+    bar: tqdm | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Track the windows of ``chunks`` (each an array of starts) -> each chunk's store arrays, in order.
+
+    The windows are read ahead in a thread (:func:`~densemotion.prefetch.prefetched`) and go to the
+    tracker :func:`window_batch` at a time, across chunk borders; a chunk is yielded as soon as its
+    last window is tracked, so an interrupted run keeps every chunk finished before.
+    """
+    hg, wg = plan.grid.shape
+    s_len = plan.window
+    queries = plan.grid.points()  # (N, 2)
     resize = plan.grid.size if plan.grid.size != tuple(plan.frame_size) else None
-    for k, (start, frames) in enumerate(_read_windows(source, starts, s_len, resize)):
-        tracks, vis = tracker.track(frames, queries)  # (S, N, 2), (S, N)
-        if not np.isfinite(tracks).all():
-            raise TrackerError(
-                f"video {plan.video!r}: tracker {tracker.name!r} gave non-finite tracks in window {start}"
-            )
-        disp = (tracks - queries[None]).reshape(s_len, hg, wg, 2)
-        disp[0] = 0.0
-        out["disp"][k] = disp.astype(np.float16)
-        out["vis"][k] = np.rint(np.clip(vis, 0.0, 1.0) * 255.0).reshape(s_len, hg, wg).astype(np.uint8)
-        out["frames0"][k] = plan.grid.downsize(frames[0])
+    batch = window_batch(tracker, params, plan.grid.size)
+    where = [(c, k) for c, starts in enumerate(chunks) for k in range(len(starts))]  # window -> (chunk, row)
+    every = np.concatenate(chunks) if chunks else np.empty(0, np.int64)
+    windows = prefetched(_read_windows(source, every, s_len, resize), depth=2 * batch)
+    arrays = [_empty_chunk(plan, starts) for starts in chunks[:1]]
+    done = 0  # windows tracked
+    while done < len(every):
+        group = [next(windows) for _ in range(min(batch, len(every) - done))]
+        frames = np.stack([f for _, f in group])  # (B, S, H, W, 3)
+        tracks, vis = track_windows(tracker, frames, queries)  # (B, S, N, 2), (B, S, N)
+        for b, (start, window) in enumerate(group):
+            if not np.isfinite(tracks[b]).all():
+                raise TrackerError(
+                    f"video {plan.video!r}: tracker {tracker.name!r} gave non-finite tracks in window {start}"
+                )
+            c, k = where[done + b]
+            out = arrays[-1]
+            disp = (tracks[b] - queries[None]).reshape(s_len, hg, wg, 2)
+            disp[0] = 0.0
+            out["disp"][k] = disp.astype(np.float16)
+            out["vis"][k] = np.rint(np.clip(vis[b], 0.0, 1.0) * 255.0).reshape(s_len, hg, wg).astype(np.uint8)
+            out["frames0"][k] = plan.grid.downsize(window[0])
+            if k == len(chunks[c]) - 1:  # the chunk's last window
+                yield out
+                if c + 1 < len(chunks):
+                    arrays = [_empty_chunk(plan, chunks[c + 1])]
+        done += len(group)
         if bar is not None:
-            bar.update(1)
-    return out
+            bar.update(len(group))
 
 
 def store_is_current(out_dir: str | Path, source: FrameReader, params: TrajectoriesParams) -> bool:
@@ -267,13 +308,12 @@ def track_video(
                     tracker = make_tracker(params, weights_dir)
                 except TrackerError as err:
                     raise TrackerError(f"video {plan.video!r}: {err}") from None
-            queries = plan.grid.points()
             done_windows = sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo))
             with tqdm(
                 total=len(plan.starts), initial=done_windows, desc=f"track {plan.video}", unit="win", disable=None
             ) as bar:
-                for i in todo:
-                    arrays = track_chunk(source, tracker, plan, chunks[i], params, queries, bar)
+                tracked = track_chunks(source, tracker, plan, [chunks[i] for i in todo], params, bar)
+                for i, arrays in zip(todo, tracked, strict=True):
                     writer.write_chunk(i, **arrays)
         meta = writer.assemble(out_dir, meta, len(chunks))
     except BaseException as err:

@@ -39,6 +39,10 @@ class AllTrackerParams(Section):
     # with the square of the pixels); past it they are recomputed a few pixels at a time at each
     # refinement: same values, less memory, slower (corr.CorrPyramid)
     corr_memory_mb: int = Field(2048, ge=1)
+    # the most one batch of windows (trajectories.batch_windows) may hold beyond the correlation
+    # volumes (MB, estimated from the shapes: tracker.window_bytes, ~160 per window at 256x256 in
+    # float32): a larger batch shrinks to fit
+    batch_memory_mb: int = Field(4096, ge=1)
 
 
 def _make(section: BaseModel, device: str, weights: Path | None) -> Tracker:
@@ -50,7 +54,9 @@ def _make(section: BaseModel, device: str, weights: Path | None) -> Tracker:
     device = resolve_device(device)
     net = CHECKPOINT.load(weights, device=device)
     amp_dtype = autocast_dtype(section.autocast, device, "trajectories.alltracker.autocast")
-    return AllTrackerTracker(net, section.iters, section.visible_threshold, amp_dtype, section.corr_memory_mb)
+    return AllTrackerTracker(
+        net, section.iters, section.visible_threshold, amp_dtype, section.corr_memory_mb, section.batch_memory_mb
+    )
 
 
 def _net() -> AllTrackerNet:

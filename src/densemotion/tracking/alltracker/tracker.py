@@ -19,6 +19,17 @@ from densemotion.tracking.alltracker.model import AllTrackerNet
 from densemotion.tracking.base import TrackerError
 
 BATCH = 4  # frames per encoder (and upsampler) call: less memory than a window's 16, same speed on CPU
+# values held per 1/8-resolution pixel of one window's 16 frames beyond the correlation volumes
+# (bounded on their own): features 256 + anchor copy 256 + flow/context 256 + correlation samples
+# 405 + the update block's ~1,000 + full-resolution flows and visibility (4 x 64) ~ 2,400
+WINDOW_VALUES_PER_PIXEL8 = 2400
+
+
+def window_bytes(size: tuple[int, int], amp_dtype: torch.dtype | None = None) -> int:
+    """Estimated activation bytes of one window at (H, W): 16 frames x (H/8 x W/8, padded) x
+    WINDOW_VALUES_PER_PIXEL8 values, 4 bytes each (2 under autocast; the outputs stay float32)."""
+    h8, w8 = -(-size[0] // 8), -(-size[1] // 8)
+    return 16 * h8 * w8 * WINDOW_VALUES_PER_PIXEL8 * (4 if amp_dtype is None else 2)
 
 
 def sample_bilinear(maps: Tensor, points: Tensor) -> Tensor:
@@ -61,28 +72,51 @@ class AllTrackerTracker:
         visible_threshold: float,
         amp_dtype: torch.dtype | None = None,
         corr_memory_mb: int | None = None,
+        batch_memory_mb: int | None = None,
     ) -> None:
         self.net = net
         self.corr_max_bytes = None if corr_memory_mb is None else corr_memory_mb << 20
+        self.batch_max_bytes = None if batch_memory_mb is None else batch_memory_mb << 20
         self.device = next(net.parameters()).device
         self.iters = iters
         self.visible_threshold = visible_threshold
         self.amp_dtype = amp_dtype  # runtime.autocast_dtype: None is float32
 
-    @torch.inference_mode()
+    def max_windows(self, size: tuple[int, int], window: int) -> int:
+        """How many windows of ``window`` frames at ``size`` (H, W) fit ``batch_memory_mb`` at once
+        (:func:`window_bytes`; at least 1; unbounded when no bound is set)."""
+        if self.batch_max_bytes is None:
+            return 1 << 30
+        return max(1, self.batch_max_bytes // window_bytes(size, self.amp_dtype))
+
     def track(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """frames (S, H, W, 3) uint8 RGB, queries (N, 2) xy -> tracks (S, N, 2), vis (S, N) float32."""
         if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < 2:
             raise TrackerError(f"alltracker: frames must be (S >= 2, H, W, 3), got {frames.shape}")
-        images = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
-        images = images.permute(0, 3, 1, 2)[None].float()  # (1, S, 3, H, W) in [0, 255]
+        tracks, vis = self.track_windows(frames[None], queries)
+        return tracks[0], vis[0]
+
+    @torch.inference_mode()
+    def track_windows(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """frames (B, S, H, W, 3) uint8 RGB, queries (N, 2) xy -> tracks (B, S, N, 2), vis (B, S, N)
+        float32: B windows through the network in one call (the model's batch axis)."""
+        if frames.ndim != 5 or frames.shape[-1] != 3 or frames.shape[1] < 2:
+            raise TrackerError(f"alltracker: windows must be (B, S >= 2, H, W, 3), got {frames.shape}")
+        images = torch.from_numpy(np.ascontiguousarray(frames))
+        if self.device.type == "cuda":  # a page-locked copy goes up without a staging copy
+            images = images.pin_memory().to(self.device, non_blocking=True)
+        images = images.to(self.device).permute(0, 1, 4, 2, 3).float()  # (B, S, 3, H, W) in [0, 255]
         with autocast_to(self.device, self.amp_dtype):
-            flows, visconf = self.net.forward_sliding(  # (1, S, 2, H, W) each
+            flows, visconf = self.net.forward_sliding(  # (B, S, 2, H, W) each
                 images, iters=self.iters, corr_max_bytes=self.corr_max_bytes, batch=BATCH
             )
         points = torch.from_numpy(np.asarray(queries, np.float32)).to(self.device)  # (N, 2)
-        flow_at = sample_bilinear(flows[0].float(), points)  # (S, 2, N)
-        tracks = points[None] + flow_at.transpose(1, 2)  # (S, N, 2)
-        vis = visibility_score(sample_bilinear(visconf[0].float(), points), self.visible_threshold)  # (S, N)
-        tracks[0], vis[0] = points, 1.0  # the queries themselves, seen in frame 0
-        return tracks.cpu().numpy().astype(np.float32), vis.cpu().numpy().astype(np.float32)
+        tracks, vis = [], []
+        for b in range(len(frames)):
+            flow_at = sample_bilinear(flows[b].float(), points)  # (S, 2, N)
+            track = points[None] + flow_at.transpose(1, 2)  # (S, N, 2)
+            seen = visibility_score(sample_bilinear(visconf[b].float(), points), self.visible_threshold)  # (S, N)
+            track[0], seen[0] = points, 1.0  # the queries themselves, seen in frame 0
+            tracks.append(track)
+            vis.append(seen)
+        return torch.stack(tracks).cpu().numpy().astype(np.float32), torch.stack(vis).cpu().numpy().astype(np.float32)

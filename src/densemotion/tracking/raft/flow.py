@@ -79,13 +79,18 @@ class RaftFlow:
 
     def window_flows(self, frames: np.ndarray) -> list[PairFlow]:
         """The S - 1 pair flows of frames (S, H, W, 3) uint8 RGB, cropped back to (H, W)."""
-        s, h, w = frames.shape[:3]
-        x = to_input(frames, self.device)  # (S, 3, Hp, Wp)
-        first = torch.cat([x[:-1], x[1:]])  # (2 (S-1), 3, Hp, Wp): forward pairs, then backward
-        second = torch.cat([x[1:], x[:-1]])
-        flow = self.pairs(first, second)[:, :, :h, :w].cpu().numpy()  # (2 (S-1), 2, H, W)
+        return self.windows_flows(frames[None])[0]
+
+    def windows_flows(self, frames: np.ndarray) -> list[list[PairFlow]]:
+        """Per window, the S - 1 pair flows of frames (B, S, H, W, 3) uint8 RGB, cropped back to
+        (H, W): the B x 2 (S - 1) pairs go through the network together (``batch_pairs`` at a time)."""
+        b, s, h, w = frames.shape[:4]
+        x = to_input(frames.reshape(b * s, h, w, 3), self.device).reshape(b, s, 3, *padded_size(h, w))
+        first = torch.cat([x[:, :-1], x[:, 1:]], dim=1).flatten(0, 1)  # (B 2 (S-1), 3, Hp, Wp): per window
+        second = torch.cat([x[:, 1:], x[:, :-1]], dim=1).flatten(0, 1)  # forward pairs, then backward
+        flow = self.pairs(first, second)[:, :, :h, :w].cpu().numpy().reshape(b, 2 * (s - 1), 2, h, w)
         planes = lambda f: (np.ascontiguousarray(f[0]), np.ascontiguousarray(f[1]))
-        return [PairFlow(planes(flow[t]), planes(flow[s - 1 + t])) for t in range(s - 1)]
+        return [[PairFlow(planes(f[t]), planes(f[s - 1 + t])) for t in range(s - 1)] for f in flow]
 
 
 class RaftTracker:
@@ -97,10 +102,23 @@ class RaftTracker:
         self.flow = flow
         self.checks = checks
 
+    @property
+    def device(self) -> torch.device:
+        return self.flow.device
+
     def track(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """frames (S, H, W, 3) uint8 RGB, queries (N, 2) xy -> tracks (S, N, 2), vis (S, N) float32."""
         frames, queries = check_inputs(frames, queries, self.name)
         return chain_flows(frames, queries, self.flow.window_flows(frames), self.checks)
+
+    def track_windows(self, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """frames (B, S, H, W, 3) uint8 RGB, queries (N, 2) -> tracks (B, S, N, 2), vis (B, S, N):
+        the flows of all B windows in one batch, each window then chained as :meth:`track` does
+        (memory: ``batch_pairs`` pairs per network call, whatever B)."""
+        checked = [check_inputs(window, queries, self.name) for window in frames]
+        flows = self.flow.windows_flows(np.stack([window for window, _ in checked]))
+        each = [chain_flows(w, q, f, self.checks) for (w, q), f in zip(checked, flows, strict=True)]
+        return np.stack([t for t, _ in each]), np.stack([v for _, v in each])
 
 
 def weights_path(folder: str | Path, model: str, name: str | None = None) -> Path:
