@@ -12,6 +12,7 @@ from densemotion.dataset import (
     DatasetError,
     MotionDataset,
     displacement_stats,
+    make_loader,
     open_stores,
     split_videos,
 )
@@ -158,6 +159,26 @@ def test_hflip_mirrors_and_negates_x_reproducibly(stores):
         flip.set_epoch(epoch)
         choices.append(tuple(not torch.equal(flip[j]["image"], plain[j]["image"]) for j in range(len(flip))))
     assert len(set(choices)) > 1  # new flips every epoch
+
+
+def test_one_loader_with_persistent_workers_gives_each_epoch_its_order_and_flips(stores):
+    """The training loader lives across epochs (workers that never see set_epoch): the sampler
+    hands out (epoch, index), so two worker processes give exactly the batches and flips that
+    a fresh in-process loader per epoch gives."""
+    ds = MotionDataset(stores, ["vid0", "vid1"], "endpoint", hflip=True, seed=3)
+    kept = make_loader(ds, 4, shuffle_seed=0, workers=2)
+    assert kept.persistent_workers
+    seen = []
+    for epoch in range(3):
+        kept.batch_sampler.set_epoch(epoch, 100 + epoch)
+        fresh = make_loader(ds, 4, shuffle_seed=100 + epoch, workers=0)
+        ds.set_epoch(epoch)
+        got, want = list(kept), list(fresh)
+        assert len(got) == len(want) > 1
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a["window"], b["window"]) and torch.equal(a["image"], b["image"])
+        seen.append([tuple(b["window"].tolist()) for b in got])
+    assert seen[0] != seen[1]  # a new order each epoch: the test would see a stale sampler
 
 
 def test_dataset_pickles_for_workers_without_memory_maps(stores):

@@ -319,6 +319,50 @@ def test_training_autocast_follows_the_one_vocabulary(monkeypatch):
                 assert (x @ w).dtype == dtype
 
 
+def test_auto_autocast_on_a_gpu_is_bf16_where_it_has_it_else_fp16_with_scaling(monkeypatch):
+    """The references' GPU recipe: bf16 on an A100/H100, fp16 (grad scaling) on a T4; the CPU as runtime's."""
+    for has_bf16, dtype in ((True, torch.bfloat16), (False, torch.float16)):
+        monkeypatch.setattr(training, "cuda_has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        monkeypatch.setattr("densemotion.runtime.cuda_has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        assert training.train_autocast_dtype("auto", "cuda") == dtype
+        assert training.train_autocast_dtype("none", "cuda") is None
+    monkeypatch.setattr("densemotion.runtime.cpu_has_native_bf16", lambda: False)
+    assert training.train_autocast_dtype("auto", "cpu") is None  # never fp16 on a CPU
+
+
+def test_images_go_channels_last_on_a_gpu_only():
+    x = torch.rand(2, 3, 8, 12)
+    assert training.as_memory_format(x, "cpu") is x  # the CPU keeps NCHW: earlier results unchanged
+    nhwc = training.as_memory_format(x, "cuda:0")
+    assert nhwc.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    assert torch.equal(nhwc, x)
+
+
+def test_train_compile_runs_the_training_batches_through_torch_compile(tmp_path, monkeypatch):
+    """train.compile wraps what the batches go through (not the model checkpoints hold)."""
+    videos = _videos(tmp_path / "traj", **TINY)
+    compiled = []
+
+    def fake_compile(module):
+        compiled.append(module)
+
+        def forward(x):
+            forward.calls += 1
+            return module(x)
+
+        forward.calls = 0
+        compiled.append(forward)
+        return forward
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    state = _run(tmp_path, videos, tp=TrainParams(device="cpu", epochs=1, batch_size=2, compile=True))
+    assert len(compiled) == 2 and isinstance(compiled[0], torch.nn.Module)
+    assert compiled[1].calls >= 1  # every training batch went through it
+    assert state["epoch"] == 1 and not any(k.startswith("_orig_mod") for k in state["model"])
+
+
 def test_each_epoch_line_says_its_time_and_the_eta():
     from densemotion.trainlog import pace
 

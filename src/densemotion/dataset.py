@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -202,16 +202,19 @@ class MotionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def _flipped(self, i: int) -> bool:
-        return self.hflip and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5
+    def _flipped(self, i: int, epoch: int) -> bool:
+        return self.hflip and np.random.default_rng([self.seed, epoch, i]).random() < 0.5
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Item ``key``: an index, or (epoch, index) from a sampler that carries the epoch (workers
+        that outlive an epoch, DataLoader's persistent_workers, never see ``set_epoch``)."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         v, w = self.index[i]
         window = self._store(v).window(w, self.steps)
         image, disp = window["frame0"], window["disp"]  # (Hg, Wg, 3), (K, Hg, Wg, 2)
         mask = window["visible"]  # (K, Hg, Wg)
         disp = np.where(mask[..., None], disp, 0.0)  # nothing unseen (or NaN) reaches the loss
-        if self._flipped(i):
+        if self._flipped(i, epoch):
             image, disp, mask = image[:, ::-1], disp[:, :, ::-1], mask[:, :, ::-1]
             disp = disp * np.array([-1.0, 1.0], np.float32)  # mirrored motion: x reverses
         return {
@@ -374,6 +377,12 @@ class RankBatches(Sampler[list[int]]):
 
     def __init__(self, batches: ShapeBatchSampler, rank: Rank, within: bool):
         self.sampler, self.rank, self.within = batches, rank, within
+        self.epoch: int | None = None
+
+    def set_epoch(self, epoch: int, seed: int) -> None:
+        """Shuffle by ``seed`` from now on and hand the items out as (epoch, index): one loader (and
+        its persistent workers) serves every epoch, each with its own order and flips."""
+        self.sampler.seed, self.epoch = seed, epoch
 
     def batches(self) -> list[list[int]]:
         every, r, w = self.sampler.batches(), self.rank.rank, self.rank.world_size
@@ -383,23 +392,38 @@ class RankBatches(Sampler[list[int]]):
             return [batch[r::w] for batch in every if len(batch) >= 2 * w]
         return every[r::w]
 
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches()
+    def __iter__(self) -> Iterator[list[Any]]:
+        for batch in self.batches():
+            yield batch if self.epoch is None else [(self.epoch, i) for i in batch]
 
     def __len__(self) -> int:
         return len(self.batches())
 
 
 def make_loader(
-    dataset: MotionDataset, batch_size: int, *, shuffle_seed: int | None, workers: int, rank: Rank = ALONE
+    dataset: MotionDataset,
+    batch_size: int,
+    *,
+    shuffle_seed: int | None,
+    workers: int,
+    rank: Rank = ALONE,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """Batches of ``dataset``, each of one grid shape (videos of different sizes train together);
-    shuffled by ``shuffle_seed`` (None: in order). Training drops incomplete last batches and lone
-    windows (a batch of one breaks batch norm on pooled features). Under torchrun, this rank's
-    share (:class:`RankBatches`)."""
+    shuffled by ``shuffle_seed`` (None: in order; a training loader's ``batch_sampler.set_epoch``
+    reshuffles it for each epoch). Training drops incomplete last batches and lone windows (a batch
+    of one breaks batch norm on pooled features). Under torchrun, this rank's share
+    (:class:`RankBatches`). Worker processes live as long as the loader (persistent workers: no
+    restart each epoch); ``pin_memory`` (a GPU run) makes the copies to the GPU asynchronous."""
     training = shuffle_seed is not None
     batches = ShapeBatchSampler(dataset.shapes, batch_size, shuffle_seed, drop_last=training)
-    return DataLoader(dataset, batch_sampler=RankBatches(batches, rank, within=training), num_workers=workers)
+    return DataLoader(
+        dataset,
+        batch_sampler=RankBatches(batches, rank, within=training),
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+    )
 
 
 def steps_per_epoch(dataset: MotionDataset, batch_size: int, at_least: int = 1, world_size: int = 1) -> int:

@@ -177,6 +177,9 @@ class TrajectoriesParams(Section):
     # (H, W) tracking resolution; None -> frames' size. Bounded: at most MAX_TRACKING_PIXELS in all
     resolution: tuple[Annotated[int, Field(ge=16, le=8192)], Annotated[int, Field(ge=16, le=8192)]] | None = None
     chunk_windows: int = Field(4, ge=1)  # windows per resumable chunk
+    # windows per tracker call (alltracker, raft; the others take one); None: 8 on a GPU, 1 on the
+    # CPU. The same tracks either way; bounded by the tracker's memory (docs/trackers.md: "Batches")
+    batch_windows: int | None = Field(None, ge=1)
 
     @field_validator("resolution")
     @classmethod
@@ -282,8 +285,11 @@ class TrainParams(Section):
     hflip: bool = False
     workers: int = Field(0, ge=0)  # DataLoader worker processes; results do not depend on it
     # mixed precision, as trajectories.pips.autocast (runtime.Autocast): fp16 adds grad scaling on
-    # CUDA; auto is bf16 where the GPU or CPU has it natively, else float32
+    # CUDA; auto is bf16 where the GPU or CPU has it natively, else fp16 on a GPU (T4), float32 on a CPU
     autocast: Literal["none", "bf16", "fp16", "auto"] = "none"
+    # torch.compile the training forward (GPU: fused kernels after a compile of a minute or so;
+    # bench/gpu_check.py measures it); the same maths, rounding may differ
+    compile: bool = False
 
     @model_validator(mode="before")
     @classmethod

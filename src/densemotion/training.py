@@ -73,6 +73,7 @@ from densemotion.runtime import (
     autocast_dtype,
     autocast_to,
     barrier,
+    cuda_has_bf16,
     resolve_device,
 )
 from densemotion.trainlog import best_epoch, describe_epoch, final_report, log_epoch, open_live, pace, write_split
@@ -125,9 +126,23 @@ def _to(batch: dict, device: str) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def as_memory_format(images: torch.Tensor, device: str) -> torch.Tensor:
+    """(B, 3, H, W) images channels-last on a GPU (as the model is there), unchanged on the CPU,
+    where NCHW keeps the results of every earlier run."""
+    return images.contiguous(memory_format=torch.channels_last) if device.startswith("cuda") else images
+
+
+def train_autocast_dtype(mode: Autocast, device: str) -> torch.dtype | None:
+    """``train.autocast``'s dtype (runtime.autocast_dtype; none, or fp16 on a CPU, is float32), with
+    ``auto`` on a GPU without bf16 (a T4) meaning fp16 and grad scaling: the references' recipe."""
+    if mode == "auto" and device.startswith("cuda") and not cuda_has_bf16():
+        mode = "fp16"
+    return autocast_dtype(mode, device, "train.autocast")
+
+
 def autocast(device: str, mode: Autocast):
-    """``train.autocast`` as a context (runtime.autocast_dtype: none, or fp16 on a CPU, is float32)."""
-    return autocast_to(device, autocast_dtype(mode, device, "train.autocast"))
+    """``train.autocast`` as a context."""
+    return autocast_to(device, train_autocast_dtype(mode, device))
 
 
 @dataclass
@@ -142,7 +157,8 @@ class Run:
     train_ds: MotionDataset
     val_ds: MotionDataset
     model: MotionNet  # the plain model (model_without_ddp): what checkpoints hold
-    ddp_model: torch.nn.Module  # what batches go through: the model, or its DDP wrapper under torchrun
+    ddp_model: torch.nn.Module  # the model, or its DDP wrapper under torchrun
+    forward: Any  # what training batches go through: ddp_model, or its torch.compile'd form (train.compile)
     criterion: Criterion  # the head's training loss
     opt: torch.optim.Optimizer
     sched: Any
@@ -175,7 +191,7 @@ def train_one_epoch(run: Run, loader: DataLoader, epoch: int) -> dict[str, float
         batch = _to(batch, device)
         target, mask, scale = batch["target"], batch["mask"], batch["scale"]
         with autocast(device, train_params.autocast):
-            out = run.ddp_model(batch["image"])
+            out = run.forward(as_memory_format(batch["image"], device))
             loss = run.criterion(out, target, mask)
         if world > 1:
             # each rank's mean is over its own visible points; DDP averages the ranks' gradients:
@@ -292,7 +308,7 @@ def build(
         )
     total_steps = train_params.epochs * steps_per_epoch(train_ds, batch_size, world_size=world)
     opt, sched = make_optimizer(model, train_params, total_steps)
-    fp16 = autocast_dtype(train_params.autocast, device, "train.autocast") == torch.float16  # needs grad scaling
+    fp16 = train_autocast_dtype(train_params.autocast, device) == torch.float16  # needs grad scaling
     scaler = torch.amp.GradScaler("cuda", enabled=fp16 and device.startswith("cuda"))
     ckpt_path = Path(work_dir) / "checkpoint.pt" if work_dir is not None else out
     state = None
@@ -307,12 +323,15 @@ def build(
         stats = displacement_stats(train_ds, codebook_size=codebook)
         state = new_state(model_params, train_params, split, train_ds.window, data, stats, train_ds.grid)
         model.disp_scale.fill_(max(float(state["stats"]["rms"]), 1e-3))
+    if device.startswith("cuda"):  # the references' GPU layout: convolutions run NHWC on tensor cores
+        model = model.to(memory_format=torch.channels_last)
     ddp_model = _distributed_model(model, device, rank, find_unused=train_params.freeze_backbone_epochs > 0)
+    forward = torch.compile(ddp_model) if train_params.compile else ddp_model
     criterion = Criterion(model.head, train_params.loss, train_params.aux_weight)
     run_params = {"model": model_params.model_dump(), "train": train_params.model_dump(), "split": split.as_dict()}
     live = open_live(live_dir, run_params, state["history"], model.head.selects_by) if main else None
     return Run(
-        model_params, train_params, rank, device, split, train_ds, val_ds, model, ddp_model, criterion,
+        model_params, train_params, rank, device, split, train_ds, val_ds, model, ddp_model, forward, criterion,
         opt, sched, scaler, state, ckpt_path, out, live,
     )  # fmt: skip
 
@@ -321,12 +340,13 @@ def fit(run: Run) -> None:
     """The epochs left of ``run``: train, validate, keep the best weights, checkpoint (rank 0)."""
     train_params, rank, model, state = run.train_params, run.rank, run.model, run.state
     batch_size, workers = train_params.batch_size, train_params.workers
-    val_loader = make_loader(run.val_ds, batch_size, shuffle_seed=None, workers=workers, rank=rank)
+    pin = run.device.startswith("cuda")
+    val_loader = make_loader(run.val_ds, batch_size, shuffle_seed=None, workers=workers, rank=rank, pin_memory=pin)
     first, started = state["epoch"], time.monotonic()  # for the per-epoch time and the ETA (not logged)
+    seed = _epoch_seed(train_params.seed, first)
+    loader = make_loader(run.train_ds, batch_size, shuffle_seed=seed, workers=workers, rank=rank, pin_memory=pin)
     for epoch in range(state["epoch"], train_params.epochs):
-        run.train_ds.set_epoch(epoch)
-        seed = _epoch_seed(train_params.seed, epoch)
-        loader = make_loader(run.train_ds, batch_size, shuffle_seed=seed, workers=workers, rank=rank)
+        loader.batch_sampler.set_epoch(epoch, _epoch_seed(train_params.seed, epoch))  # type: ignore[union-attr]
         try:
             train_stats = train_one_epoch(run, loader, epoch)
         except TrainingError as err:
