@@ -209,3 +209,42 @@ def test_each_heads_point_decoder_is_its_point_estimate(head):
     want = h.point(h.decode(raw, 2, scale))
     got = torch.jit.script(h.point_decoder(2))(raw, scale)
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "fcn_resnet50"])
+def test_the_laplace_scale_reads_the_features_detached(name):
+    """The scale's loss trains its own weights but never reaches the features, which the location's
+    loss alone shapes; the forward is a plain conv's (non-zero weights, or the test could not fail)."""
+    from densemotion.model import MotionConv, _output_convs
+
+    torch.manual_seed(0)
+    model = build_model(ModelParams(name=name, head="laplace", input_scale=1), 8).train()
+    convs = [m for m in model.modules() if isinstance(m, MotionConv)]
+    assert convs and all(c.detach_from == 2 for c in convs)
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.normal_(0, 0.1)
+    x = torch.rand(2, 3, 32, 48)
+    feats: dict[str, torch.Tensor] = {}
+    hook = _output_convs(model.net)[0].register_forward_hook(lambda m, i, o: feats.update(x=i[0], y=o))
+    out = model(x)["out"]
+    hook.remove()
+    conv = _output_convs(model.net)[0]
+    plain = torch.nn.functional.conv2d(feats["x"], conv.weight, conv.bias)
+    torch.testing.assert_close(feats["y"], plain)
+    first = next(model.backbone.parameters())
+    out["scale"].sum().backward()
+    assert first.grad is None or not first.grad.any()  # nothing reached the backbone
+    assert conv.weight.grad[2:].abs().sum() > 0 and not conv.weight.grad[:2].any()
+    model.zero_grad()
+    out = model(x)["out"]
+    out["loc"].sum().backward()
+    assert first.grad is not None and first.grad.abs().sum() > 0  # the location's loss does
+
+
+def test_point_and_hypotheses_heads_keep_plain_convs():
+    from densemotion.model import MotionConv
+
+    for head in ("point", "hypotheses"):
+        model = build_model(ModelParams(head=head), 8)
+        assert not any(isinstance(m, MotionConv) for m in model.modules())

@@ -172,25 +172,47 @@ class MotionNet(nn.Module):
         return result
 
 
-def _zero_conv(old: nn.Conv2d, out_channels: int) -> nn.Conv2d:
-    conv = nn.Conv2d(old.in_channels, out_channels, kernel_size=1)
+class MotionConv(nn.Conv2d):
+    """A 1x1 motion conv whose output channels from ``detach_from`` on read the features detached:
+    their loss trains this conv's weights for them but does not reach the features, which the
+    first channels' loss alone shapes (the Laplace head's scale reads the location's features)."""
+
+    def __init__(self, in_channels: int, out_channels: int, detach_from: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=1)
+        self.detach_from = detach_from
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, H, W) -> (B, Cout, H, W)
+        k = self.detach_from
+        bias = self.bias
+        assert bias is not None
+        kept = F.conv2d(x, self.weight[:k], bias[:k])
+        return torch.cat([kept, F.conv2d(x.detach(), self.weight[k:], bias[k:])], dim=1)
+
+
+def _zero_conv(old: nn.Conv2d, out_channels: int, detach_from: int | None = None) -> nn.Conv2d:
+    conv = (
+        nn.Conv2d(old.in_channels, out_channels, kernel_size=1)
+        if detach_from is None
+        else MotionConv(old.in_channels, out_channels, detach_from)
+    )
     nn.init.zeros_(conv.weight)
     assert conv.bias is not None  # made with bias above
     nn.init.zeros_(conv.bias)
     return conv
 
 
-def _replace_heads(net: Any, out_channels: int) -> None:
-    """Swap the final classification convs for motion convs with ``out_channels`` outputs."""
+def _replace_heads(net: Any, out_channels: int, detach_from: int | None = None) -> None:
+    """Swap the final classification convs for motion convs with ``out_channels`` outputs (those
+    from ``detach_from`` on with their gradient stopped at the features: :class:`MotionConv`)."""
     if isinstance(net, seg.LRASPP):
         head = net.classifier
-        head.low_classifier = _zero_conv(head.low_classifier, out_channels)
-        head.high_classifier = _zero_conv(head.high_classifier, out_channels)
+        head.low_classifier = _zero_conv(head.low_classifier, out_channels, detach_from)
+        head.high_classifier = _zero_conv(head.high_classifier, out_channels, detach_from)
         return
     # FCNHead and DeepLabHead are Sequentials ending with the 1x1 classification conv
-    net.classifier[-1] = _zero_conv(net.classifier[-1], out_channels)
+    net.classifier[-1] = _zero_conv(net.classifier[-1], out_channels, detach_from)
     if net.aux_classifier is not None:
-        net.aux_classifier[-1] = _zero_conv(net.aux_classifier[-1], out_channels)
+        net.aux_classifier[-1] = _zero_conv(net.aux_classifier[-1], out_channels, detach_from)
 
 
 def _output_convs(net: Any) -> list[nn.Conv2d]:
@@ -229,7 +251,7 @@ def build_model(
     elif load_pretrained and params.pretrained == "imagenet":
         _load_imagenet(net, spec, params, folder)
     head = get_head(params.head, params.hypotheses)
-    _replace_heads(net, head.channels(steps))
+    _replace_heads(net, head.channels(steps), head.detached_from(steps))
     for conv in _output_convs(net):
         head.initialise(conv, steps)
     for module in net.modules():  # MobileNetV3's 0.01 needs ~1000s of steps before eval mode works

@@ -13,19 +13,21 @@ its own pattern, colour palette and shape, and the family alone sets the sprite'
 velocity, rotation rate and scale rate. The background never moves.
 
 With ``sample.ambiguous`` = 2 or 4 appearance tells nothing of the motion: every sprite has the
-one look of ``FAMILIES[AMBIGUOUS_FAMILY]`` (its own texture drawn as ever), upright and unscaled,
-and translates at :data:`AMBIGUOUS_SPEED` px/frame. Its direction is drawn anew at the start of
-every segment of S = ``sample.ambiguous_segment`` frames (the steps from frames 0, S, 2S, ... on;
-S = ``trajectories.window`` gives each window one motion), uniformly from +x, -x (and +y, -y for
-4) and independently of the past, so a window's first frame does not tell it. It starts uniformly
-in its box (its centre at least 0.6 of its radius inside the frame), and the one exception keeps
-it there: a direction that would carry the centre out of the box before the segment ends is not
-drawn. That forced choice leaks the direction where a segment starts within its travel (S x 1.5
-px, 12 with the defaults) of the box's edge; the box is the whole frame less that margin (about
-190 x 94 px at the default 224 x 128), so it is the exception: 8 % of the segments with 2, 31 %
-with 4 (mostly one of the four ways excluded), worth about 8 % and 3 % of zero motion's EPE to an
-ideal single-displacement head. The truth file is the same (each ``layer_family`` is
-AMBIGUOUS_FAMILY; the directions are in ``tex_from_frame``).
+one look of ``FAMILIES[AMBIGUOUS_FAMILY]`` (its own texture drawn as ever; smaller discs, so that
+they keep clear of each other), upright and unscaled, and translates at :data:`AMBIGUOUS_SPEED`
+px/frame. The clip is cut in segments of S = ``sample.ambiguous_segment`` frames (frames 0..S-1,
+S..2S-1, ...; S = ``trajectories.window`` makes each window one segment): at the start of each
+the sprite is placed anew, uniformly in its inner box (its centre at least 0.6 of its radius plus
+a segment's travel inside the frame) where it keeps clear of the sprites before it whichever ways
+they all take, and moves the whole segment one way drawn uniformly from +x, -x (and +y, -y for
+4). Nothing in a segment's first frame tells the way: not the look, not the place (no way can
+leave the frame), not the neighbours (the place is chosen before the way, clear of every way),
+not which points stay in view (no sprite covers another, so a point seen at the start is seen to
+the end): an ideal single-displacement head can do no better than zero motion on the movers.
+Between segments the sprite jumps to its new place (frame S-1 to S), a step that no window of S
+frames from 0, S, 2S, ... sees; windows that straddle segments (another stride or window) see the
+jump as a motion. The truth file is the same (each ``layer_family`` is AMBIGUOUS_FAMILY; places
+and directions are in ``tex_from_frame``).
 
 Ground truth file (``.npz``, schema version :data:`SCHEMA_VERSION`), written by
 :func:`save_truth`, read by :func:`load_truth`; plain arrays only (no pickles):
@@ -59,6 +61,7 @@ from __future__ import annotations
 import math
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -105,6 +108,7 @@ FAMILIES: tuple[Family, ...] = (
 _BACKGROUND_PALETTE = ((70, 64, 58), (128, 118, 104), (190, 180, 165))  # muted stone greys
 AMBIGUOUS_FAMILY = 3  # sample.ambiguous: every sprite looks like FAMILIES[3], "dots", a disc (no outline to orient)
 AMBIGUOUS_SPEED = 1.5  # sample.ambiguous: px/frame, every sprite (exact in binary: positions stay exact)
+AMBIGUOUS_TRIES = 64  # sample.ambiguous: places drawn for a segment before a sprite sits it out
 # sample.ambiguous = N draws each segment's direction uniformly from the first N of these (x, y) unit steps
 _DIRECTIONS = ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 
@@ -255,9 +259,9 @@ def _start_coordinate(rng: np.random.Generator, travel: float, extent: float, ma
     return float(rng.uniform(lo, hi)) if lo <= hi else (lo + hi) / 2  # too long: centre the path
 
 
-def _make_sprite(rng: np.random.Generator, params: SampleParams) -> _Sprite:
+def _make_sprite(rng: np.random.Generator, params: SampleParams, placed: Sequence[_Sprite] = ()) -> _Sprite:
     if params.ambiguous:
-        return _make_ambiguous_sprite(rng, params)
+        return _make_ambiguous_sprite(rng, params, placed)
     fam_index = int(rng.integers(len(FAMILIES)))
     fam = FAMILIES[fam_index]
     a = float(rng.uniform(0.14, 0.20) * min(params.height, params.width) + 6)
@@ -290,48 +294,53 @@ def _make_sprite(rng: np.random.Generator, params: SampleParams) -> _Sprite:
     return _Sprite(fam_index, (a, b), texture, frame_from_tex)
 
 
-def _make_ambiguous_sprite(rng: np.random.Generator, params: SampleParams) -> _Sprite:
-    """A sprite of ``sample.ambiguous``: one look for all, one speed, a new direction every segment.
+def _make_ambiguous_sprite(rng: np.random.Generator, params: SampleParams, placed: Sequence[_Sprite] = ()) -> _Sprite:
+    """A sprite of ``sample.ambiguous``: one look for all, one speed, a new place and way every segment.
 
-    Drawn in this order: its look, its start position (uniform in its box), then one uniform
-    number per segment, whichever directions they pick, so no later sprite depends on them.
+    Drawn in this order: its look, then per segment up to :data:`AMBIGUOUS_TRIES` places (x, y,
+    uniform in the inner box) until one is free, and one uniform number for its way. A place is
+    free when the sprite keeps clear of every sprite ``placed`` before it whichever ways the two
+    take (centres at least both radii plus both segments' travel apart): no sprite ever covers
+    another, so every point seen at a segment's start is seen to its end, and which way a sprite
+    goes cannot be read from where its neighbours are (a check that looked at the ways would be
+    such a clue). A sprite with no free place sits the segment out, outside the frame.
     """
     fam = FAMILIES[AMBIGUOUS_FAMILY]
-    a = float(rng.uniform(0.14, 0.20) * min(params.height, params.width) + 6)
-    b = a if fam.shape == "disc" else a * float(rng.uniform(0.6, 1.0))
-    size = 2 * int(np.ceil(max(a, b))) + 4
+    a = float(rng.uniform(0.08, 0.12) * min(params.height, params.width) + 6)
+    size = 2 * int(np.ceil(a)) + 4
     texture = _colourise(_pattern(fam.pattern, rng, size), fam.palette)
 
     n, seg = params.num_frames, params.ambiguous_segment
-    margin = 0.6 * max(a, b)
-    lo = np.array([margin, margin])
-    hi = np.array([params.width - 1 - margin, params.height - 1 - margin])
-    # on the 2**-20 grid (_snap), the start plus any sum of steps of AMBIGUOUS_SPEED is exact, and
-    # so are the truth's inverses
-    pos = np.array(
-        [
-            _snap(_start_coordinate(rng, 0.0, params.width, margin)),
-            _snap(_start_coordinate(rng, 0.0, params.height, margin)),
-        ]
-    )
-    starts = range(0, n - 1, seg)  # segment j moves the sprite from frame j S to frame min((j + 1) S, T - 1)
-    draws = rng.random(len(starts))
+    travel = AMBIGUOUS_SPEED * (seg - 1)  # the farthest a segment carries a centre
+    margin = 0.6 * a + travel  # inner box: any way keeps the centre 0.6 of the radius inside the frame
     directions = np.array(_DIRECTIONS[: params.ambiguous])  # (N, 2)
     frame_from_tex = np.zeros((n, 2, 3))
     frame_from_tex[:, 0, 0] = frame_from_tex[:, 1, 1] = 1.0  # upright, unscaled: a pure translation
-    frame_from_tex[0, :, 2] = pos
-    for j, t0 in enumerate(starts):
-        steps = min(seg, n - 1 - t0)
-        # how far each direction's segment would end outside the box: draw among those that end
-        # inside (or, where the box is too small for a segment's travel, least outside)
-        end = pos + directions * (AMBIGUOUS_SPEED * steps)  # (N, 2)
-        out = np.maximum(np.maximum(lo - end, end - hi), 0.0)  # (N, 2)
-        out = out[:, 0] + out[:, 1]  # (N,); one addition each, not a SIMD-ordered sum
-        allowed = directions[out == out.min()]
-        step = allowed[min(int(draws[j] * len(allowed)), len(allowed) - 1)] * AMBIGUOUS_SPEED
-        frame_from_tex[t0 + 1 : t0 + steps + 1, :, 2] = pos + np.arange(1, steps + 1)[:, None] * step
-        pos = frame_from_tex[t0 + steps, :, 2].copy()
-    return _Sprite(AMBIGUOUS_FAMILY, (a, b), texture, frame_from_tex)
+    for t0 in range(0, n, seg):  # segment: frames t0 .. t0 + seg - 1 (the last one may be shorter)
+        place = np.array([-4.0 * (params.width + a), -4.0 * (params.height + a)])  # sitting out
+        for _ in range(AMBIGUOUS_TRIES):
+            # on the 2**-20 grid (_snap), the place plus any multiple of AMBIGUOUS_SPEED is exact,
+            # and so are the truth's inverses
+            here = np.array(
+                [
+                    _snap(_start_coordinate(rng, 0.0, params.width, margin)),
+                    _snap(_start_coordinate(rng, 0.0, params.height, margin)),
+                ]
+            )
+            if all(_clear(here, a, other, t0, travel) for other in placed):
+                place = here
+                break
+        way = directions[min(int(rng.random() * len(directions)), len(directions) - 1)]
+        frames = min(seg, n - t0)
+        frame_from_tex[t0 : t0 + frames, :, 2] = place + np.arange(frames)[:, None] * (way * AMBIGUOUS_SPEED)
+    return _Sprite(AMBIGUOUS_FAMILY, (a, a), texture, frame_from_tex)
+
+
+def _clear(centre: np.ndarray, radius: float, other: _Sprite, t0: int, travel: float) -> bool:
+    """Whether a disc at ``centre`` and ``other`` (at frame t0) stay apart through a segment whichever
+    ways they move: centres at least both radii plus twice ``travel`` apart (one plain sqrt)."""
+    dx, dy = (float(v) for v in centre - other.frame_from_tex[t0, :, 2])
+    return math.sqrt(dx * dx + dy * dy) >= radius + other.half[0] + 2.0 * travel
 
 
 def _invert_affine(m: np.ndarray) -> np.ndarray:
@@ -394,7 +403,9 @@ def render_clip(params: SampleParams, index: int) -> tuple[np.ndarray, SampleTru
     rng = np.random.default_rng([params.seed, zlib.crc32(params.clips[index].encode())])
     h, w, n = params.height, params.width, params.num_frames
     background = _background(rng, h, w)
-    sprites = [_make_sprite(rng, params) for _ in range(params.sprites)]
+    sprites: list[_Sprite] = []
+    for _ in range(params.sprites):
+        sprites.append(_make_sprite(rng, params, sprites))
 
     frames = np.empty((n, h, w, 3), np.uint8)
     layers = np.empty((n, h, w), np.uint8)
