@@ -70,6 +70,29 @@ def write_params(path: Path, raw: dict | None = None) -> Path:
 
 
 @pytest.fixture
+def test_device() -> Iterator[str]:
+    """Where the reference tests (the trackers' nets against their published outputs) run:
+    ``DENSEMOTION_TEST_DEVICE`` (default ``cpu``; bench/gpu_check.py sets ``cuda``). Skipped when it
+    names CUDA and there is none. On CUDA, float32 means float32 for the test (TF32 off: cuDNN's
+    convolutions use it by default), so the float32 bounds hold their meaning; results are
+    compared on the CPU."""
+    import torch
+
+    device = os.environ.get("DENSEMOTION_TEST_DEVICE", "cpu")
+    if torch.device(device).type != "cuda":
+        yield device
+        return
+    if not torch.cuda.is_available():
+        pytest.skip(f"DENSEMOTION_TEST_DEVICE={device} but no CUDA GPU is available")
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield device
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.fixture
 def sample_params() -> dict:
     """A fresh mutable copy of the sample's params (see :func:`sample_params_dict`)."""
     return sample_params_dict()

@@ -151,21 +151,23 @@ def test_fixture_checkpoint_loads_strictly(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("bounded", [False, True], ids=["whole", "bounded"])
-def test_agrees_with_the_published_outputs(dtype, bounded):
+def test_agrees_with_the_published_outputs(dtype, bounded, test_device):
     """``bounded``: correlation volumes recomputed 100 anchor pixels at a time (of 512), frames
-    encoded and upsampled 3 at a time: the same numbers."""
+    encoded and upsampled 3 at a time: the same numbers. On ``test_device`` (conftest), compared
+    on the CPU."""
     ref = load_reference(REFERENCE[dtype])
     inputs = load_reference("reference_float64.npz")
     assert int(inputs["seed"]) == CHECKPOINT.fixture.seed and float(inputs["gain"]) == CHECKPOINT.fixture.gain
     net = AllTrackerNet().to(dtype).eval()
     net.load_state_dict(CHECKPOINT.fixture_state_dict(), strict=True)  # float64 values into a `dtype` module
-    images = torch.from_numpy(inputs["frames"]).permute(0, 3, 1, 2)[None].to(dtype)  # (1, 8, 3, 128, 224)
+    net.to(test_device)
+    images = torch.from_numpy(inputs["frames"]).permute(0, 3, 1, 2)[None].to(test_device, dtype)  # (1, 8, 3, 128, 224)
     per_anchor = 16 * (512 + 128 + 32 + 8 + 2) * images.element_size()  # 16 pairs, 5 levels from 16 x 32
     bounds = {"corr_max_bytes": 100 * per_anchor, "batch": 3} if bounded else {}
     with torch.no_grad():
         flows, visconf = net.forward_sliding(images, iters=int(inputs["iters"]), **bounds)  # (1, 8, 2, 128, 224) each
     assert flows.dtype == dtype and flows.shape == (1, 8, 2, 128, 224)
-    flows_np, vis_np = flows[0].double().numpy(), visconf[0].double().numpy()
+    flows_np, vis_np = flows[0].double().cpu().numpy(), visconf[0].double().cpu().numpy()
     tol = TOL_PX[dtype]
     np.testing.assert_allclose(flows_np[:, :, ::4, ::4], ref["flows_sub4"], rtol=0, atol=tol)
     np.testing.assert_allclose(vis_np[:, :, ::4, ::4], ref["visconf_sub4"], rtol=0, atol=tol)

@@ -164,13 +164,14 @@ def test_missing_unexpected_and_misshapen_keys_are_listed(tmp_path):
 # ---- agreement with the published code --------------------------------------------------------
 
 
-def test_encoder_matches_fixture_frame0():
+def test_encoder_matches_fixture_frame0(test_device):
     fx = load_fixture(8)
     net = PipsNet(stride=8).double()
     net.load_state_dict(CHECKPOINT.fixture_state_dict())
+    net.to(test_device)
     with torch.inference_mode():
-        fmap = net.encode(frames_tensor(fx, torch.float64)[:1])[0]
-    assert np.array_equal(fmap.numpy().astype(np.float16), fx["fmaps_frame0"])
+        fmap = net.encode(frames_tensor(fx, torch.float64)[:1].to(test_device))[0]
+    assert np.array_equal(fmap.cpu().numpy().astype(np.float16), fx["fmaps_frame0"])
 
 
 # float32 against the float64 fixtures, per iteration: the largest and the median error (px).
@@ -185,41 +186,43 @@ FLOAT32_VIS_LOGITS = 0.12  # 0.025 / 0.031 here
 
 
 @pytest.mark.parametrize("stride", [4, 8])
-def test_float32_agrees_with_float64_at_every_iteration(stride):
+def test_float32_agrees_with_float64_at_every_iteration(stride, test_device):
     fx = load_fixture(stride)
     net = PipsNet(stride=stride)
     net.load_state_dict(CHECKPOINT.fixture_state_dict())
+    net.to(test_device)
     with torch.inference_mode():
-        fmaps = net.encode(frames_tensor(fx, torch.float32))
+        fmaps = net.encode(frames_tensor(fx, torch.float32).to(test_device))
         lookup = SampledLookup(FeaturePyramid(fmaps), list(range(8)))
-        out = net.refine(lookup, torch.from_numpy(fx["query_xy"]).float(), iters=int(fx["iters"]))
+        xys = torch.from_numpy(fx["query_xy"]).float().to(test_device)
+        out = net.refine(lookup, xys, iters=int(fx["iters"]))
     assert len(out.trajs) == len(FLOAT32_MAX_PX) == 6
     for i, trajs in enumerate(out.trajs):
-        err = np.abs(trajs.numpy() - fx["iter_trajs"][i])
+        err = np.abs(trajs.cpu().numpy() - fx["iter_trajs"][i])
         assert err.max() < FLOAT32_MAX_PX[i], (i, err.max())
         assert np.median(err) < FLOAT32_MEDIAN_PX[i], (i, np.median(err))
-    assert np.abs(out.vis_logits.numpy() - fx["vis_logits"]).max() < FLOAT32_VIS_LOGITS
+    assert np.abs(out.vis_logits.cpu().numpy() - fx["vis_logits"]).max() < FLOAT32_VIS_LOGITS
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stride", [4, 8])
-def test_float64_matches_fixture_every_iteration(stride, float64_checkpoint):
+def test_float64_matches_fixture_every_iteration(stride, float64_checkpoint, test_device):
     """Through the real loader; the dense engine's lookup on all points, the naive one on a subset."""
     fx = load_fixture(stride)
-    net = CHECKPOINT.load(float64_checkpoint, stride=stride, dtype=torch.float64)
-    xys = torch.from_numpy(fx["query_xy"])
+    net = CHECKPOINT.load(float64_checkpoint, device=test_device, stride=stride, dtype=torch.float64)
+    xys = torch.from_numpy(fx["query_xy"]).to(test_device)
     with torch.inference_mode():
-        fmaps = net.encode(frames_tensor(fx, torch.float64))
+        fmaps = net.encode(frames_tensor(fx, torch.float64).to(test_device))
         dense = net.refine(SampledLookup(FeaturePyramid(fmaps), list(range(8))), xys, iters=int(fx["iters"]))
         subset = slice(0, None, 5)
         naive = net.refine(VolumeLookup(fmaps, score_maps=True), xys[subset], iters=int(fx["iters"]))
-    assert np.array_equal(fmaps[0].numpy().astype(np.float16), fx["fmaps_frame0"])
+    assert np.array_equal(fmaps[0].cpu().numpy().astype(np.float16), fx["fmaps_frame0"])
     assert len(dense.trajs) == len(naive.trajs) == 6
     for i in range(6):
-        assert np.abs(dense.trajs[i].numpy() - fx["iter_trajs"][i]).max() < TOL_PX, i
-        assert np.abs(naive.trajs[i].numpy() - fx["iter_trajs"][i][:, subset]).max() < TOL_PX, i
-    assert np.abs(dense.vis_logits.numpy() - fx["vis_logits"]).max() < TOL_PX
-    assert np.abs(naive.vis_logits.numpy() - fx["vis_logits"][:, subset]).max() < TOL_PX
+        assert np.abs(dense.trajs[i].cpu().numpy() - fx["iter_trajs"][i]).max() < TOL_PX, i
+        assert np.abs(naive.trajs[i].cpu().numpy() - fx["iter_trajs"][i][:, subset]).max() < TOL_PX, i
+    assert np.abs(dense.vis_logits.cpu().numpy() - fx["vis_logits"]).max() < TOL_PX
+    assert np.abs(naive.vis_logits.cpu().numpy() - fx["vis_logits"][:, subset]).max() < TOL_PX
     H8, W8 = fx["fmaps_frame0"].shape[1:]
     assert [tuple(m.shape) for m in naive.score_maps] == [(8, 6, H8, W8)] * 6
     assert dense.score_maps == []
