@@ -26,7 +26,8 @@
    - training steps/s of the default motion model (``ModelParams()``: lraspp_mobilenet_v3_large,
      random init) on batches of 8 random 64x64 grid images, the point head's EPE loss, AdamW and
      its schedule (``training.make_optimizer``): fp32, AMP (bf16 autocast where the GPU has it,
-     else fp16 with a GradScaler; bf16 on a CPU), and AMP with channels_last.
+     else fp16 with a GradScaler; bf16 on a CPU), AMP with channels_last, and on a GPU AMP with
+     channels_last and torch.compile (``train.compile``; compiled in the warm-up call).
 
    Weights: the repository's test-made checkpoints (``CHECKPOINT.save_fixture``; speed does not
    depend on the values), in a temporary folder. fp32 rows run with torch's defaults (cuDNN
@@ -363,9 +364,12 @@ def train_amp(device: str) -> tuple[torch.dtype, str]:
     return torch.bfloat16, "bf16 autocast"
 
 
-def train_step(plan: Plan, device: str, amp: torch.dtype | None, channels_last: bool) -> Callable[[], torch.Tensor]:
+def train_step(
+    plan: Plan, device: str, amp: torch.dtype | None, channels_last: bool, compiled: bool = False
+) -> Callable[[], torch.Tensor]:
     """One training step of the default model on a fixed random batch, as training.train_one_epoch
-    does it (autocast forward and loss, scaled backward, AdamW and schedule step)."""
+    does it (autocast forward and loss, scaled backward, AdamW and schedule step); ``compiled``: the
+    forward through torch.compile, as ``train.compile`` does (compiled in the warm-up call)."""
     torch.manual_seed(0)
     model = build_model(ModelParams(), window=WINDOW).to(device).train()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -377,10 +381,11 @@ def train_step(plan: Plan, device: str, amp: torch.dtype | None, channels_last: 
     image = torch.rand(b, 3, hg, wg, generator=gen).to(device, memory_format=memory_format)  # (B, 3, Hg, Wg) in [0, 1]
     target = (3 * torch.randn(b, k, 2, hg, wg, generator=gen)).to(device)  # (B, K, 2, Hg, Wg) px
     mask = (torch.rand(b, k, hg, wg, generator=gen) < 0.8).to(device)  # (B, K, Hg, Wg) visible
+    forward = torch.compile(model) if compiled else model
 
     def step() -> torch.Tensor:
         with autocast_to(device, amp):
-            out = model(image)
+            out = forward(image)
             loss = model.head.loss(out["out"], target, mask, "epe")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -394,7 +399,7 @@ def train_step(plan: Plan, device: str, amp: torch.dtype | None, channels_last: 
 
 def fill_train(row: Row, amp: torch.dtype | None, fp32: Row | None, device: str, plan: Plan) -> None:
     """Steps/s of :func:`train_step`; against ``fp32``'s speed when given."""
-    step = train_step(plan, device, amp, channels_last=row.variant == "channels_last")
+    step = train_step(plan, device, amp, row.variant in ("channels_last", "compile"), row.variant == "compile")
     timing = timed(step, device, plan)
     record(row, timing, 1)
     loss = float(timing.first)
@@ -406,7 +411,7 @@ def fill_train(row: Row, amp: torch.dtype | None, fp32: Row | None, device: str,
 
 
 def train_rows(plan: Plan, device: str) -> list[Row]:
-    """Training steps/s: fp32, AMP, AMP + channels_last; the AMP rows' speed against fp32's."""
+    """Training steps/s: fp32, AMP, AMP + channels_last (+ torch.compile on a GPU); each against fp32's."""
     hg, wg = plan.train_grid
     scale = ModelParams().input_scale  # the net's input: the grid upsampled (max_input_side permitting)
     amp, amp_name = train_amp(device)
@@ -415,7 +420,10 @@ def train_rows(plan: Plan, device: str) -> list[Row]:
     fp32 = Row("train", "fp32", what, size, "fp32", "steps/s", batch=plan.train_batch)
     guarded(fp32, fill_train, None, None, device, plan)
     rows = [fp32]
-    for variant, name in (("amp", amp_name), ("channels_last", f"{amp_name}, channels_last")):
+    variants = [("amp", amp_name), ("channels_last", f"{amp_name}, channels_last")]
+    if is_cuda(device) and plan.warmups:  # train.compile: a GPU's (a CPU compiles C++ for minutes)
+        variants.append(("compile", f"{amp_name}, channels_last, torch.compile"))
+    for variant, name in variants:
         row = Row("train", variant, what, size, name, "steps/s", batch=plan.train_batch)
         rows.append(guarded(row, fill_train, amp, fp32, device, plan))
     return rows
