@@ -84,6 +84,7 @@ def test_colab_notebook_runs_top_to_bottom_and_again_on_a_fresh_vm(tmp_path, mon
     assert (drive / "densemotion" / "dvcstore").is_dir() and any((drive / "densemotion" / "dvcstore").rglob("*"))
     assert (project / "data" / "work").is_symlink()
     assert "Running stage 'train'" in _printed(nb)  # sh() shows the commands' output in the cell
+    assert "3 of 3 videos tracked and pushed" in _printed(nb)  # each pushed as it finished
     shown = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in shown)  # pictures and curves inline
     (results,) = [c for c in nb.cells if c.cell_type == "code" and "plots/metrics" in c.source]
