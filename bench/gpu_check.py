@@ -5,7 +5,8 @@
     bash bench/gpu_check.sh [ARGS]   (a lent GPU machine: installs the carried wheels, then --device cuda)
 
 1. Reference tests (unless ``--skip-tests``): pytest over the tests that compare alltracker and
-   pips with their published outputs (:data:`REFERENCE_TESTS`), with ``DENSEMOTION_TEST_DEVICE``
+   pips with their published outputs, and alltracker's and raft's batched windows with one at a
+   time and with the CPU (:data:`REFERENCE_TESTS`), with ``DENSEMOTION_TEST_DEVICE``
    set to ``--device`` (tests/conftest.py ``test_device``: the nets run there, TF32 off, compared
    on the CPU). Their counts go into the report; the table is made whatever they give, and the
    script exits non-zero at the end if they failed.
@@ -79,6 +80,8 @@ REPO = Path(__file__).resolve().parents[1]
 WINDOW = 8  # frames a window
 MAX_CALLS = 200  # timed calls a row at most
 REFERENCE_TESTS = (  # the trackers' nets against their published outputs (raft has none: random weights)
+    "tests/test_batched_tracking.py::test_a_batch_of_windows_tracks_as_each_window_alone",
+    "tests/test_batched_tracking.py::test_the_gpu_tracks_as_the_cpu",  # alltracker and raft: GPU vs CPU
     "tests/test_pips_model.py::test_encoder_matches_fixture_frame0",
     "tests/test_pips_model.py::test_float32_agrees_with_float64_at_every_iteration",
     "tests/test_pips_model.py::test_float64_matches_fixture_every_iteration",

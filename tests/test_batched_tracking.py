@@ -10,7 +10,6 @@ import pytest
 
 from densemotion.params import SampleParams, TrajectoriesParams
 from densemotion.prefetch import prefetched
-from densemotion.sample import render_clip
 from densemotion.tracking.alltracker import CHECKPOINT
 from densemotion.tracking.alltracker.tracker import window_bytes
 from densemotion.tracking.base import track_windows
@@ -19,7 +18,9 @@ from densemotion.trajectories.run import make_tracker, track_video, window_batch
 from densemotion.trajectories.store import TrajectoryStore
 
 from conftest import moving_frames
-from test_trajectories_run import STORE_FILES, FailingTracker, MemoryFrames
+
+# the store tests' helpers (and the sample) need PyAV, which bench/gpu_check.py's GPU machine lacks:
+# imported where used, so that the device tests above them collect there
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,10 @@ def _windows(b: int, s: int, h: int, w: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("tracker", ["alltracker", "raft"])
-def test_a_batch_of_windows_tracks_as_each_window_alone(weights, tracker):
-    """Batched kernels may sum in another order: within 1e-4 px (stored as float16, ~0.004 px at 8 px)."""
-    model = make_tracker(_params(tracker), weights / tracker)
+def test_a_batch_of_windows_tracks_as_each_window_alone(weights, tracker, test_device):
+    """Batched kernels may sum in another order: within 1e-4 px (stored as float16, ~0.004 px at 8 px).
+    On ``test_device`` (conftest; bench/gpu_check.py runs it on the GPU)."""
+    model = make_tracker(_params(tracker, device=test_device), weights / tracker)
     frames = _windows(3, 4, 40, 56)  # (3, 4, 40, 56, 3)
     queries = np.array([[3, 4], [20, 17], [55, 39], [10.5, 7.25]], np.float32)
     tracks, vis = track_windows(model, frames, queries)  # (3, 4, 4, 2), (3, 4, 4)
@@ -57,6 +59,19 @@ def test_a_batch_of_windows_tracks_as_each_window_alone(weights, tracker):
         np.testing.assert_allclose(tracks[b], alone_tracks, rtol=0, atol=1e-4)
         np.testing.assert_allclose(vis[b], alone_vis, rtol=0, atol=1e-4)
     assert not np.allclose(tracks[0], tracks[1])  # different windows, different tracks: the test can fail
+
+
+@pytest.mark.parametrize("tracker", ["alltracker", "raft"])
+def test_the_gpu_tracks_as_the_cpu(weights, tracker, test_device):
+    """float32 on the GPU (TF32 off) against the CPU: within 1e-3 px (other kernels, other sums)."""
+    if test_device == "cpu":
+        pytest.skip("compares a GPU with the CPU: DENSEMOTION_TEST_DEVICE=cuda (bench/gpu_check.py)")
+    frames = _windows(2, 4, 40, 56)
+    queries = np.array([[3, 4], [20, 17], [55, 39], [10.5, 7.25]], np.float32)
+    cpu = track_windows(make_tracker(_params(tracker), weights / tracker), frames, queries)
+    gpu = track_windows(make_tracker(_params(tracker, device=test_device), weights / tracker), frames, queries)
+    np.testing.assert_allclose(gpu[0], cpu[0], rtol=0, atol=1e-3)
+    assert np.mean(gpu[1] == cpu[1]) > 0.99  # visibility: thresholds may flip a rare point
 
 
 def test_a_tracker_without_batches_is_called_window_by_window():
@@ -78,6 +93,8 @@ def test_a_tracker_without_batches_is_called_window_by_window():
 
 @pytest.fixture(scope="module")
 def clip():
+    from densemotion.sample import render_clip
+
     frames, _ = render_clip(SampleParams(seed=2, num_frames=22, height=40, width=64, sprites=2), 0)
     return frames  # 22 frames: 5 windows of 4, chunks of 2 windows (the last of 1)
 
@@ -85,6 +102,8 @@ def clip():
 @pytest.mark.parametrize("tracker", ["alltracker", "raft"])
 def test_batched_and_unbatched_runs_write_the_same_store(weights, tracker, clip, tmp_path):
     """Batches of 3 cross the chunks of 2: the stores agree byte for byte (float16 tracks, uint8 vis)."""
+    from test_trajectories_run import STORE_FILES, MemoryFrames
+
     stores = {}
     for batch in (1, 3):
         out = tmp_path / f"out{batch}"
@@ -103,6 +122,8 @@ def test_batched_and_unbatched_runs_write_the_same_store(weights, tracker, clip,
 
 
 def test_a_batched_run_killed_mid_way_resumes_to_the_same_store(weights, clip, tmp_path):
+    from test_trajectories_run import STORE_FILES, FailingTracker, MemoryFrames
+
     params = _params("alltracker", batch_windows=3)
     model = make_tracker(params, weights / "alltracker")
     calls = []
