@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 from densemotion.errors import DensemotionError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 # mixed precision, one vocabulary for every stage (trajectories.pips.autocast, train.autocast):
@@ -118,6 +119,18 @@ def autocast_to(device: str | torch.device, dtype: torch.dtype | None) -> contex
     import torch
 
     return contextlib.nullcontext() if dtype is None else torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def to_device(array: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    """A NumPy array as a tensor on ``device``; on CUDA copied up from page-locked memory (no
+    staging copy, asynchronous), as the trackers' frames go."""
+    import numpy as np
+    import torch
+
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def rank_from_env(env: Mapping[str, str] | None = None) -> Rank:

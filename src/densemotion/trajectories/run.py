@@ -241,7 +241,7 @@ def track_chunks(
     where = [(c, k) for c, starts in enumerate(chunks) for k in range(len(starts))]  # window -> (chunk, row)
     every = np.concatenate(chunks) if chunks else np.empty(0, np.int64)
     windows = prefetched(_read_windows(source, every, s_len, resize), depth=2 * batch)
-    arrays = [_empty_chunk(plan, starts) for starts in chunks[:1]]
+    out = _empty_chunk(plan, chunks[0]) if chunks else {}  # the chunk being filled
     done = 0  # windows tracked
     while done < len(every):
         group = [next(windows) for _ in range(min(batch, len(every) - done))]
@@ -253,7 +253,6 @@ def track_chunks(
                     f"video {plan.video!r}: tracker {tracker.name!r} gave non-finite tracks in window {start}"
                 )
             c, k = where[done + b]
-            out = arrays[-1]
             disp = (tracks[b] - queries[None]).reshape(s_len, hg, wg, 2)
             disp[0] = 0.0
             out["disp"][k] = disp.astype(np.float16)
@@ -262,7 +261,7 @@ def track_chunks(
             if k == len(chunks[c]) - 1:  # the chunk's last window
                 yield out
                 if c + 1 < len(chunks):
-                    arrays = [_empty_chunk(plan, chunks[c + 1])]
+                    out = _empty_chunk(plan, chunks[c + 1])
         done += len(group)
         if bar is not None:
             bar.update(len(group))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from densemotion.runtime import autocast_to
+from densemotion.runtime import autocast_to, to_device
 from densemotion.tracking.alltracker.model import AllTrackerNet
 from densemotion.tracking.base import TrackerError
 
@@ -102,21 +102,16 @@ class AllTrackerTracker:
         float32: B windows through the network in one call (the model's batch axis)."""
         if frames.ndim != 5 or frames.shape[-1] != 3 or frames.shape[1] < 2:
             raise TrackerError(f"alltracker: windows must be (B, S >= 2, H, W, 3), got {frames.shape}")
-        images = torch.from_numpy(np.ascontiguousarray(frames))
-        if self.device.type == "cuda":  # a page-locked copy goes up without a staging copy
-            images = images.pin_memory().to(self.device, non_blocking=True)
-        images = images.to(self.device).permute(0, 1, 4, 2, 3).float()  # (B, S, 3, H, W) in [0, 255]
+        images = to_device(frames, self.device).permute(0, 1, 4, 2, 3).float()  # (B, S, 3, H, W) in [0, 255]
         with autocast_to(self.device, self.amp_dtype):
             flows, visconf = self.net.forward_sliding(  # (B, S, 2, H, W) each
                 images, iters=self.iters, corr_max_bytes=self.corr_max_bytes, batch=BATCH
             )
         points = torch.from_numpy(np.asarray(queries, np.float32)).to(self.device)  # (N, 2)
-        tracks, vis = [], []
-        for b in range(len(frames)):
-            flow_at = sample_bilinear(flows[b].float(), points)  # (S, 2, N)
-            track = points[None] + flow_at.transpose(1, 2)  # (S, N, 2)
-            seen = visibility_score(sample_bilinear(visconf[b].float(), points), self.visible_threshold)  # (S, N)
-            track[0], seen[0] = points, 1.0  # the queries themselves, seen in frame 0
-            tracks.append(track)
-            vis.append(seen)
-        return torch.stack(tracks).cpu().numpy().astype(np.float32), torch.stack(vis).cpu().numpy().astype(np.float32)
+        b, s = flows.shape[:2]
+        flow_at = sample_bilinear(flows.flatten(0, 1).float(), points).reshape(b, s, 2, -1)  # (B, S, 2, N)
+        tracks = points + flow_at.transpose(2, 3)  # (B, S, N, 2)
+        seen = sample_bilinear(visconf.flatten(0, 1).float(), points).reshape(b, s, 2, -1)  # (B, S, 2, N)
+        vis = visibility_score(seen, self.visible_threshold)  # (B, S, N)
+        tracks[:, 0], vis[:, 0] = points, 1.0  # the queries themselves, seen in frame 0
+        return tracks.cpu().numpy().astype(np.float32), vis.cpu().numpy().astype(np.float32)

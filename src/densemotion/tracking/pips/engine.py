@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from densemotion.runtime import autocast_to
+from densemotion.runtime import autocast_to, to_device
 from densemotion.tracking.base import TrackerError
 from densemotion.tracking.pips.corr import LEVELS, FeaturePyramid, SampledLookup
 from densemotion.tracking.pips.model import PipsNet
@@ -93,7 +93,7 @@ class PipsEngine:
         """frames (T, H, W, 3) uint8 -> the frames' feature pyramids."""
         fmaps = []
         for i in range(0, len(frames), ENCODE_BATCH):
-            rgbs = torch.from_numpy(np.ascontiguousarray(frames[i : i + ENCODE_BATCH])).to(self.device)
+            rgbs = to_device(frames[i : i + ENCODE_BATCH], self.device)
             rgbs = rgbs.permute(0, 3, 1, 2).to(self.dtype)  # (b, 3, H, W)
             with autocast_to(self.device, self.precision.encoder):
                 fmaps.append(self.net.encode(rgbs).to(self.precision.lookup or self.dtype))

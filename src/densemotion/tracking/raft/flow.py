@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from densemotion.runtime import autocast_dtype, autocast_to
+from densemotion.runtime import autocast_dtype, autocast_to, to_device
 from densemotion.tracking.base import weights_file_name
 from densemotion.tracking.flowchain import ChainChecks, PairFlow, chain_flows, check_inputs
 from densemotion.tracking.raft import WEIGHTS
@@ -40,10 +40,7 @@ def padded_size(h: int, w: int) -> tuple[int, int]:
 def to_input(frames: np.ndarray, device: str | torch.device) -> torch.Tensor:
     """(S, H, W, 3) uint8 RGB -> (S, 3, Hp, Wp) float32 in [-1, 1] (torchvision's RAFT transform),
     edge-padded at the bottom and right to :func:`padded_size`."""
-    x = torch.from_numpy(np.ascontiguousarray(frames))
-    if torch.device(device).type == "cuda":  # a page-locked copy goes up without a staging copy
-        x = x.pin_memory().to(device, non_blocking=True)
-    x = x.to(device).permute(0, 3, 1, 2).float()  # (S, 3, H, W)
+    x = to_device(frames, device).permute(0, 3, 1, 2).float()  # (S, 3, H, W)
     x = x / 127.5 - 1.0
     h, w = x.shape[-2:]
     hp, wp = padded_size(h, w)
