@@ -30,14 +30,8 @@ from pips_speed import PeakMemory
 from densemotion.params import SampleParams, TrajectoriesParams
 from densemotion.runtime import resolve_device
 from densemotion.sample import render_clip
-from densemotion.tracking import alltracker, pips
+from densemotion.tracking import alltracker, grid, pips
 from densemotion.trajectories.run import make_tracker
-
-
-def every_pixel(h: int, w: int) -> np.ndarray:
-    """(H * W, 2) xy of every pixel centre."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    return np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)
 
 
 def timed(tracker, frames: np.ndarray, queries: np.ndarray, device: str) -> tuple[float, float, np.ndarray]:
@@ -87,7 +81,7 @@ def main() -> None:
             )
         warm, _ = render_clip(SampleParams(num_frames=args.window, height=128, width=128), 0)
         for tracker in trackers.values():
-            tracker.track(warm, every_pixel(128, 128)[:64])
+            tracker.track(warm, grid.grid_points((128, 128), 1, 0)[:64])
         print(f"every pixel of one {args.window}-frame window, {device}, {torch.get_num_threads()} threads")
         print(
             f"{'size':>8} {'tracker':>16} {'tracks':>8} {'s/window':>9} {'tracks/s':>10} {'x pips':>7} {'peak MB':>8}"
@@ -95,7 +89,7 @@ def main() -> None:
         for size in args.sizes.split(","):
             h, w = map(int, size.split("x"))
             frames, _ = render_clip(SampleParams(num_frames=args.window, height=h, width=w), 0)
-            queries = every_pixel(h, w)
+            queries = grid.grid_points((h, w), 1, 0)
             n = len(queries)
             rows = {}
             k = args.pips_points  # pips: a fixed cost (the encoder) plus one per point, from 8 and k points

@@ -69,11 +69,11 @@ import torch
 from densemotion.model import build_model
 from densemotion.params import ModelParams, TrainParams
 from densemotion.runtime import autocast_to, cuda_has_bf16, resolve_device
-from densemotion.tracking import pips, raft
+from densemotion.tracking import grid, pips, raft
 from densemotion.tracking.alltracker import CHECKPOINT as ALLTRACKER
 from densemotion.tracking.alltracker import AllTrackerParams
 from densemotion.tracking.alltracker.tracker import AllTrackerTracker
-from densemotion.tracking.base import Tracker
+from densemotion.tracking.base import Tracker, track_each, track_windows
 from densemotion.training import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,12 +182,6 @@ def textured_windows(batch: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def every_pixel(h: int, w: int) -> np.ndarray:
-    """(H * W, 2) xy of every pixel centre."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    return np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)
-
-
 def grid_points(side: int, h: int, w: int) -> np.ndarray:
     """(side * side, 2) xy of a regular grid inside the frame, 2 px from its border."""
     yy, xx = np.meshgrid(np.linspace(2, h - 3, side), np.linspace(2, w - 3, side), indexing="ij")
@@ -229,11 +223,7 @@ def timed(call: Callable[[], Any], device: str, plan: Plan) -> Timing:
 def track_batch(tracker: Tracker, frames: np.ndarray, queries: np.ndarray, batched: bool) -> tuple[np.ndarray, ...]:
     """frames (B, S, H, W, 3) uint8, queries (N, 2) -> tracks (B, S, N, 2), vis (B, S, N) float32:
     one ``track_windows`` call (``batched``) or ``track`` window by window."""
-    if batched:
-        tracks, vis = tracker.track_windows(frames, queries)  # type: ignore[attr-defined]
-        return np.asarray(tracks), np.asarray(vis)
-    out = [tracker.track(window, queries) for window in frames]
-    return np.stack([t for t, _ in out]), np.stack([v for _, v in out])
+    return track_windows(tracker, frames, queries) if batched else track_each(tracker, frames, queries)
 
 
 def time_tracker(tracker: Tracker, frames: np.ndarray, queries: np.ndarray, device: str, plan: Plan) -> tuple:
@@ -290,7 +280,7 @@ def fill_alltracker(
     """Every pixel of frames (B, S, H, W, 3); fp32's tracks kept in ``exact``, the others measured against them."""
     p = AllTrackerParams()
     tracker = AllTrackerTracker(net, plan.alltracker_iters, p.visible_threshold, amp, plan.corr_memory_mb)
-    queries = every_pixel(*frames.shape[2:4])  # (H * W, 2)
+    queries = grid.grid_points(frames.shape[2:4], 1, 0)  # (H * W, 2)
     timing, row.batched, row.note = time_tracker(tracker, frames, queries, device, plan)
     record(row, timing, len(frames))
     tracks = timing.first[0]  # (B, S, N, 2)
@@ -322,7 +312,8 @@ def fill_raft(row: Row, model: str, frames: np.ndarray, folder: Path, device: st
     weights = raft.WEIGHTS[model]
     weights.save_fixture(folder / weights.file_name)
     tracker = raft.TRACKER.make(raft.RaftParams(model=model, num_flow_updates=plan.raft_updates), device, folder)
-    timing, row.batched, row.note = time_tracker(tracker, frames, every_pixel(*frames.shape[2:4]), device, plan)
+    queries = grid.grid_points(frames.shape[2:4], 1, 0)  # (H * W, 2): every pixel
+    timing, row.batched, row.note = time_tracker(tracker, frames, queries, device, plan)
     record(row, timing, len(frames))
     row.note += f"{plan.raft_updates} flow updates"
 

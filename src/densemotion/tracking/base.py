@@ -50,8 +50,11 @@ def track_windows(tracker: Tracker, frames: np.ndarray, queries: np.ndarray) -> 
     """frames (B, S, H, W, 3) uint8, queries (N, 2) -> tracks (B, S, N, 2), vis (B, S, N) float32:
     one batched call where the tracker has ``track_windows``, else one ``track`` call per window."""
     batched = getattr(tracker, "track_windows", None)
-    if batched is not None:
-        return batched(frames, queries)
+    return batched(frames, queries) if batched is not None else track_each(tracker, frames, queries)
+
+
+def track_each(tracker: Tracker, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`track_windows` one ``track`` call per window, whatever the tracker has."""
     each = [tracker.track(window, queries) for window in frames]
     return np.stack([t for t, _ in each]), np.stack([v for _, v in each])
 
